@@ -1,0 +1,191 @@
+"""Parameter and FLOP accounting: where N is counted. Pure functions, no torch.
+
+Kaplan et al. 2020 state their laws in N, the non-embedding parameters, and C = 6 N B S. Their Table 1 counts,
+per layer, 2 d_model (2 d_attn + d_ff) matrix parameters (QKV, output projection, two MLP matrices), which gives
+N ~ 12 n_layer d_model^2 for d_attn = d_model and d_ff = 4 d_model. `n_params` here is the *exact* count of the
+model built by model.py (biases and LayerNorm gains included, embeddings and positions excluded); the
+approximation is `n_params_kaplan`.
+
+FLOP: Kaplan's forward cost per token is 2N + 2 n_layer n_ctx d_attn (Table 1). `forward_flop_per_token_exact`
+counts every matrix product the model performs, including the unembedding (2 d_model n_vocab) and both attention
+products (scores Q K^T and the weighted sum A V, each 2 n_ctx d_attn per layer, computed densely). Leaving out
+the unembedding is one of the reasons Kaplan's and Chinchilla's compute-optimal exponents differ (Porian et al.
+2024). Training costs 3x the forward pass (backward = 2x forward).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+from scalinglab.errors import ConfigError
+
+PF_DAY = 8.64e19  # FLOP in one petaflop/s-day
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The shape of a decoder-only Transformer. d_ff and d_attn default to 4 d_model and d_model."""
+
+    n_layer: int
+    d_model: int
+    n_head: int
+    n_ctx: int
+    vocab_size: int
+    d_ff: int | None = None
+    d_attn: int | None = None
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.d_ff is None:
+            object.__setattr__(self, "d_ff", 4 * self.d_model)
+        if self.d_attn is None:
+            object.__setattr__(self, "d_attn", self.d_model)
+        for name in ("n_layer", "d_model", "n_head", "n_ctx", "vocab_size", "d_ff", "d_attn"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model shape: {name} must be a positive integer, got {value!r}")
+        if self.d_attn % self.n_head:
+            raise ConfigError(
+                f"model shape: n_head={self.n_head} does not divide d_attn={self.d_attn}; "
+                "choose n_head among the divisors of d_attn"
+            )
+
+    @property
+    def d_head(self) -> int:
+        return self.d_attn // self.n_head
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.d_model / self.n_layer
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> "ModelShape":
+        return replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+
+
+def n_params_layer(shape: ModelShape) -> int:
+    """Exact parameters of one Transformer block (pre-LN, biased linears)."""
+    d, a, f = shape.d_model, shape.d_attn, shape.d_ff
+    ln = 2 * (2 * d)  # two LayerNorms, gain and bias
+    attn = d * 3 * a + 3 * a + a * d + d  # QKV and output projection, with biases
+    mlp = d * f + f + f * d + d
+    return ln + attn + mlp
+
+
+def n_params(shape: ModelShape) -> int:
+    """N: exact non-embedding parameters (every block plus the final LayerNorm)."""
+    return shape.n_layer * n_params_layer(shape) + 2 * shape.d_model
+
+
+def n_params_kaplan(shape: ModelShape) -> int:
+    """Kaplan's approximation 2 d_model n_layer (2 d_attn + d_ff), = 12 n_layer d_model^2 for standard shapes."""
+    return 2 * shape.d_model * shape.n_layer * (2 * shape.d_attn + shape.d_ff)
+
+
+def n_params_embed(shape: ModelShape) -> int:
+    """Token and position embeddings, plus the unembedding when it is not tied to the token embedding."""
+    tok = shape.vocab_size * shape.d_model
+    pos = shape.n_ctx * shape.d_model
+    return tok + pos + (0 if shape.tie_embeddings else tok)
+
+
+def n_params_total(shape: ModelShape) -> int:
+    return n_params(shape) + n_params_embed(shape)
+
+
+# ---------------------------------------------------------------------------------------------- FLOP
+
+
+def forward_flop_per_token_kaplan(shape: ModelShape) -> float:
+    """Kaplan Table 1: C_forward = 2N + 2 n_layer n_ctx d_attn."""
+    return 2.0 * n_params_kaplan(shape) + 2.0 * shape.n_layer * shape.n_ctx * shape.d_attn
+
+
+def forward_flop_per_token_exact(shape: ModelShape) -> float:
+    """Every multiply-add of the forward pass, counted as 2 FLOP, averaged per token of a full context:
+    QKV, attention scores and reduction (dense), output projection, MLP, and the unembedding. Additions of
+    biases, LayerNorm, GELU and softmax are O(d) per token and left out, as every FLOP counter does."""
+    d, a, f, T = shape.d_model, shape.d_attn, shape.d_ff, shape.n_ctx
+    per_layer = 2 * (d * 3 * a) + 2 * (a * d) + 2 * (2 * d * f) + 2 * (2 * T * a)
+    return float(shape.n_layer * per_layer + 2 * d * shape.vocab_size)
+
+
+def training_flop_6nd(n: int | float, tokens: int | float) -> float:
+    """Kaplan's C = 6 N D (with D = B S tokens)."""
+    return 6.0 * float(n) * float(tokens)
+
+
+def training_flop_exact(shape: ModelShape, tokens: int | float) -> float:
+    """3 x exact forward FLOP per token x tokens (backward costs twice the forward)."""
+    return 3.0 * forward_flop_per_token_exact(shape) * float(tokens)
+
+
+def to_pf_days(flop: float) -> float:
+    return flop / PF_DAY
+
+
+def from_pf_days(pf_days: float) -> float:
+    return pf_days * PF_DAY
+
+
+# ---------------------------------------------------------------------------------------------- shapes from N
+
+
+def shape_for_n(
+    target_n: float,
+    *,
+    n_ctx: int,
+    vocab_size: int,
+    aspect_ratio: float | None = None,
+    n_layer: int | None = None,
+    d_head: int = 64,
+    min_d_head: int = 8,
+    d_ff_ratio: float = 4.0,
+    multiple_of: int = 8,
+    tie_embeddings: bool = True,
+) -> ModelShape:
+    """The shape whose exact N is closest to `target_n` under a depth rule: either a fixed `n_layer` or a fixed
+    aspect ratio d_model / n_layer (Kaplan's models use ~ 40-100). d_model is a multiple of `multiple_of`;
+    heads are d_model / d_head (smaller heads for narrow models, never below `min_d_head`)."""
+    if (aspect_ratio is None) == (n_layer is None):
+        raise ConfigError("shape_for_n: give exactly one of aspect_ratio or n_layer")
+    if target_n <= 0:
+        raise ConfigError(f"shape_for_n: target N must be positive, got {target_n}")
+
+    def make(layers: int, d: int) -> ModelShape:
+        dh = d_head if d % d_head == 0 and d >= d_head else max(min_d_head, math.gcd(d, d_head))
+        while d % dh:
+            dh //= 2
+        return ModelShape(
+            n_layer=layers,
+            d_model=d,
+            n_head=d // dh,
+            n_ctx=n_ctx,
+            vocab_size=vocab_size,
+            d_ff=int(round(d_ff_ratio * d)),
+            tie_embeddings=tie_embeddings,
+        )
+
+    best = None
+    for layers in ([n_layer] if n_layer is not None else range(1, 129)):
+        # d from 12 L d^2 ~ N, then search multiples of `multiple_of` around it
+        d0 = math.sqrt(target_n / (2 * (2 + d_ff_ratio) * layers))
+        for k in range(max(1, int(d0 / multiple_of) - 2), int(d0 / multiple_of) + 3):
+            d = k * multiple_of
+            if aspect_ratio is not None and abs(math.log(d / layers / aspect_ratio)) > math.log(2.0):
+                continue
+            s = make(layers, d)
+            err = abs(math.log(n_params(s) / target_n))
+            if aspect_ratio is not None:
+                err += 0.5 * abs(math.log(s.aspect_ratio / aspect_ratio))  # prefer the stated aspect ratio
+            if best is None or err < best[0]:
+                best = (err, s)
+    if best is None:
+        raise ConfigError(f"shape_for_n: no shape near N={target_n:.3g} with aspect ratio {aspect_ratio}")
+    return best[1]

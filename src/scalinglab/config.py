@@ -1,0 +1,170 @@
+"""RunConfig: everything that defines one training run, and nothing else.
+
+A run is a pure function of its config (and the prepared data it names): the run id is a hash of the config's
+defining fields, so the same config always maps to the same run in a store. Defaults follow Kaplan et al. 2020
+scaled down: AdamW, linear warm-up then cosine decay to zero, a fixed token budget, the LR rule of eq. D.1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from scalinglab.accounting import ModelShape
+from scalinglab.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# Fields that do not change what is computed (where and how fast it runs): left out of the run id.
+_NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
+
+
+def kaplan_lr(n: float) -> float:
+    """Kaplan eq. D.1: LR(N) ~ 0.003239 - 0.0001395 log(N), the learning rate they used across model sizes."""
+    return 0.003239 - 0.0001395 * math.log(n)
+
+
+@dataclass
+class RunConfig:
+    # data
+    data: str = ""  # a prepared dataset directory (scalinglab data prepare)
+    d_unique: int | None = None  # train on the first D_unique tokens of the training stream (None: all)
+    # shape
+    n_layer: int = 2
+    d_model: int = 64
+    n_head: int = 4
+    n_ctx: int = 128
+    d_ff: int | None = None  # default 4 d_model
+    d_attn: int | None = None  # default d_model
+    tie_embeddings: bool = True
+    # budget and batch
+    tokens: int = 2_000_000  # training token budget D = B S; steps S = tokens // B
+    batch_size: int = 32  # sequences per optimizer step; B = batch_size * n_ctx tokens
+    micro_batch_size: int | None = None  # gradient accumulation when smaller than batch_size
+    # optimizer
+    optimizer: str = "adamw"  # adamw | adafactor
+    lr: float | None = None  # peak LR; None = Kaplan's rule by N (eq. D.1)
+    lr_scale: float = 1.0  # multiplies the rule's (or the given) LR; LR sweeps vary this
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # decoupled, on matrices only (not biases, gains, embeddings)
+    warmup_steps: int | None = None  # default: 5% of the steps (Kaplan: 3000 of 250k, i.e. ~1%, at far more steps)
+    min_lr_frac: float = 0.0  # cosine decays to min_lr_frac * peak (Kaplan: to zero)
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    # evaluation
+    n_evals: int = 16  # test-loss evaluations at log-spaced steps, plus the last step
+    eval_tokens: int = 65_536  # tokens per evaluation set (fixed windows from the start of each split)
+    eval_sets: list[str] | None = None  # None: 'test' and every transfer set of the dataset
+    train_log_every: int = 10  # train-loss points every k steps (mean over those steps)
+    noise_scale: bool = False  # estimate the gradient noise scale B_simple at each evaluation
+    # system
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:K
+    threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
+    compile: bool = False  # torch.compile the model
+    checkpoint_every_s: float = 60.0
+    name: str = ""
+    extra: dict = field(default_factory=dict)  # free-form labels a study attaches (axes values); part of the id
+
+    # ------------------------------------------------------------------------------------------ derived
+    def __post_init__(self):
+        for f in fields(self):  # TOML writes 2e6 as a float: accept integral floats for integer fields
+            v = getattr(self, f.name)
+            if f.type in ("int", "int | None") and isinstance(v, float) and v.is_integer():
+                setattr(self, f.name, int(v))
+        self.validate()
+
+    @property
+    def shape_without_vocab(self) -> dict:
+        return dict(
+            n_layer=self.n_layer,
+            d_model=self.d_model,
+            n_head=self.n_head,
+            n_ctx=self.n_ctx,
+            d_ff=self.d_ff,
+            d_attn=self.d_attn,
+            tie_embeddings=self.tie_embeddings,
+        )
+
+    def shape(self, vocab_size: int) -> ModelShape:
+        return ModelShape(vocab_size=vocab_size, **self.shape_without_vocab)
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.batch_size * self.n_ctx
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.tokens // self.batch_tokens)
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else max(1, int(round(0.05 * self.steps)))
+
+    def peak_lr(self, n: int) -> float:
+        return (self.lr if self.lr is not None else kaplan_lr(n)) * self.lr_scale
+
+    def validate(self) -> None:
+        ints = ["n_layer", "d_model", "n_head", "n_ctx", "tokens", "batch_size", "n_evals", "eval_tokens"]
+        for name in ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"run config: {name} must be a positive integer, got {v!r}")
+        ModelShape(vocab_size=1, **self.shape_without_vocab)  # shape checks (heads divide d_attn, ...)
+        if self.optimizer not in ("adamw", "adafactor"):
+            raise ConfigError(f"run config: optimizer must be 'adamw' or 'adafactor', got {self.optimizer!r}")
+        if self.micro_batch_size is not None and (
+            self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size
+        ):
+            raise ConfigError(
+                f"run config: micro_batch_size={self.micro_batch_size} must divide batch_size={self.batch_size}"
+            )
+        if self.noise_scale and self.batch_size < 2:
+            raise ConfigError("run config: noise_scale needs batch_size >= 2 (it compares two batch sizes)")
+        if self.lr is not None and not (self.lr > 0):
+            raise ConfigError(f"run config: lr must be positive, got {self.lr}")
+        if not (0 <= self.min_lr_frac <= 1):
+            raise ConfigError(f"run config: min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
+        if self.d_unique is not None and self.d_unique < self.n_ctx + 2:
+            raise ConfigError(f"run config: d_unique={self.d_unique} is smaller than one context window")
+
+    # ------------------------------------------------------------------------------------------ identity, io
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """A stable id: hash of every field that changes what the run computes."""
+        defining = {k: v for k, v in self.to_dict().items() if k not in _NON_DEFINING}
+        blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "run config") -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        try:
+            d = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict(d.get("run", d), where=str(path))

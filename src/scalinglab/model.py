@@ -1,0 +1,107 @@
+"""The decoder-only Transformer (GPT-2 family, as in Kaplan et al. 2020).
+
+Pre-LayerNorm blocks, learned position embeddings, a GELU MLP, attention through
+torch.nn.functional.scaled_dot_product_attention (fused kernels where the backend has them), token and
+unembedding matrices tied by default. The shape is `accounting.ModelShape`; N is counted in accounting.py and a
+test checks it against this module's parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from scalinglab.accounting import ModelShape
+
+__all__ = ["ModelShape", "Transformer"]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.n_head, self.d_attn = shape.n_head, shape.d_attn
+        self.qkv = nn.Linear(shape.d_model, 3 * shape.d_attn)
+        self.proj = nn.Linear(shape.d_attn, shape.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, self.d_attn // self.n_head).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, self.d_attn))
+
+
+class Block(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(shape.d_model)
+        self.attn = CausalSelfAttention(shape)
+        self.ln_2 = nn.LayerNorm(shape.d_model)
+        self.fc = nn.Linear(shape.d_model, shape.d_ff)
+        self.fc_out = nn.Linear(shape.d_ff, shape.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.fc_out(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))
+
+
+class Transformer(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.shape = shape
+        self.tok_emb = nn.Embedding(shape.vocab_size, shape.d_model)
+        self.pos_emb = nn.Embedding(shape.n_ctx, shape.d_model)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layer))
+        self.ln_f = nn.LayerNorm(shape.d_model)
+        self.unembed = None if shape.tie_embeddings else nn.Linear(shape.d_model, shape.vocab_size, bias=False)
+        self.reset_parameters()
+
+    # Initialisation: N(0, 0.02) for matrices and embeddings, zero biases, and the two projections that write
+    # into the residual stream scaled by 1/sqrt(2 n_layer), so the residual's variance stays O(1) with depth and
+    # deep, narrow models (Kaplan's aspect-ratio sweep goes down to d_model/n_layer ~ 2) remain trainable.
+    def reset_parameters(self) -> None:
+        std = 0.02
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif ".ln_" in name or name.startswith("ln_f"):
+                nn.init.ones_(p)
+            elif name.endswith(("attn.proj.weight", "fc_out.weight")):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.shape.n_layer))
+            elif name.startswith("pos_emb"):
+                nn.init.normal_(p, 0.0, std / 2)
+            else:
+                nn.init.normal_(p, 0.0, std)
+
+    def non_embedding_parameters(self):
+        """The parameters N counts: everything but token/position embeddings and an untied unembedding."""
+        for name, p in self.named_parameters():
+            if not name.startswith(("tok_emb", "pos_emb", "unembed")):
+                yield p
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final-LayerNorm hidden states [batch, time, d_model]."""
+        t = idx.shape[1]
+        if t > self.shape.n_ctx:
+            raise ValueError(f"sequence of {t} tokens is longer than n_ctx={self.shape.n_ctx}")
+        pos = torch.arange(t, device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    @property
+    def unembedding_weight(self) -> torch.Tensor:
+        return self.tok_emb.weight if self.unembed is None else self.unembed.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits [batch, time, vocab]."""
+        return F.linear(self.hidden(idx), self.unembedding_weight)
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy in nats per token. reduction='none' gives [batch, time] (per-position losses)."""
+        logits = self(idx)
+        out = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
+        return out.view_as(targets) if reduction == "none" else out

@@ -1,0 +1,333 @@
+"""The run store: one SQLite file per study, holding every run's config, shape, counts, status and curves.
+
+Durability: WAL mode (readers never block the writer and see a consistent snapshot), every write in a
+transaction, synchronous=NORMAL (a power cut can lose the last transaction, never corrupt the file). A
+`meta` table marks the file as ours and records the schema version; anything else is refused with one line.
+
+Read API returns pandas DataFrames; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from scalinglab.errors import StoreError
+
+SCHEMA_VERSION = 1
+APP = "scalinglab"
+STATUSES = ("planned", "running", "done", "failed", "diverged")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT, study TEXT,
+    status TEXT NOT NULL CHECK (status IN ('planned','running','done','failed','diverged')),
+    config TEXT NOT NULL,
+    n_layer INTEGER, d_model INTEGER, n_head INTEGER, d_ff INTEGER, d_attn INTEGER, n_ctx INTEGER,
+    vocab_size INTEGER,
+    N INTEGER, n_params_total INTEGER, n_params_embed INTEGER,
+    batch_size INTEGER, B INTEGER, S INTEGER, D INTEGER, d_unique INTEGER, epochs REAL,
+    lr REAL, C REAL, C_exact REAL,
+    final_test_loss REAL, final_train_loss REAL, final_metrics TEXT,
+    wall_time_s REAL, tokens_per_s REAL, attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT, host TEXT, device TEXT,
+    created_at REAL, started_at REAL, finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS points (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, tokens INTEGER NOT NULL, flop REAL, flop_exact REAL, lr REAL,
+    train_loss REAL, wall_time_s REAL, b_simple REAL, gns_g2 REAL, gns_trace REAL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS evals (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, eval_set TEXT NOT NULL, loss REAL NOT NULL,
+    PRIMARY KEY (run_id, step, eval_set)
+);
+"""
+
+_RUN_COLUMNS = [
+    "run_id", "name", "study", "status", "config", "n_layer", "d_model", "n_head", "d_ff", "d_attn", "n_ctx",
+    "vocab_size", "N", "n_params_total", "n_params_embed", "batch_size", "B", "S", "D", "d_unique", "epochs", "lr",
+    "C", "C_exact", "final_test_loss", "final_train_loss", "final_metrics", "wall_time_s", "tokens_per_s",
+    "attempts", "error", "host", "device", "created_at", "started_at", "finished_at",
+]  # fmt: skip
+_POINT_COLUMNS = ["step", "tokens", "flop", "flop_exact", "lr", "train_loss", "wall_time_s", "b_simple",
+                  "gns_g2", "gns_trace"]  # fmt: skip
+
+
+class RunStore:
+    """A study's run store. `RunStore(path)` creates it if absent; `readonly=True` requires it to exist."""
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory, not a run store file")
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists:
+            with open(self.path, "rb") as f:
+                if f.read(16) != _SQLITE_MAGIC:
+                    raise StoreError(f"{self.path}: not a scalinglab run store (not an SQLite file)")
+        elif readonly:
+            raise StoreError(f"{self.path}: no such run store")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout = 60000")
+            if not readonly:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if exists:
+                self._check_ours()
+            else:
+                self._create()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc})") from None
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def _create(self) -> None:
+        cur = self._conn
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    cur.execute(stmt)
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,))
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self._check_ours()
+
+    def _check_ours(self) -> None:
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            raise StoreError(f"{self.path}: an SQLite file, but not a scalinglab run store (no meta table)")
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("app") != APP:
+            raise StoreError(f"{self.path}: an SQLite file, but not a scalinglab run store (app={meta.get('app')!r})")
+        if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: run store schema version {meta.get('schema_version')}, this scalinglab reads "
+                f"version {SCHEMA_VERSION}; use a matching scalinglab or export and re-import the runs"
+            )
+
+    class _Tx:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __enter__(self):
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, typ, exc, tb):
+            self.conn.execute("COMMIT" if typ is None else "ROLLBACK")
+            return False
+
+    def _tx(self) -> "_Tx":
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        return RunStore._Tx(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ writes
+    def add_run(self, run_id: str, config: dict, *, name: str = "", study: str | None = None,
+                info: dict | None = None) -> bool:
+        """Register a run as planned (no-op if it is already known). Returns True if it was new."""
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO runs (run_id, name, study, status, config, created_at) "
+                "VALUES (?, ?, ?, 'planned', ?, ?)",
+                (run_id, name, study, json.dumps(config, sort_keys=True), time.time()),
+            )
+            new = cur.rowcount == 1
+            if info:
+                self._update(c, run_id, info)
+        return new
+
+    @staticmethod
+    def _update(c, run_id: str, values: dict) -> None:
+        bad = set(values) - set(_RUN_COLUMNS)
+        if bad:
+            raise ValueError(f"unknown run columns {sorted(bad)}")
+        cols = ", ".join(f"{k} = ?" for k in values)
+        c.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", [*_sql_values(values.values()), run_id])
+
+    def update_run(self, run_id: str, **values) -> None:
+        with self._tx() as c:
+            self._update(c, run_id, values)
+
+    def mark_running(self, run_id: str, device: str = "") -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET status='running', attempts = attempts + 1, started_at = ?, host = ?, device = ?, "
+                "error = NULL WHERE run_id = ?",
+                (time.time(), socket.gethostname(), device, run_id),
+            )
+
+    def add_curve(self, run_id: str, points: Iterable[dict] = (), evals: Iterable[dict] = ()) -> None:
+        """Append (or replace) curve points and evaluations in one transaction."""
+        points, evals = list(points), list(evals)
+        if not points and not evals:
+            return
+        with self._tx() as c:
+            if points:
+                cols = ", ".join(_POINT_COLUMNS)
+                marks = ", ".join("?" * (len(_POINT_COLUMNS) + 1))
+                c.executemany(
+                    f"INSERT OR REPLACE INTO points (run_id, {cols}) VALUES ({marks})",
+                    [[run_id, *_sql_values(p.get(k) for k in _POINT_COLUMNS)] for p in points],
+                )
+            if evals:
+                c.executemany(
+                    "INSERT OR REPLACE INTO evals (run_id, step, eval_set, loss) VALUES (?, ?, ?, ?)",
+                    [(run_id, int(e["step"]), e["eval_set"], float(e["loss"])) for e in evals],
+                )
+
+    def truncate_curve(self, run_id: str, after_step: int) -> None:
+        """Drop points beyond `after_step` (a resumed run rewrites them exactly)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM points WHERE run_id = ? AND step > ?", (run_id, after_step))
+            c.execute("DELETE FROM evals WHERE run_id = ? AND step > ?", (run_id, after_step))
+
+    def finish_run(self, run_id: str, status: str, summary: dict | None = None, *, points=(), evals=(),
+                   replace_curve: bool = False) -> None:
+        """Record the outcome (and optionally the whole curve) in one transaction."""
+        if status not in STATUSES:
+            raise ValueError(f"bad status {status!r}")
+        with self._tx() as c:
+            if replace_curve:
+                c.execute("DELETE FROM points WHERE run_id = ?", (run_id,))
+                c.execute("DELETE FROM evals WHERE run_id = ?", (run_id,))
+        self.add_curve(run_id, points, evals)
+        with self._tx() as c:
+            self._update(c, run_id, {**(summary or {}), "status": status, "finished_at": time.time()})
+
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"bad status {status!r}")
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status = ?, error = ? WHERE run_id = ?", (status, error, run_id))
+
+    def delete_run(self, run_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    # ------------------------------------------------------------------------------------------ reads
+    def _read(self, sql: str, params=()) -> pd.DataFrame:
+        try:
+            # one read transaction: a consistent snapshot even while a run writes
+            return pd.read_sql_query(sql, self._conn, params=params)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot read the run store ({exc})") from None
+
+    def runs(self, status: str | None = None, study: str | None = None) -> pd.DataFrame:
+        where, params = [], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if study:
+            where.append("study = ?")
+            params.append(study)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at"
+        return self._read(sql, params)
+
+    def run(self, run_id: str) -> dict:
+        df = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if df.empty:
+            matches = self._read("SELECT * FROM runs WHERE run_id LIKE ? OR name = ?", (run_id + "%", run_id))
+            if len(matches) != 1:
+                raise StoreError(f"{self.path}: no single run matches {run_id!r}")
+            df = matches
+        return df.iloc[0].to_dict()
+
+    def evals(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        return self._filter("SELECT * FROM evals", run_ids, "ORDER BY run_id, step, eval_set")
+
+    def _filter(self, sql: str, run_ids, order: str) -> pd.DataFrame:
+        if run_ids is None:
+            return self._read(f"{sql} {order}")
+        ids = list(run_ids)
+        marks = ",".join("?" * len(ids)) or "NULL"
+        return self._read(f"{sql} WHERE run_id IN ({marks}) {order}", ids)
+
+    def curves(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per logged step: train points joined with the evaluations at that step, as columns
+        `test_loss` (the held-out split of the training distribution) and `loss_<set>` (transfer sets)."""
+        c = self.snapshot(run_ids)
+        return c["curves"]
+
+    def snapshot(self, run_ids: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+        """runs, points, evals and the joined curves, all read in one transaction (one consistent view)."""
+        ids = None if run_ids is None else list(run_ids)
+        self._conn.execute("BEGIN")
+        try:
+            runs = self._filter("SELECT * FROM runs", ids, "ORDER BY created_at")
+            points = self._filter("SELECT * FROM points", ids, "ORDER BY run_id, step")
+            evals = self._filter("SELECT * FROM evals", ids, "ORDER BY run_id, step, eval_set")
+        finally:
+            self._conn.execute("COMMIT")
+        if not evals.empty:
+            wide = evals.pivot_table(index=["run_id", "step"], columns="eval_set", values="loss").reset_index()
+            wide.columns.name = None
+            wide = wide.rename(columns={k: ("test_loss" if k == "test" else f"loss_{k}")
+                                        for k in wide.columns if k not in ("run_id", "step")})
+            curves = points.merge(wide, on=["run_id", "step"], how="outer").sort_values(["run_id", "step"])
+        else:
+            curves = points.assign(test_loss=float("nan"))
+        return {"runs": runs, "points": points, "evals": evals, "curves": curves.reset_index(drop=True)}
+
+    def export(self, out: str | os.PathLike, fmt: str | None = None) -> list[Path]:
+        """Write runs and curves to OUT_runs.{csv,parquet} and OUT_curves.{csv,parquet}."""
+        out = Path(out)
+        fmt = fmt or (out.suffix.lstrip(".") or "csv")
+        if fmt not in ("csv", "parquet"):
+            raise StoreError(f"export format must be csv or parquet, got {fmt!r}")
+        stem = out.with_suffix("") if out.suffix in (".csv", ".parquet") else out
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        snap = self.snapshot()
+        paths = []
+        for key in ("runs", "curves"):
+            p = Path(f"{stem}_{key}.{fmt}")
+            df = snap[key]
+            df.to_csv(p, index=False) if fmt == "csv" else df.to_parquet(p, index=False)
+            paths.append(p)
+        return paths
+
+
+def _sql_values(values: Iterable) -> list:
+    out = []
+    for v in values:
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v, sort_keys=True)
+        elif hasattr(v, "item"):  # numpy scalar
+            v = v.item()
+        out.append(v)
+    return out
