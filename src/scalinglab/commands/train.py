@@ -1,0 +1,100 @@
+"""`scalinglab train`: train one model from a TOML config and/or flags, recording it in a run store."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+from scalinglab.commands._common import add_store_arg, console, fmt_num, out
+from scalinglab.errors import ConfigError, DivergedError
+
+_SKIP = {"extra", "eval_sets"}
+
+
+def register(sub) -> None:
+    from scalinglab.config import RunConfig
+
+    p = sub.add_parser("train", help="train one model and record it in a run store")
+    p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
+    add_store_arg(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("run config (override the file)")
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name in _SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        t = hints[f.name]
+        if t is bool:
+            g.add_argument(flag, dest=f.name, default=None, action=argparse_bool())
+        else:
+            base = next((a for a in typing.get_args(t) if a is not type(None)), t)
+            g.add_argument(flag, dest=f.name, default=None, type=_number(base) if base in (int, float) else base)
+    g.add_argument("--eval-sets", dest="eval_sets", default=None, help="comma-separated evaluation sets")
+    p.set_defaults(func=run)
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def _number(kind):
+    def parse(s: str):
+        v = float(s)  # accepts 2e6 for integers
+        if kind is int:
+            if not v.is_integer():
+                raise ValueError(s)
+            return int(v)
+        return v
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_config(args):
+    from scalinglab.config import RunConfig
+
+    base = RunConfig.from_toml(args.config).to_dict() if args.config else {}
+    for f in dataclasses.fields(RunConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            base[f.name] = v.split(",") if f.name == "eval_sets" else v
+    return RunConfig.from_dict(base)
+
+
+def run(args) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from scalinglab.store import RunStore
+    from scalinglab.train import train_run
+
+    config = build_config(args)
+    if not config.data:
+        raise ConfigError("no data: give --data DIR (a prepared dataset, see `scalinglab data prepare`)")
+    store = RunStore(args.store)
+    ckpt = Path(str(args.store) + ".ckpt") / config.run_id()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(),
+        console=console, disable=args.no_progress,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task(config.name or config.run_id(), total=config.steps, loss="-", tps="-")
+
+        def on_progress(info):
+            progress.update(task, completed=info["step"], loss=fmt_num(info["loss"]),
+                            tps=f"{info['tokens_per_s']:,.0f}")
+
+        result = train_run(config, store=store, checkpoint_dir=ckpt, on_progress=on_progress)
+    s = result.summary
+    if result.status == "diverged":
+        raise DivergedError(f"run {result.run_id} {s['error']}; recorded as diverged in {args.store}")
+    out.print(
+        f"run {result.run_id}: N={s['N']:,} D={s['D']:,} C={s['C']:.3g} FLOP  "
+        f"test loss {s['final_test_loss']:.4f} nats/token  {s['tokens_per_s']:,.0f} tok/s  "
+        f"({s['wall_time_s']:.1f} s) -> {args.store}"
+    )
+    return 0

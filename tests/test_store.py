@@ -1,0 +1,105 @@
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from scalinglab.errors import StoreError
+from scalinglab.store import RunStore
+
+WRITER = textwrap.dedent("""
+    import sys
+    from scalinglab.store import RunStore
+    st = RunStore(sys.argv[1])
+    st.add_run("r1", {"x": 1})
+    st.mark_running("r1")
+    for k in range(300):
+        # each transaction adds 10 points and the one evaluation at the last of them
+        pts = [dict(step=10 * k + i, tokens=10 * k + i, train_loss=1.0) for i in range(1, 11)]
+        st.add_curve("r1", pts, [dict(step=10 * k + 10, eval_set="test", loss=1.0)])
+    st.finish_run("r1", "done", {"final_test_loss": 1.0})
+""")
+
+
+def test_reader_sees_consistent_snapshots_while_a_run_writes(tmp_path):
+    path = tmp_path / "s.sqlite"
+    RunStore(path).close()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+    reader = RunStore(path, readonly=True)
+    seen = set()
+    while writer.poll() is None or len(seen) < 2:
+        snap = reader.snapshot()
+        n_pts, n_ev = len(snap["points"]), len(snap["evals"])
+        assert n_pts % 10 == 0 and n_ev == n_pts // 10, (n_pts, n_ev)  # never half a transaction
+        if len(snap["runs"]):
+            assert snap["runs"].iloc[0]["status"] in ("planned", "running", "done")
+        seen.add(n_pts)
+        if writer.poll() is not None:
+            break
+    assert writer.wait() == 0
+    final = reader.snapshot()
+    assert len(final["points"]) == 3000 and final["runs"].iloc[0]["status"] == "done"
+    assert len(seen) > 2  # the reader really overlapped the writer
+
+
+def _assert_one_line_exit2(store, needle):
+    r = run_cli("runs", "list", "--store", str(store))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_corrupt_and_foreign_files_give_one_line(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database at all\n" * 100)
+    _assert_one_line_exit2(garbage, "not an SQLite file")
+    assert garbage.read_bytes() == b"this is not a database at all\n" * 100  # left untouched
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as c:
+        c.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+        c.execute("INSERT INTO users VALUES (1, 'ada')")
+    _assert_one_line_exit2(foreign, "not a scalinglab run store")
+    with sqlite3.connect(foreign) as c:
+        assert c.execute("SELECT name FROM users").fetchall() == [("ada",)]
+
+    good = tmp_path / "good.sqlite"
+    st = RunStore(good)
+    st.add_run("abc", {"k": 1})
+    st.close()
+    damaged = tmp_path / "damaged.sqlite"
+    data = bytearray(good.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # header intact, schema page destroyed
+    damaged.write_bytes(bytes(data))
+    _assert_one_line_exit2(damaged, "corrupt")
+
+    missing = tmp_path / "nope.sqlite"
+    _assert_one_line_exit2(missing, "no such run store")
+    assert not missing.exists()
+
+
+def test_schema_version_mismatch_is_refused(tmp_path):
+    path = tmp_path / "old.sqlite"
+    RunStore(path).close()
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 999"):
+        RunStore(path)
+
+
+def test_export_csv_and_parquet_roundtrip(tmp_path):
+    st = RunStore(tmp_path / "s.sqlite")
+    st.add_run("r1", {"a": 1}, info=dict(N=1000, D=5000))
+    st.add_curve("r1", [dict(step=s, tokens=100 * s, train_loss=5.0 / s) for s in (1, 2, 3)],
+                 [dict(step=3, eval_set="test", loss=1.5), dict(step=3, eval_set="wiki", loss=2.5)])  # fmt: skip
+    st.finish_run("r1", "done", {"final_test_loss": 1.5})
+    for fmt in ("csv", "parquet"):
+        runs_p, curves_p = st.export(tmp_path / "out" / "study", fmt)
+        read = pd.read_csv if fmt == "csv" else pd.read_parquet
+        runs, curves = read(runs_p), read(curves_p)
+        assert runs.loc[0, "N"] == 1000 and runs.loc[0, "status"] == "done"
+        assert list(curves["step"]) == [1, 2, 3]
+        assert curves["test_loss"].iloc[-1] == 1.5 and curves["loss_wiki"].iloc[-1] == 2.5
