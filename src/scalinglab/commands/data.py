@@ -1,0 +1,102 @@
+"""`scalinglab data prepare` and `scalinglab data info`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from scalinglab.errors import DataError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="prepare and inspect token datasets")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    sub.required = True
+
+    prep = sub.add_parser("prepare", help="corpus -> tokenizer -> token shards (train/test + transfer sets)")
+    prep.add_argument("--corpus", default="default",
+                      help="a corpus name (default, stdlib, wikipedia, ...) or a path: a directory of text files, "
+                           "a .jsonl, a .parquet, or a saved HuggingFace dataset")
+    prep.add_argument("--tokenizer", default="bpe-4096", help="bpe-<vocab size> (default bpe-4096) or gpt2")
+    prep.add_argument("--out", required=True, help="output dataset directory")
+    prep.add_argument("--transfer", nargs="*", default=None,
+                      help="transfer sets (names or paths); default: wikipedia sotu brown kjv for the default "
+                           "corpus, none otherwise; give the flag with no value for none")
+    prep.add_argument("--max-bytes", type=int, default=None, help="cap on the text used per corpus")
+    prep.add_argument("--text-field", default="text", help="JSONL field / Parquet column holding the text")
+    prep.add_argument("--test-fraction", type=float, default=0.02, help="share of documents held out as test")
+    prep.add_argument("--seed", type=int, default=0, help="seed of the document shuffle")
+    prep.add_argument("--cache-dir", default=None,
+                      help="download/tokenizer cache (default $SCALINGLAB_CACHE or $XDG_CACHE_HOME/scalinglab)")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.set_defaults(func=_prepare)
+
+    info = sub.add_parser("info", help="show the splits, transfer sets, token counts and sources of a dataset")
+    info.add_argument("dir", help="a prepared dataset directory")
+    info.set_defaults(func=_info)
+
+    ls = sub.add_parser("corpora", help="list the named corpora and where they come from")
+    ls.set_defaults(func=_corpora)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from scalinglab.data.prepare import prepare_dataset
+
+    t0 = time.perf_counter()
+    out = prepare_dataset(args.corpus, args.out, tokenizer=args.tokenizer, transfer=args.transfer,
+                          max_bytes=args.max_bytes, cache_dir=args.cache_dir, seed=args.seed,
+                          progress=not args.quiet, test_fraction=args.test_fraction, text_field=args.text_field)
+    _info(argparse.Namespace(dir=out))
+    print(f"prepared {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from scalinglab.data.shards import TokenDataset
+
+    ds = TokenDataset(args.dir)
+    meta = ds.meta
+    nbytes = meta.get("n_bytes", {})
+    tok = meta["tokenizer"]
+    console = Console()
+    table = Table(title=f"{ds.path}  (corpus {meta.get('corpus', '?')}, tokenizer {tok.get('spec')}, "
+                        f"vocab {ds.vocab_size:,}, {meta['dtype']})")
+    for col in ("set", "kind", "documents", "tokens", "bytes/token", "file"):
+        table.add_column(col, justify="right" if col in ("documents", "tokens", "bytes/token") else "left")
+    rows = [(k, "split", v) for k, v in meta["splits"].items()] + [(k, "transfer", v) for k, v in
+                                                                    meta.get("transfer", {}).items()]
+    for name, kind, e in rows:
+        bpt = f"{nbytes[name] / e['n_tokens']:.2f}" if name in nbytes and e["n_tokens"] else "-"
+        table.add_row(name, kind, f"{e.get('n_docs', 0):,}", f"{e['n_tokens']:,}", bpt, e["file"])
+    console.print(table)
+    src = Table(title="sources")
+    for col in ("corpus", "role", "registry", "package", "version", "licence", "sha256"):
+        src.add_column(col)
+    for s in meta.get("sources", []):
+        src.add_row(str(s.get("corpus")), str(s.get("role", "")), str(s.get("registry")), str(s.get("package")),
+                    str(s.get("version")), str(s.get("licence")), str(s.get("sha256") or s.get("text_sha256", ""))[:16])
+    console.print(src)
+    return 0
+
+
+def _corpora(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from scalinglab.data import corpora
+
+    table = Table(title="named corpora")
+    for col in ("name", "genre", "registry", "package", "licence"):
+        table.add_column(col)
+    for name, parts in corpora.COMPOSITES.items():
+        table.add_row(name, "composite: " + " + ".join(parts), "", "", "")
+    for c in corpora.CORPORA.values():
+        table.add_row(c.name, c.genre, c.registry, c.package, c.licence)
+    Console().print(table)
+    return 0
+
+
+__all__ = ["register", "DataError"]

@@ -1,0 +1,118 @@
+"""A user's own text: a directory of text files (or one text file), JSONL with a named text field, Parquet with
+a text column, or a HuggingFace `datasets` dataset saved with `save_to_disk`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from scalinglab.data.cache import text_hash
+from scalinglab.data.corpora import CorpusDocs
+from scalinglab.errors import DataError
+
+
+def _decode_text(path: Path, data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise DataError(f"{path}: binary file in text data; remove it or point --corpus at text files only")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8 or remove it")
+
+
+def _text_files(root: Path) -> list[str]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise DataError(f"{root}: empty directory, no text files found; add .txt files or pass another path")
+    return [_decode_text(p, p.read_bytes()) for p in files]
+
+
+def _jsonl(path: Path, field: str) -> list[str]:
+    docs = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix the line or remove it")
+            if not isinstance(rec, dict) or field not in rec:
+                have = ", ".join(list(rec)[:8]) if isinstance(rec, dict) else type(rec).__name__
+                raise DataError(f"{path}:{lineno}: no field {field!r} (has: {have}); pass --text-field NAME")
+            if not isinstance(rec[field], str):
+                raise DataError(f"{path}:{lineno}: field {field!r} is not a string; pass --text-field NAME")
+            docs.append(rec[field])
+    return docs
+
+
+def _parquet(path: Path, field: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # pyarrow raises several types for a non-parquet file
+        raise DataError(f"{path}: not a readable Parquet file ({exc.__class__.__name__}); check the file")
+    if field not in schema.names:
+        raise DataError(f"{path}: no column {field!r} (has: {', '.join(schema.names[:8])}); pass --text-field NAME")
+    return [t for t in pq.read_table(path, columns=[field]).column(field).to_pylist() if t is not None]
+
+
+def _is_hf_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+
+
+def _hf_dataset(path: Path, field: str) -> list[str]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{path}: a HuggingFace dataset needs the `datasets` package; pip install datasets")
+    ds = datasets.load_from_disk(str(path))
+    parts = list(ds.values()) if isinstance(ds, datasets.DatasetDict) else [ds]
+    docs = []
+    for part in parts:
+        if field not in part.column_names:
+            raise DataError(f"{path}: no column {field!r} (has: {', '.join(part.column_names[:8])}); "
+                            "pass --text-field NAME")
+        docs.extend(t for t in part[field] if t is not None)
+    return docs
+
+
+def load_user_data(path: str | os.PathLike, text_field: str = "text") -> CorpusDocs:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory; pass a corpus name or an existing path to --corpus")
+    if _is_hf_dataset(p):
+        docs, fmt = _hf_dataset(p, text_field), "huggingface-datasets"
+    elif p.is_dir():
+        docs, fmt = _text_files(p), "text-directory"
+    elif p.suffix in (".jsonl", ".ndjson") or p.name.endswith(".jsonl.gz"):
+        docs, fmt = _jsonl(p, text_field), "jsonl"
+    elif p.suffix == ".parquet":
+        docs, fmt = _parquet(p, text_field), "parquet"
+    else:
+        docs, fmt = [_decode_text(p, p.read_bytes())], "text-file"
+    docs = [d for d in (d.strip() for d in docs) if d]
+    if not docs:
+        raise DataError(f"{p}: no text found ({fmt}); check the file contents or --text-field")
+    h = hashlib.sha256()
+    for d in docs:
+        h.update(text_hash(d).encode())
+    source = {"corpus": p.name, "registry": "user", "package": str(p.resolve()), "format": fmt,
+              "version": None, "licence": "user data", "n_docs": len(docs),
+              "n_bytes": sum(len(d.encode("utf-8")) for d in docs), "text_sha256": h.hexdigest()}
+    return CorpusDocs(p.name, docs, [source])
+
+
+def fingerprint(path: str | os.PathLike) -> dict:
+    """Cheap identity of user data (paths, sizes, mtimes) to tell whether a prepared dataset is still current."""
+    p = Path(path).expanduser().resolve()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p.parent)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return {"path": str(p), "files": len(files), "stat_sha256": h.hexdigest()}
