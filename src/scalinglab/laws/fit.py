@@ -1,0 +1,336 @@
+"""`fit_law`: one verb that fits any form, with bootstrap intervals, goodness of fit and a convergence verdict.
+
+The bootstrap resamples *groups* (runs), not points: the points of one learning curve share the run's seed,
+data order and hyper-parameters, so they move together. A resample is a vector of counts per group, which turns
+into point weights; all resamples are then fitted together by the batched L-BFGS of estimate.py, starting from
+the full-data optimum and from any other local optimum the grid found that was nearly as good.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.errors import FitError
+from scalinglab.laws.data import Prepared, prepare, read_table
+from scalinglab.laws.estimate import Objective, Optimum, lbfgs_batched, multistart, process_pool
+from scalinglab.laws.forms import Form, fmt_number, get_form
+
+
+class FitWarning(UserWarning):
+    """A fit that did not converge, or whose bootstrap mostly failed."""
+
+
+@dataclass
+class FittedLaw:
+    """A fitted law: its form, parameters, 95% intervals, the data it saw, and predict()."""
+
+    form: Form
+    params: dict[str, float]
+    ci: dict[str, tuple[float, float]]  # 95% percentile bootstrap intervals (NaN without bootstrap)
+    se: dict[str, float]  # bootstrap standard errors
+    converged: bool
+    message: str
+    n_points: int
+    n_groups: int
+    objective: float
+    rmse_log: float  # RMSE of log residuals
+    r2_log: float  # R^2 of log response
+    delta: float
+    samples: np.ndarray = field(repr=False)  # (K, P) natural parameters of converged bootstrap resamples
+    n_bootstrap: int = 0
+    n_bootstrap_converged: int = 0
+    residuals: np.ndarray = field(repr=False, default=None)  # log residuals of the fit (observed - predicted)
+    data: pd.DataFrame = field(repr=False, default=None)
+    columns: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+    # -- use ----------------------------------------------------------------------------------------
+    def _inputs(self, data=None, **kw) -> dict[str, np.ndarray]:
+        src = {} if data is None else data
+        X = {}
+        for v in self.form.inputs:
+            if v in kw:
+                X[v] = np.atleast_1d(np.asarray(kw[v], dtype=float))
+            elif v in src:
+                X[v] = np.atleast_1d(np.asarray(src[v], dtype=float))
+            else:
+                raise FitError(f"predict needs {', '.join(self.form.inputs)}; {v} is missing")
+        shape = np.broadcast_shapes(*(a.shape for a in X.values()))
+        return {k: np.broadcast_to(a, shape).ravel() for k, a in X.items()}
+
+    def predict(self, data=None, **inputs) -> np.ndarray:
+        """The response (loss, or B_crit) at the given inputs: predict(N=..., D=...) or predict(frame)."""
+        return self.form.predict(self.params, self._inputs(data, **inputs))
+
+    def predict_interval(self, data=None, level: float = 0.95, kind: str = "mean", **inputs):
+        """(low, high) arrays. kind='mean': uncertainty of the law itself (bootstrap parameter draws);
+        kind='observation': also the scatter of a new run around the law (resampled fit residuals)."""
+        X = self._inputs(data, **inputs)
+        if self.samples is None or len(self.samples) < 2:
+            nan = np.full(next(iter(X.values())).shape, np.nan)
+            return nan, nan.copy()
+        Z = self.form.to_internal(self.samples)
+        lp = self.form.log_predict(Z, X)
+        if kind == "observation" and self.residuals is not None and len(self.residuals):
+            rng = np.random.default_rng(0)
+            lp = lp + rng.choice(self.residuals, size=lp.shape)
+        q = 100 * (1 - level) / 2
+        lo, hi = np.nanpercentile(lp, [q, 100 - q], axis=0)
+        return np.exp(lo), np.exp(hi)
+
+    # -- print ----------------------------------------------------------------------------------------
+    def text(self) -> str:
+        return self.form.text(self.params)
+
+    def latex(self) -> str:
+        return self.form.latex(self.params)
+
+    def __str__(self):
+        return self.text()
+
+    def summary(self) -> str:
+        lines = [f"{self.form.title}: {self.form.text()}"]
+        if not self.converged:
+            lines.append(f"WARNING: the fit did NOT converge ({self.message}); do not use these numbers")
+        lines.append(f"  {self.text()}")
+        lines.append(f"  {'param':<12}{'estimate':>14}{'95% low':>14}{'95% high':>14}{'s.e.':>12}")
+        for p in self.form.param_names:
+            lo, hi = self.ci[p]
+            lines.append(f"  {p:<12}{fmt_number(self.params[p]):>14}{fmt_number(lo):>14}{fmt_number(hi):>14}"
+                         f"{fmt_number(self.se[p]):>12}")
+        lines.append(f"  points {self.n_points} in {self.n_groups} groups; RMSE(log) {self.rmse_log:.4g}; "
+                     f"R^2(log) {self.r2_log:.4f}; Huber delta {self.delta:g}")
+        lines.append(f"  converged: {self.converged} ({self.message}); bootstrap {self.n_bootstrap_converged}/"
+                     f"{self.n_bootstrap} resamples converged")
+        return "\n".join(lines)
+
+    def to_dict(self, max_samples: int = 1000) -> dict:
+        def num(x):
+            return None if x is None or not np.isfinite(x) else float(x)
+
+        d = {
+            "form": self.form.name,
+            "irreducible": bool(getattr(self.form, "irreducible", False)),
+            "formula": self.text(),
+            "latex": self.latex(),
+            "params": {k: num(v) for k, v in self.params.items()},
+            "ci95": {k: [num(lo), num(hi)] for k, (lo, hi) in self.ci.items()},
+            "se": {k: num(v) for k, v in self.se.items()},
+            "n_points": self.n_points,
+            "n_groups": self.n_groups,
+            "converged": bool(self.converged),
+            "message": self.message,
+            "objective": num(self.objective),
+            "rmse_log": num(self.rmse_log),
+            "r2_log": num(self.r2_log),
+            "huber_delta": self.delta,
+            "columns": self.columns,
+            "n_bootstrap": self.n_bootstrap,
+            "n_bootstrap_converged": self.n_bootstrap_converged,
+            "diagnostics": self.diagnostics,
+        }
+        if self.samples is not None and len(self.samples):
+            s = self.samples[:max_samples]
+            d["bootstrap_samples"] = [[float(f"{v:.7g}") for v in row] for row in s]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FittedLaw":
+        """A law back from to_dict() (e.g. `scalinglab fit --json` output), good for predict and plan."""
+        try:
+            form = get_form(d["form"], irreducible=bool(d.get("irreducible", False)))
+            params = {k: float(d["params"][k]) for k in form.param_names}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FitError(f"fitted-law JSON is missing or has a bad field ({exc}); write it with "
+                           "`scalinglab fit ... --json`") from exc
+        samples = np.array(d.get("bootstrap_samples") or np.empty((0, form.n_params)), dtype=float)
+        nan = float("nan")
+        ci = {k: tuple(nan if v is None else v for v in d.get("ci95", {}).get(k, [nan, nan])) for k in
+              form.param_names}
+        se = {k: (d.get("se", {}).get(k) or nan) for k in form.param_names}
+        return cls(form=form, params=params, ci=ci, se=se, converged=bool(d.get("converged", False)),
+                   message=str(d.get("message", "")), n_points=int(d.get("n_points", 0)),
+                   n_groups=int(d.get("n_groups", 0)), objective=d.get("objective") or nan,
+                   rmse_log=d.get("rmse_log") or nan, r2_log=d.get("r2_log") or nan,
+                   delta=float(d.get("huber_delta", 1e-3)), samples=samples,
+                   n_bootstrap=int(d.get("n_bootstrap", 0)),
+                   n_bootstrap_converged=int(d.get("n_bootstrap_converged", 0)), columns=d.get("columns", {}))
+
+
+# ------------------------------------------------------------------------------------------------ bootstrap
+
+
+def _fit_resamples(objective: Objective, starts: np.ndarray, W: np.ndarray, max_iter: int):
+    """Fit each row of W (point weights of one resample) from every start; keep the best per resample."""
+    best_Z = np.zeros((W.shape[0], starts.shape[1]))
+    best_f = np.full(W.shape[0], np.inf)
+    best_c = np.zeros(W.shape[0], dtype=bool)
+    for z0 in starts:
+        r = lbfgs_batched(objective, np.repeat(z0[None, :], W.shape[0], axis=0), W, max_iter=max_iter)
+        better = r.f < best_f
+        best_Z[better], best_f[better], best_c[better] = r.Z[better], r.f[better], r.converged[better]
+    return best_Z, best_f, best_c
+
+
+def bootstrap(objective: Objective, starts: np.ndarray, groups: np.ndarray, weights: np.ndarray, n_resamples: int,
+              seed: int = 0, n_jobs: int = 1, max_iter: int = 500, chunk: int = 500):
+    """Resample groups with replacement n_resamples times and refit. Returns (Z, f, converged)."""
+    rng = np.random.default_rng(seed)
+    G = int(groups.max()) + 1
+    counts = rng.multinomial(G, np.full(G, 1.0 / G), size=n_resamples).astype(float)
+    W = counts[:, groups] * weights[None, :]
+    pieces = [W[i:i + chunk] for i in range(0, n_resamples, chunk)]
+    if n_jobs > 1 and len(pieces) > 1:
+        with process_pool(n_jobs) as pool:
+            results = list(pool.map(_fit_resamples, [objective] * len(pieces), [starts] * len(pieces), pieces,
+                                    [max_iter] * len(pieces)))
+    else:
+        results = [_fit_resamples(objective, starts, w, max_iter) for w in pieces]
+    return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]),
+            np.concatenate([r[2] for r in results]))
+
+
+# ------------------------------------------------------------------------------------------------ fit_law
+
+
+def _load(data, level, where):
+    if isinstance(data, (str, os.PathLike)):
+        return read_table(data, level=level), str(data)
+    if isinstance(data, dict):
+        return pd.DataFrame(data), where
+    return data, where
+
+
+def fit_prepared(prep: Prepared, form: Form, *, bootstrap_resamples: int = 1000, delta: float = 1e-3,
+                 seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
+                 strict: bool = False) -> FittedLaw:
+    logy = np.log(prep.y)
+    objective = Objective(form, prep.X, logy, delta)
+    grid = form.start_grid(prep.X, logy) if grid is None else np.asarray(grid, float)
+    opt: Optimum = multistart(objective, grid, prep.weights, max_iter=max_iter, n_jobs=n_jobs)
+    theta = form.to_natural(opt.z)[0]
+    params = dict(zip(form.param_names, map(float, theta)))
+    lp = form.log_predict(opt.z[None, :], prep.X)[0]
+    resid = logy - lp
+    rmse = float(np.sqrt(np.mean(resid ** 2)))
+    sst = float(np.sum((logy - logy.mean()) ** 2))
+    r2 = float(1 - np.sum(resid ** 2) / sst) if sst > 0 else float("nan")
+    converged = bool(opt.converged and np.isfinite(opt.f) and np.all(np.isfinite(theta)))
+    message = opt.message if np.all(np.isfinite(theta)) else opt.message + "; parameters ran off to infinity"
+
+    samples = np.empty((0, form.n_params))
+    n_conv = 0
+    n_groups = int(prep.groups.max()) + 1
+    if bootstrap_resamples > 0 and converged and n_groups >= 3:
+        # other local optima almost as good as the best are extra starts, so a resample may switch basins
+        others = [c for c in opt.candidates[1:] if np.max(np.abs(c - opt.z)) > 0.1
+                  and objective(c[None, :], prep.weights, grad=False)[0] <= 1.1 * opt.f]
+        starts = np.vstack([opt.z[None, :]] + [c[None, :] for c in others[:2]])
+        Zb, fb, cb = bootstrap(objective, starts, prep.groups, prep.weights, bootstrap_resamples, seed=seed,
+                               n_jobs=n_jobs, max_iter=max_iter)
+        nat = form.to_natural(Zb)
+        ok = cb & np.all(np.isfinite(nat), axis=1)
+        samples, n_conv = nat[ok], int(ok.sum())
+    if len(samples) >= 2:
+        lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+        sd = samples.std(axis=0, ddof=1)
+        ci = {p: (float(lo[i]), float(hi[i])) for i, p in enumerate(form.param_names)}
+        se = {p: float(sd[i]) for i, p in enumerate(form.param_names)}
+    else:
+        ci = {p: (float("nan"), float("nan")) for p in form.param_names}
+        se = {p: float("nan") for p in form.param_names}
+    law = FittedLaw(form=form, params=params, ci=ci, se=se, converged=converged, message=message,
+                    n_points=len(logy), n_groups=n_groups, objective=float(opt.f), rmse_log=rmse, r2_log=r2,
+                    delta=delta, samples=samples, n_bootstrap=int(bootstrap_resamples if converged else 0),
+                    n_bootstrap_converged=n_conv, residuals=resid, data=prep.frame, columns=prep.columns,
+                    diagnostics={"n_starts": opt.n_starts, "n_starts_converged": opt.n_starts_converged,
+                                 "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
+                                 "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped})
+    if not converged:
+        if strict:
+            raise FitError(f"{form.name} fit did not converge ({message}); try more iterations or better data")
+        warnings.warn(f"{form.name} fit did not converge ({message}); the result is not to be trusted",
+                      FitWarning, stacklevel=3)
+    elif bootstrap_resamples > 0 and n_conv < 0.9 * bootstrap_resamples:
+        warnings.warn(f"only {n_conv}/{bootstrap_resamples} bootstrap resamples converged; intervals may be "
+                      "too narrow", FitWarning, stacklevel=3)
+    return law
+
+
+def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | None = None, c: str | None = None,
+            s: str | None = None, l: str | None = None, loss: str | None = None, b_crit: str | None = None,
+            group: str | None = None, weights: str | None = None, irreducible: bool = False,
+            bootstrap: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
+            drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False) -> FittedLaw:
+    """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
+
+    Column names: n, d, c, s (inputs), loss (the response; for form='bcrit' the B_crit column, with l the
+    loss column), group (run id: the bootstrap resamples groups), weights. Unnamed columns are looked up under
+    their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present.
+    """
+    f = get_form(form, irreducible=irreducible)
+    if level is None:  # learning-curve forms read every evaluation of a store, the others one row per run
+        level = "curves" if f.name in ("kaplan_ns", "learning_curve") else "runs"
+    df, where = _load(data, level, "data")
+    if group is None and isinstance(df, pd.DataFrame) and "group" in df.columns:
+        group = "group"
+    if f.response == "B_crit":
+        columns = {"B_crit": loss or b_crit, "L": l}
+    else:
+        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s}
+    prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
+                   drop_highest=drop_highest_loss, where=where)
+    return fit_prepared(prep, f, bootstrap_resamples=bootstrap, delta=delta, seed=seed, max_iter=max_iter,
+                        n_jobs=n_jobs, grid=grid, strict=strict)
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+@dataclass
+class HoldoutResult:
+    law: FittedLaw  # fitted on the smaller models only
+    table: pd.DataFrame  # held-out points: inputs, actual, predicted, interval, log error
+    rmse_log: float
+    coverage: float  # fraction of held-out points inside the 95% observation interval
+
+    def summary(self) -> str:
+        return (f"held out {len(self.table)} points of the largest models: RMSE(log) {self.rmse_log:.4g}, "
+                f"{100 * self.coverage:.0f}% inside the 95% prediction interval")
+
+
+def validate_holdout(data, form: str = "chinchilla", *, by: str = "N", n_largest: int = 1, **kw) -> HoldoutResult:
+    """Fit on all but the `n_largest` largest values of `by` (model sizes, by default) and score the prediction
+    of the held-out larger models: the test a scaling law exists for."""
+    f = get_form(form, irreducible=kw.get("irreducible", False))
+    df, where = _load(data, "runs", "data")
+    full = fit_law(df, form, bootstrap=0, **kw)
+    frame = full.data
+    if by not in frame.columns:
+        raise FitError(f"cannot hold out by {by!r}: the fit's variables are {', '.join(frame.columns)}")
+    sizes = np.sort(frame[by].unique())
+    if len(sizes) <= n_largest + 1:
+        raise FitError(f"{len(sizes)} distinct {by} values: too few to hold out the {n_largest} largest")
+    cut = sizes[-n_largest]
+    train = frame[frame[by] < cut]
+    test = frame[frame[by] >= cut]
+    cols = {"loss": f.response} if f.response == "B_crit" else {"loss": "L"}
+    kw2 = {k: v for k, v in kw.items() if k not in ("n", "d", "c", "s", "l", "loss", "b_crit", "group")}
+    law = fit_law(train.reset_index(drop=True), form, n="N" if "N" in train else None,
+                  d="D" if "D" in train else None, s="S" if "S" in train else None,
+                  group="group" if "group" in train else None, **cols, **kw2)
+    pred = law.predict(test)
+    lo, hi = law.predict_interval(test, kind="observation")
+    actual = test[f.response].to_numpy()
+    table = test.copy()
+    table["predicted"], table["low"], table["high"] = pred, lo, hi
+    table["log_error"] = np.log(actual) - np.log(pred)
+    rmse = float(np.sqrt(np.mean(table["log_error"] ** 2)))
+    cover = float(np.mean((actual >= lo) & (actual <= hi))) if np.all(np.isfinite(lo)) else float("nan")
+    return HoldoutResult(law=law, table=table.reset_index(drop=True), rmse_log=rmse, coverage=cover)

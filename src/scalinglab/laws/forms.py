@@ -1,0 +1,481 @@
+"""The functional forms of the scaling laws, each a small class with one job: map inputs to log predictions.
+
+Every form predicts the *logarithm* of its response (the loss, or B_crit), because the fits minimise a Huber
+loss on log residuals (Hoffmann et al. 2022). Each form has two parameter vectors:
+
+- natural parameters, the ones the paper prints (N_c, alpha_N, A, E, ...), in `param_names` order;
+- internal parameters, the ones the optimiser moves. Positive scales live in log space, and where a law is a
+  power (N_c/N)^alpha the internal pair is (alpha, alpha*log N_c), which makes log L linear in the parameters
+  and the fit well conditioned (log N_c alone is ~30 and strongly coupled to alpha).
+
+`log_predict(Z, X, jac=True)` works on a batch of K internal parameter vectors at once (Z has shape (K, P)), so
+a whole grid of starting points, or thousands of bootstrap resamples, are evaluated in one numpy expression.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+_LOG_MAX = 700.0  # exp() of more than this overflows a float64
+
+
+def _exp(x):
+    return np.exp(np.clip(x, -_LOG_MAX, _LOG_MAX))
+
+
+def _lse2(u, v):
+    """log(exp(u) + exp(v)) and the softmax weight of u, stable for large arguments."""
+    m = np.maximum(u, v)
+    eu, ev = np.exp(u - m), np.exp(v - m)
+    s = eu + ev
+    return m + np.log(s), eu / s
+
+
+def fmt_number(x: float, digits: int = 4) -> str:
+    """A number the way papers print it: 0.076, 1.817, 482.0, 8.8e13."""
+    if x is None or not np.isfinite(x):
+        return str(x)
+    ax = abs(x)
+    if ax != 0 and (ax >= 1e5 or ax < 1e-3):
+        mant, exp = f"{x:.{digits - 1}e}".split("e")
+        mant = mant.rstrip("0").rstrip(".")
+        return f"{mant}e{int(exp)}"
+    return f"{x:.{digits}g}"
+
+
+def fmt_latex(x: float, digits: int = 4) -> str:
+    s = fmt_number(x, digits)
+    if "e" in s:
+        mant, exp = s.split("e")
+        return rf"{mant} \times 10^{{{exp}}}"
+    return s
+
+
+class Form:
+    """Base class. Subclasses set the class attributes and implement the four methods below."""
+
+    name: str = ""
+    title: str = ""
+    inputs: tuple[str, ...] = ()  # variables read from the data: N, D, C, S or L
+    response: str = "L"  # what is predicted: L (loss) or B_crit
+    param_names: tuple[str, ...] = ()
+    internal_names: tuple[str, ...] = ()
+    symbols: dict[str, str] = {}  # how each input prints (C prints as C_min in L(C_min))
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    # -- to implement ---------------------------------------------------------------------------------
+    def log_predict(self, Z: np.ndarray, X: dict[str, np.ndarray], jac: bool = False):
+        """log prediction (K, n) for K internal parameter rows; with jac also d/dZ_j for each j, a tuple of P
+        pairs (array (K, n), vector (n,) or None): the derivative is array * vector (the vector factored out so
+        the gradient can use a matrix-vector product)."""
+        raise NotImplementedError
+
+    def to_natural(self, Z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_internal(self, theta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def start_grid(self, X: dict[str, np.ndarray], logy: np.ndarray) -> np.ndarray:
+        """Internal starting points (G, P), spread around values the data suggests."""
+        raise NotImplementedError
+
+    def text(self, params: dict | None = None) -> str:
+        raise NotImplementedError
+
+    def latex(self, params: dict | None = None) -> str:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------------
+    def sym(self, var: str) -> str:
+        return self.symbols.get(var, var)
+
+    def theta(self, params: dict) -> np.ndarray:
+        return np.array([float(params[p]) for p in self.param_names])
+
+    def predict(self, params: dict, X: dict[str, np.ndarray]) -> np.ndarray:
+        """Natural-parameter prediction of the response (not its log) at inputs X."""
+        Z = self.to_internal(self.theta(params)[None, :])
+        X = {k: np.asarray(X[k], dtype=float) for k in self.inputs}
+        return np.exp(self.log_predict(Z, X)[0])
+
+    def __repr__(self):
+        return f"<form {self.name}: {self.text()}>"
+
+
+# ------------------------------------------------------------------------------------------------ power laws
+
+
+class PowerLaw(Form):
+    """L(x) = (x_c / x)^alpha, optionally + L_inf: Kaplan's L(N), L(D), L(C), L(C_min), and the learning curve.
+
+    Internal parameters: (alpha, c = alpha log x_c) and, with the irreducible term, e = log L_inf first.
+    """
+
+    def __init__(self, name, var, scale, exponent, title, irreducible=False, symbol=None):
+        self.name, self.title, self.var = name, title, var
+        self.inputs = (var,)
+        self.symbols = {var: symbol or var}
+        self.scale, self.exponent = scale, exponent
+        self.irreducible = irreducible
+        self.param_names = ((("L_inf",) if irreducible else ()) + (scale, exponent))
+        self.internal_names = ((("log_L_inf",) if irreducible else ()) + ("alpha", "alpha_log_scale"))
+
+    def log_predict(self, Z, X, jac=False):
+        lx = np.log(X[self.var])[None, :]
+        off = 1 if self.irreducible else 0
+        alpha, c = Z[:, off, None], Z[:, off + 1, None]
+        power = c - alpha * lx
+        if not self.irreducible:
+            if not jac:
+                return power
+            return power, ((np.ones_like(power), -lx[0]), (np.ones_like(power), None))
+        e = Z[:, 0, None]
+        lp, p_e = _lse2(np.broadcast_to(e, power.shape), power)
+        if not jac:
+            return lp
+        q = 1.0 - p_e
+        return lp, ((p_e, None), (q, -lx[0]), (q, None))
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z)
+        off = 1 if self.irreducible else 0
+        alpha, c = Z[:, off], Z[:, off + 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = _exp(c / alpha)
+        cols = ([_exp(Z[:, 0])] if self.irreducible else []) + [scale, alpha]
+        return np.stack(cols, axis=1)
+
+    def to_internal(self, theta):
+        theta = np.atleast_2d(theta)
+        off = 1 if self.irreducible else 0
+        scale, alpha = theta[:, off], theta[:, off + 1]
+        cols = ([np.log(theta[:, 0])] if self.irreducible else []) + [alpha, alpha * np.log(scale)]
+        return np.stack(cols, axis=1)
+
+    def start_grid(self, X, logy):
+        lx = np.log(X[self.var])
+        alphas = [0.01, 0.03, 0.1, 0.3, 1.0]
+        rows = []
+        if not self.irreducible:
+            for a in alphas:
+                rows.append([a, np.mean(logy + a * lx)])
+            return np.array(rows)
+        ymin = np.exp(logy.min())
+        for frac, a in itertools.product([0.1, 0.5, 0.8, 0.95], alphas):
+            e = frac * ymin
+            rest = np.log(np.maximum(np.exp(logy) - e, 1e-12))
+            rows.append([math.log(e), a, np.mean(rest + a * lx)])
+        return np.array(rows)
+
+    def _parts(self, params, latex):
+        v, x = self.sym(self.var), self.var
+        scale_sym = f"{x}_c" if x != "C" or self.sym(x) == "C" else "C_c^min"
+        if params is None:
+            if latex:
+                lead = r"L_\infty + " if self.irreducible else ""
+                sc = {"C_c^min": r"C_c^{\min}"}.get(scale_sym, scale_sym)
+                vv = {"C_min": r"C_{\min}"}.get(v, v)
+                ex = r"\alpha_{" + self.exponent.split("_", 1)[1].replace("min", r"\min") + "}"
+                return f"{lead}\\left(\\frac{{{sc}}}{{{vv}}}\\right)^{{{ex}}}"
+            lead = "L_inf + " if self.irreducible else ""
+            return f"{lead}({scale_sym}/{v})^{self.exponent}"
+        f = fmt_latex if latex else fmt_number
+        sc, ex = f(params[self.scale]), f(params[self.exponent])
+        if latex:
+            vv = {"C_min": r"C_{\min}"}.get(v, v)
+            lead = f"{f(params['L_inf'])} + " if self.irreducible else ""
+            return f"{lead}\\left(\\frac{{{sc}}}{{{vv}}}\\right)^{{{ex}}}"
+        lead = f"{f(params['L_inf'])} + " if self.irreducible else ""
+        return f"{lead}({sc} / {v})^{ex}"
+
+    def text(self, params=None):
+        return f"L({self.sym(self.var)}) = " + self._parts(params, latex=False)
+
+    def latex(self, params=None):
+        v = {"C_min": r"C_{\min}"}.get(self.sym(self.var), self.sym(self.var))
+        return f"L({v}) = " + self._parts(params, latex=True)
+
+
+# ------------------------------------------------------------------------------------------------ Chinchilla
+
+
+class Chinchilla(Form):
+    """Hoffmann et al. 2022, eq. 2: L(N, D) = E + A / N^alpha + B / D^beta.
+
+    Internal parameters follow their recipe: (a, b, e, alpha, beta) with A = exp(a), B = exp(b), E = exp(e),
+    and log L = LSE(a - alpha log N, b - beta log D, e).
+    """
+
+    name = "chinchilla"
+    title = "Chinchilla L(N, D)"
+    inputs = ("N", "D")
+    param_names = ("E", "A", "B", "alpha", "beta")
+    internal_names = ("e", "a", "b", "alpha", "beta")
+
+    def log_predict(self, Z, X, jac=False):
+        ln, ld = np.log(X["N"]), np.log(X["D"])
+        # a - alpha log N as a (K, 2) @ (2, n) product: much faster than numpy's broadcasting outer product
+        t1 = np.ascontiguousarray(Z[:, [1, 3]]) @ np.vstack([np.ones_like(ln), -ln])
+        t2 = np.ascontiguousarray(Z[:, [2, 4]]) @ np.vstack([np.ones_like(ld), -ld])
+        e = Z[:, 0, None]
+        if max(t1.max(), t2.max(), float(np.max(e))) < 600 and min(t1.min(), t2.min(), float(np.min(e))) > -600:
+            # fast path, the common case: plain exponentials cannot overflow or all underflow
+            w0 = np.exp(e)
+            w1 = np.exp(t1)
+            w2 = np.exp(t2)
+            s = w1 + w2
+            s += w0
+            lp = np.log(s)
+        else:  # stable log-sum-exp for far-off parameters
+            t0 = np.broadcast_to(e, t1.shape)
+            m = np.maximum(np.maximum(t0, t1), t2)
+            w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
+            s = w0 + w1 + w2
+            lp = m + np.log(s)
+        if not jac:
+            return lp
+        s = 1.0 / s
+        p1 = w1 * s
+        p2 = w2 * s
+        p0 = w0 * s
+        return lp, ((p0, None), (p1, None), (p2, None), (p1, -ln), (p2, -ld))
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z)
+        return np.stack([_exp(Z[:, 0]), _exp(Z[:, 1]), _exp(Z[:, 2]), Z[:, 3], Z[:, 4]], axis=1)
+
+    def to_internal(self, theta):
+        theta = np.atleast_2d(theta)
+        return np.stack([np.log(theta[:, 0]), np.log(theta[:, 1]), np.log(theta[:, 2]), theta[:, 3], theta[:, 4]],
+                        axis=1)
+
+    def start_grid(self, X=None, logy=None):
+        """The published grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25}."""
+        exps = np.arange(0.0, 2.01, 0.5)
+        es = np.arange(-1.0, 1.01, 0.5)
+        abs_ = np.arange(0.0, 25.01, 5.0)
+        g = np.array(list(itertools.product(es, abs_, abs_, exps, exps)))
+        return g
+
+    def text(self, params=None):
+        if params is None:
+            return "L(N, D) = E + A/N^alpha + B/D^beta"
+        p = {k: fmt_number(v) for k, v in params.items()}
+        return f"L(N, D) = {p['E']} + {p['A']}/N^{p['alpha']} + {p['B']}/D^{p['beta']}"
+
+    def latex(self, params=None):
+        if params is None:
+            return r"L(N, D) = E + \frac{A}{N^{\alpha}} + \frac{B}{D^{\beta}}"
+        p = {k: fmt_latex(v) for k, v in params.items()}
+        return rf"L(N, D) = {p['E']} + \frac{{{p['A']}}}{{N^{{{p['alpha']}}}}} + \frac{{{p['B']}}}{{D^{{{p['beta']}}}}}"
+
+
+# ------------------------------------------------------------------------------------------------ Kaplan joint
+
+
+class KaplanND(Form):
+    """Kaplan et al. 2020, eq. 1.5: L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D.
+
+    Internal parameters (alpha_D, rho = alpha_N/alpha_D, k = rho log N_c, log D_c):
+    log L = alpha_D * LSE(k - rho log N, log D_c - log D).
+    """
+
+    name = "kaplan_nd"
+    title = "Kaplan L(N, D), eq. 1.5"
+    inputs = ("N", "D")
+    param_names = ("N_c", "D_c", "alpha_N", "alpha_D")
+    internal_names = ("alpha_D", "rho", "rho_log_N_c", "log_D_c")
+
+    def log_predict(self, Z, X, jac=False):
+        ln, ld = np.log(X["N"])[None, :], np.log(X["D"])[None, :]
+        ad, rho, k, dc = (Z[:, i, None] for i in range(4))
+        s, p = _lse2(k - rho * ln, dc - ld)
+        lp = ad * s
+        if not jac:
+            return lp
+        adp = ad * p
+        return lp, ((s, None), (adp, -ln[0]), (adp, None), (ad * (1.0 - p), None))
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z)
+        ad, rho, k, dc = Z.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            nc = _exp(k / rho)
+        return np.stack([nc, _exp(dc), rho * ad, ad], axis=1)
+
+    def to_internal(self, theta):
+        theta = np.atleast_2d(theta)
+        nc, dc, an, ad = theta.T
+        rho = an / ad
+        return np.stack([ad, rho, rho * np.log(nc), np.log(dc)], axis=1)
+
+    def start_grid(self, X, logy):
+        mln, mld, mly = np.median(np.log(X["N"])), np.median(np.log(X["D"])), np.median(logy)
+        rows = []
+        for an, ad, on, od in itertools.product([0.04, 0.08, 0.16, 0.32], [0.05, 0.1, 0.2, 0.4],
+                                                [-3.0, 0.0, 3.0], [-3.0, 0.0, 3.0]):
+            nc = math.exp(mln + mly / an + on)
+            dc = math.exp(mld + mly / ad + od)
+            rows.append([nc, dc, an, ad])
+        return self.to_internal(np.array(rows))
+
+    def text(self, params=None):
+        if params is None:
+            return "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D"
+        p = {k: fmt_number(v) for k, v in params.items()}
+        ratio = fmt_number(params["alpha_N"] / params["alpha_D"])
+        return f"L(N, D) = [({p['N_c']}/N)^{ratio} + {p['D_c']}/D]^{p['alpha_D']}"
+
+    def latex(self, params=None):
+        if params is None:
+            return (r"L(N, D) = \left[\left(\frac{N_c}{N}\right)^{\frac{\alpha_N}{\alpha_D}} + \frac{D_c}{D}"
+                    r"\right]^{\alpha_D}")
+        p = {k: fmt_latex(v) for k, v in params.items()}
+        ratio = fmt_latex(params["alpha_N"] / params["alpha_D"])
+        return (rf"L(N, D) = \left[\left(\frac{{{p['N_c']}}}{{N}}\right)^{{{ratio}}} + \frac{{{p['D_c']}}}{{D}}"
+                rf"\right]^{{{p['alpha_D']}}}")
+
+
+class KaplanNS(Form):
+    """Kaplan et al. 2020, eq. 1.6: L(N, S) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S.
+
+    Internal parameters (a = alpha_N log N_c, alpha_N, b = alpha_S log S_c, alpha_S):
+    log L = LSE(a - alpha_N log N, b - alpha_S log S).
+    """
+
+    name = "kaplan_ns"
+    title = "Kaplan L(N, S_min), eq. 1.6"
+    inputs = ("N", "S")
+    symbols = {"S": "S_min"}
+    param_names = ("N_c", "S_c", "alpha_N", "alpha_S")
+    internal_names = ("alpha_N_log_N_c", "alpha_N", "alpha_S_log_S_c", "alpha_S")
+
+    def log_predict(self, Z, X, jac=False):
+        ln, ls = np.log(X["N"])[None, :], np.log(X["S"])[None, :]
+        a, an, b, as_ = (Z[:, i, None] for i in range(4))
+        lp, p = _lse2(a - an * ln, b - as_ * ls)
+        if not jac:
+            return lp
+        q = 1.0 - p
+        return lp, ((p, None), (p, -ln[0]), (q, None), (q, -ls[0]))
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z)
+        a, an, b, as_ = Z.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.stack([_exp(a / an), _exp(b / as_), an, as_], axis=1)
+
+    def to_internal(self, theta):
+        theta = np.atleast_2d(theta)
+        nc, sc, an, as_ = theta.T
+        return np.stack([an * np.log(nc), an, as_ * np.log(sc), as_], axis=1)
+
+    def start_grid(self, X, logy):
+        mln, mls = np.median(np.log(X["N"])), np.median(np.log(X["S"]))
+        half = np.median(logy) - math.log(2.0)
+        rows = []
+        for an, as_, oa, ob in itertools.product([0.04, 0.08, 0.16, 0.32], [0.25, 0.5, 1.0, 2.0],
+                                                 [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]):
+            rows.append([half + an * mln + oa, an, half + as_ * mls + ob, as_])
+        return np.array(rows)
+
+    def text(self, params=None):
+        if params is None:
+            return "L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S"
+        p = {k: fmt_number(v) for k, v in params.items()}
+        return f"L(N, S_min) = ({p['N_c']}/N)^{p['alpha_N']} + ({p['S_c']}/S_min)^{p['alpha_S']}"
+
+    def latex(self, params=None):
+        if params is None:
+            return (r"L(N, S_{\min}) = \left(\frac{N_c}{N}\right)^{\alpha_N} + "
+                    r"\left(\frac{S_c}{S_{\min}}\right)^{\alpha_S}")
+        p = {k: fmt_latex(v) for k, v in params.items()}
+        return (rf"L(N, S_{{\min}}) = \left(\frac{{{p['N_c']}}}{{N}}\right)^{{{p['alpha_N']}}} + "
+                rf"\left(\frac{{{p['S_c']}}}{{S_{{\min}}}}\right)^{{{p['alpha_S']}}}")
+
+
+# ------------------------------------------------------------------------------------------------ B_crit(L)
+
+
+class CriticalBatch(Form):
+    """Kaplan et al. 2020, eq. 5.3: B_crit(L) = B* / L^(1/alpha_B). Internal (log B*, 1/alpha_B)."""
+
+    name = "bcrit"
+    title = "critical batch B_crit(L), eq. 5.3"
+    inputs = ("L",)
+    response = "B_crit"
+    param_names = ("B_star", "alpha_B")
+    internal_names = ("log_B_star", "inv_alpha_B")
+
+    def log_predict(self, Z, X, jac=False):
+        ll = np.log(X["L"])[None, :]
+        lp = Z[:, 0, None] - Z[:, 1, None] * ll
+        if not jac:
+            return lp
+        one = np.ones_like(lp)
+        return lp, ((one, None), (one, -ll[0]))
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z)
+        with np.errstate(divide="ignore"):
+            return np.stack([_exp(Z[:, 0]), 1.0 / Z[:, 1]], axis=1)
+
+    def to_internal(self, theta):
+        theta = np.atleast_2d(theta)
+        return np.stack([np.log(theta[:, 0]), 1.0 / theta[:, 1]], axis=1)
+
+    def start_grid(self, X, logy):
+        ll = np.log(X["L"])
+        return np.array([[np.mean(logy + g * ll), g] for g in (1.0, 3.0, 5.0, 10.0)])
+
+    def text(self, params=None):
+        if params is None:
+            return "B_crit(L) = B*/L^(1/alpha_B)"
+        return f"B_crit(L) = {fmt_number(params['B_star'])}/L^(1/{fmt_number(params['alpha_B'])})"
+
+    def latex(self, params=None):
+        if params is None:
+            return r"B_{\mathrm{crit}}(L) = \frac{B_*}{L^{1/\alpha_B}}"
+        return (rf"B_{{\mathrm{{crit}}}}(L) = \frac{{{fmt_latex(params['B_star'])}}}"
+                rf"{{L^{{1/{fmt_latex(params['alpha_B'])}}}}}")
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def get_form(name: str, irreducible: bool = False) -> Form:
+    """The form called `name`; `irreducible` adds L_inf to the single-variable Kaplan power laws."""
+    from scalinglab.errors import FitError
+
+    name = name.lower().replace("-", "_")
+    if name == "kaplan_n":
+        return PowerLaw("kaplan_n", "N", "N_c", "alpha_N", "Kaplan L(N)", irreducible)
+    if name == "kaplan_d":
+        return PowerLaw("kaplan_d", "D", "D_c", "alpha_D", "Kaplan L(D)", irreducible)
+    if name == "kaplan_c":
+        return PowerLaw("kaplan_c", "C", "C_c", "alpha_C", "Kaplan L(C), fixed batch", irreducible)
+    if name == "kaplan_cmin":
+        return PowerLaw("kaplan_cmin", "C", "C_c_min", "alpha_C_min", "Kaplan L(C_min)", irreducible,
+                        symbol="C_min")
+    if name == "learning_curve":
+        return PowerLaw("learning_curve", "S", "S_c", "alpha_S", "learning curve L(S)", True)
+    if name == "chinchilla":
+        return Chinchilla()
+    if name == "kaplan_nd":
+        return KaplanND()
+    if name == "kaplan_ns":
+        return KaplanNS()
+    if name == "bcrit":
+        return CriticalBatch()
+    raise FitError(f"unknown law form {name!r}; choose one of {', '.join(FORM_NAMES)}")
+
+
+FORM_NAMES = ("chinchilla", "kaplan_n", "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit",
+              "learning_curve")
