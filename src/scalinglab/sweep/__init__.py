@@ -1,0 +1,20 @@
+"""Studies: a sweep of runs declared in one TOML file, run on local processes, on Ray, or across devices (DDP).
+
+    from scalinglab.sweep import load_study, run_study
+    study = load_study("study.toml")          # .name, .runs (list[RunConfig]), .store_path, .data_dir
+    summary = run_study(study, executor="local", workers=None, threads_per_worker=None, ray_address=None,
+                        retry_failed=False, progress=True)   # -> StudySummary
+
+spec.py      the TOML spec and its expansion into runs (axes, shapes at fixed N, validation)
+estimate.py  FLOP, threads per run, the throughput probe and the wall-time estimate
+runner.py    register runs, run what is not done, progress, the lock, the DDP launcher
+local.py     the local executor (worker processes packed to fill the cores)
+ray_executor.py  the Ray executor (one task per run; the driver writes the store)
+worker.py    what runs one run in any executor; workers die with their driver
+ddp_worker.py    the torchrun entry point (one run across several processes)
+"""
+
+from scalinglab.sweep.runner import StudyPlan, StudySummary, plan_study, run_study
+from scalinglab.sweep.spec import Study, load_study, study_from_dict
+
+__all__ = ["Study", "StudyPlan", "StudySummary", "load_study", "plan_study", "run_study", "study_from_dict"]

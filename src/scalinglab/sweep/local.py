@@ -1,0 +1,107 @@
+"""The local executor: worker processes on this machine, packed so the threads in use fill the cores.
+
+Runs start largest first (by FLOP) whenever their threads fit in the free cores and a worker is idle; smaller runs
+backfill the cores a large one leaves. Workers are 'spawn'ed (no forked torch state), stay alive across runs (torch
+is imported once per worker) and write their own run to the store: SQLite in WAL mode serialises the writers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable
+
+from scalinglab.sweep.worker import Outcome, RunTask, init_worker, run_task
+
+
+def _warm() -> int:
+    """Pay a worker's one-off start-up costs while the driver prepares: importing torch, and the first optimizer
+    (its constructor imports torch._dynamo, seconds on a small machine)."""
+    import torch
+
+    import scalinglab.train  # noqa: F401
+
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    return os.getpid()
+
+
+class LocalPool:
+    """A process pool started early so workers import torch while the driver prepares."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_worker, initargs=(os.getpid(),))
+        for _ in range(self.workers):
+            pool.submit(_warm)
+        return pool
+
+    def restart(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._start()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_local(
+    tasks: list[RunTask],
+    *,
+    flop: dict[str, float],
+    cores: int,
+    pool: LocalPool,
+    on_start: Callable[[RunTask], None],
+    on_done: Callable[[Outcome], None],
+) -> None:
+    """Run every task; `flop[run_id]` orders them (largest first). Calls on_done once per task, in finish order."""
+    from scalinglab.config import RunConfig
+
+    def rid(t: RunTask) -> str:
+        return RunConfig.from_dict(t.config).run_id()
+
+    pending = sorted(tasks, key=lambda t: -flop.get(rid(t), 0.0))
+    budget = max(cores, max((t.threads for t in tasks), default=1))
+    running: dict[Future, RunTask] = {}
+    free = budget
+    while pending or running:
+        i = 0
+        while i < len(pending) and len(running) < pool.workers:
+            t = pending[i]
+            if t.threads <= free or not running:
+                try:
+                    fut = pool.pool.submit(run_task, t)
+                except BrokenProcessPool:
+                    break  # a finished future below reports it; the pool restarts there
+                running[fut] = t
+                free -= t.threads
+                pending.pop(i)
+                on_start(t)
+            else:
+                i += 1  # a smaller run may still fit the free cores
+        if not running:  # the pool broke before anything could start
+            pool.restart()
+            continue
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        broken = False
+        for fut in done:
+            t = running.pop(fut)
+            free += t.threads
+            try:
+                outcome = fut.result()
+            except BrokenProcessPool:
+                broken = True
+                outcome = Outcome(rid(t), t.config.get("name", ""), "failed", {},
+                                  "its worker process died (killed, or out of memory); retry with --retry-failed")
+            on_done(outcome)
+        if broken:
+            for fut, t in list(running.items()):  # every run on the broken pool is lost with it
+                running.pop(fut)
+                free += t.threads
+                on_done(Outcome(rid(t), t.config.get("name", ""), "failed", {},
+                                "a worker process died during the run; retry with --retry-failed"))
+            pool.restart()

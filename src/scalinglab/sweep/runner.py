@@ -1,0 +1,452 @@
+"""Run a study: register its runs, run what is not done on an executor, report progress, survive being killed.
+
+The store is the study's memory. Every run of the spec is registered as 'planned' (its id is the hash of its
+config); a run is 'running' while some process trains it, then 'done', 'diverged' or 'failed'. A driver killed
+at any moment leaves 'running' rows and checkpoints in <store>.ckpt/<run_id>: the next `run_study` re-runs those
+rows, resuming from their checkpoints, and skips what is done, so every run completes exactly once. One driver
+per store at a time (an exclusive lock on <store>.lock), so a 'running' row seen at start is always stale.
+
+    study = load_study("study.toml")
+    summary = run_study(study, executor="local")        # or "sequential", or "ray" (ray_address="auto")
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from scalinglab.config import RunConfig
+from scalinglab.errors import ConfigError, StoreError
+from scalinglab.sweep.estimate import (
+    Throughput,
+    available_cores,
+    probe_throughput,
+    run_flop,
+    simulate_schedule,
+    threads_for,
+)
+from scalinglab.sweep.spec import Study
+from scalinglab.sweep.worker import Outcome, RunTask, run_task
+
+EXECUTORS = ("local", "sequential", "ray")
+TERMINAL = ("done", "diverged")
+
+
+@dataclass
+class PlannedRun:
+    config: RunConfig
+    run_id: str
+    info: dict  # train.describe(): N, D, B, C, ...
+    status: str  # in the store before this call: planned | running | done | failed | diverged
+    threads: int
+    flop: float  # exact FLOP including evaluations (what the time estimate uses)
+    est_s: float | None = None
+
+
+@dataclass
+class StudyPlan:
+    study: Study
+    runs: list[PlannedRun]
+    cores: int
+    workers: int
+    retry_failed: bool = False
+    throughput: Throughput | None = None
+    est_wall_s: float | None = None
+
+    @property
+    def todo(self) -> list[PlannedRun]:
+        return [r for r in self.runs if _wants_run(r.status, self.retry_failed)]
+
+    @property
+    def flop_planned(self) -> float:
+        return sum(r.info["C"] for r in self.runs)
+
+
+@dataclass
+class StudySummary:
+    """What `run_study` did. Counts are over all runs of the study after this call."""
+
+    name: str
+    store_path: Path
+    runs: int
+    already_done: int
+    ran: int
+    done: int
+    diverged: int
+    failed: int
+    pending: int
+    flop_planned: float  # Kaplan's C = 6 N D, summed over the study
+    flop_done: float
+    wall_s: float
+    est_wall_s: float | None = None
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (run_id, name, error)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.pending == 0
+
+
+# ------------------------------------------------------------------------------------------------ store state
+
+
+def _wants_run(status: str, retry_failed: bool) -> bool:
+    return status in ("new", "planned", "running") or (retry_failed and status == "failed")
+
+
+def _vocab_size(study: Study) -> int:
+    from scalinglab.data.shards import TokenDataset
+
+    return TokenDataset(study.data_dir).vocab_size
+
+
+def register_runs(study: Study, store) -> None:
+    """Add every run of the study to the store as 'planned' (runs already there keep their status)."""
+    from scalinglab.train import describe
+
+    vocab = _vocab_size(study)
+    for cfg in study.runs:
+        store.add_run(cfg.run_id(), cfg.to_dict(), name=cfg.name, study=study.name, info=describe(cfg, vocab))
+
+
+def run_statuses(study: Study, store) -> dict[str, str]:
+    df = store.runs()
+    known = dict(zip(df["run_id"], df["status"])) if not df.empty else {}
+    return {rid: known.get(rid, "new") for rid in study.run_ids()}
+
+
+def pending_runs(study: Study, store, retry_failed: bool = False) -> list[RunConfig]:
+    status = run_statuses(study, store)
+    return [c for c in study.runs if _wants_run(status[c.run_id()], retry_failed)]
+
+
+@contextmanager
+def study_lock(store_path: Path):
+    """Hold <store>.lock exclusively for the life of a driver; the OS releases it when the driver dies."""
+    path = Path(str(store_path) + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StoreError(f"{store_path}: another `scalinglab study run` (pid {other}) is running this store; "
+                             "wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+def plan_study(study: Study, *, store=None, workers: int | None = None, threads_per_worker: int | None = None,
+               retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None) -> StudyPlan:
+    """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time."""
+    from scalinglab.train import describe
+
+    vocab = _vocab_size(study)
+    cores = available_cores()
+    statuses = run_statuses(study, store) if store is not None else {r: "new" for r in study.run_ids()}
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if threads_per_worker is not None and threads_per_worker < 1:
+        raise ConfigError(f"threads per worker must be at least 1, got {threads_per_worker}")
+    runs = []
+    for cfg in study.runs:
+        if threads_per_worker:
+            t = threads_per_worker
+        elif nproc_per_node:
+            t = cfg.threads or max(1, cores // nproc_per_node)
+        else:
+            t = threads_for(cfg, vocab, cores)
+            if workers and not cfg.threads:
+                t = min(t, max(1, cores // workers))
+        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), statuses[cfg.run_id()], t, run_flop(cfg, vocab)))
+    plan = StudyPlan(study, runs, cores, workers or cores, retry_failed)
+    todo = plan.todo
+    if probe and todo:
+        plan.throughput = probe_throughput([r.config for r in todo], vocab, cores)
+        for r in todo:
+            r.est_s = plan.throughput.seconds(r.config, vocab)
+        if nproc_per_node:
+            plan.est_wall_s = sum(r.est_s for r in todo) / nproc_per_node * 1.2
+        else:
+            budget = max(cores, (workers or 0) * (threads_per_worker or 1))
+            plan.est_wall_s = simulate_schedule([r.est_s for r in todo], [r.threads for r in todo], budget,
+                                                plan.workers)
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+
+class _Progress:
+    """An overall bar (runs and FLOP done of planned, ETA) and one line per finished run."""
+
+    def __init__(self, mode, plan: StudyPlan):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.lines = bool(mode)
+        self.bar = mode is True
+        self.console = Console(stderr=True)
+        self.total_runs = len(plan.runs)
+        self.done_runs = sum(r.status in TERMINAL for r in plan.runs)
+        self.total_flop = plan.flop_planned
+        self.done_flop = sum(r.info["C"] for r in plan.runs if r.status in TERMINAL)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[runs]} runs"),
+            TextColumn("{task.fields[flop]} FLOP"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, disable=not self.bar,
+        )  # fmt: skip
+        self.task = None
+        self.name = plan.study.name
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.task = self.progress.add_task(self.name, total=max(self.total_flop, 1.0), completed=self.done_flop,
+                                           runs=self._runs(), flop=self._flop())
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def _runs(self) -> str:
+        return f"{self.done_runs}/{self.total_runs}"
+
+    def _flop(self) -> str:
+        return f"{self.done_flop:.3g}/{self.total_flop:.3g}"
+
+    def finished(self, outcome: Outcome, planned: PlannedRun) -> None:
+        if outcome.status in TERMINAL:
+            self.done_runs += 1
+            self.done_flop += planned.info["C"]
+        self.progress.update(self.task, completed=self.done_flop, runs=self._runs(), flop=self._flop())
+        if self.lines:
+            s = outcome.summary
+            color = {"done": "green", "diverged": "yellow"}.get(outcome.status, "red")
+            loss = s.get("final_test_loss")
+            detail = (f"test loss {loss:.4f}" if isinstance(loss, float) else "") + (
+                f"  {s['wall_time_s']:.1f} s" if s.get("wall_time_s") else "")
+            i = planned.info
+            self.console.print(
+                f"[{color}]{outcome.status:8s}[/] {outcome.name or outcome.run_id}  N={i['N']:,} D={i['D']:,} "
+                f"B={i['B']:,} C={i['C']:.3g}  {detail}{'  ' + outcome.error if outcome.error else ''}",
+                highlight=False,
+            )
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def run_study(
+    study: Study,
+    executor: str = "local",
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    progress: bool | str = True,
+    *,
+    nproc_per_node: int | None = None,
+    probe: bool | None = None,
+) -> StudySummary:
+    """Run every run of `study` that is not done and return a StudySummary.
+
+    executor: "local" (worker processes on this machine, packed to fill the cores), "sequential" (one run after
+    another in this process) or "ray" (one Ray task per run; `ray_address` "auto", an address, or None = auto).
+    workers / threads_per_worker: override the packing (default: as many runs at once as fit the cores, threads
+    per run by model size). retry_failed: also re-run 'failed' runs. progress: True = bar and a line per run,
+    "lines" = lines only, False = quiet. nproc_per_node: K > 1 trains each run across K processes with torchrun
+    (DDP), one run after another. probe: time a few steps first for the wall-time estimate (default: when
+    progress is shown)."""
+    from scalinglab.store import RunStore
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if nproc_per_node is not None and nproc_per_node < 1:
+        raise ConfigError(f"nproc_per_node must be at least 1, got {nproc_per_node}")
+    ddp = bool(nproc_per_node and nproc_per_node > 1)
+    t0 = time.perf_counter()
+    with study_lock(study.store_path):
+        store = RunStore(study.store_path)
+        register_runs(study, store)
+        pool = None
+        if executor == "local" and not ddp:
+            from scalinglab.sweep.local import LocalPool
+
+            plan0 = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
+                               retry_failed=retry_failed, probe=False)
+            if plan0.todo:  # workers start importing torch while the driver probes
+                pool = LocalPool(min(plan0.workers, len(plan0.todo)))
+        try:
+            plan = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
+                              retry_failed=retry_failed, probe=bool(progress) if probe is None else probe,
+                              nproc_per_node=nproc_per_node if ddp else None)
+            todo = plan.todo
+            already = sum(r.status in TERMINAL for r in plan.runs)
+            if progress:
+                _print_header(plan, executor if not ddp else f"torchrun x{nproc_per_node}")
+            by_id = {r.run_id: r for r in plan.runs}
+            failures: list[tuple[str, str, str]] = []
+            tasks = [RunTask(r.config.to_dict(), r.threads, study.name, str(study.store_path),
+                             str(study.checkpoint_root / r.run_id)) for r in todo]
+
+            with _Progress(progress, plan) as bar:
+                def on_done(o: Outcome) -> None:
+                    if executor == "ray" and not ddp:
+                        _write_ray_result(store, o)
+                    elif o.status == "failed":
+                        store.set_status(o.run_id, "failed", o.error)
+                    if o.status == "failed":
+                        failures.append((o.run_id, o.name, o.error or ""))
+                    bar.finished(o, by_id[o.run_id])
+
+                def on_start(t: RunTask) -> None:
+                    if executor == "ray":
+                        store.mark_running(RunConfig.from_dict(t.config).run_id(), device="ray")
+
+                if not tasks:
+                    pass
+                elif ddp:
+                    run_ddp(tasks, nproc_per_node, on_start=on_start, on_done=on_done)
+                elif executor == "sequential":
+                    for t in tasks:
+                        on_start(t)
+                        on_done(run_task(t))
+                elif executor == "local":
+                    run_local(tasks, flop={r.run_id: r.flop for r in todo}, cores=max(plan.cores, plan.workers *
+                              (threads_per_worker or 1)), pool=pool, on_start=on_start, on_done=on_done)
+                else:
+                    from scalinglab.sweep.ray_executor import run_ray
+
+                    gpus = {r.run_id: 1.0 if _wants_gpu(r.config) else 0.0 for r in todo}
+                    run_ray(tasks, address=ray_address, gpus=gpus, on_start=on_start, on_done=on_done)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        status = run_statuses(study, store)
+        runs_df = store.runs()
+        c_by_id = dict(zip(runs_df["run_id"], runs_df["C"]))
+        store.close()
+    counts = {s: sum(v == s for v in status.values()) for s in ("done", "diverged", "failed")}
+    summary = StudySummary(
+        name=study.name, store_path=study.store_path, runs=len(study.runs), already_done=already, ran=len(todo),
+        done=counts["done"], diverged=counts["diverged"], failed=counts["failed"],
+        pending=sum(_wants_run(v, False) for v in status.values()),
+        flop_planned=plan.flop_planned,
+        flop_done=sum(float(c_by_id.get(r, 0) or 0) for r, v in status.items() if v in TERMINAL),
+        wall_s=time.perf_counter() - t0, est_wall_s=plan.est_wall_s, failures=failures,
+    )  # fmt: skip
+    if progress:
+        _print_footer(summary)
+    return summary
+
+
+def _wants_gpu(cfg: RunConfig) -> bool:
+    if cfg.device.startswith("cuda"):
+        return True
+    if cfg.device != "auto":
+        return False
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _write_ray_result(store, o: Outcome) -> None:
+    if o.result is not None:
+        r = o.result
+        store.finish_run(r.run_id, r.status, r.summary, points=r.points, evals=r.evals, replace_curve=True)
+    else:
+        store.set_status(o.run_id, "failed", o.error)
+
+
+def run_local(*args, **kwargs):
+    from scalinglab.sweep.local import run_local as _run_local
+
+    return _run_local(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ DDP launcher
+
+
+def _die_with_parent_preexec() -> None:  # runs in the child between fork and exec
+    from scalinglab.sweep.worker import die_with_parent
+
+    die_with_parent()
+
+
+def run_ddp(tasks: list[RunTask], nproc: int, *, on_start, on_done) -> None:
+    """Each run in turn across `nproc` processes: torchrun launches scalinglab.sweep.ddp_worker on one task."""
+    import json
+
+    from scalinglab.store import RunStore
+
+    for t in tasks:
+        run_id = RunConfig.from_dict(t.config).run_id()
+        task_file = Path(t.checkpoint_dir).with_suffix(".ddp.json")
+        task_file.parent.mkdir(parents=True, exist_ok=True)
+        task_file.write_text(json.dumps(asdict(t)))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "scalinglab.sweep.ddp_worker", "--task", str(task_file)]
+        on_start(t)
+        env = {**os.environ, "OMP_NUM_THREADS": str(t.threads)}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent_preexec)
+        task_file.unlink(missing_ok=True)
+        with RunStore(t.store_path, readonly=True) as store:
+            row = store.run(run_id)
+        if proc.returncode == 0 and row["status"] in TERMINAL:
+            keep = ("N", "D", "B", "C", "final_test_loss", "wall_time_s")
+            on_done(Outcome(run_id, t.config.get("name", ""), row["status"], {k: row[k] for k in keep}))
+        else:
+            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+            why = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+            on_done(Outcome(run_id, t.config.get("name", ""), "failed", {},
+                            f"torchrun exited with {proc.returncode}: {why.strip()[:300]}"))
+
+
+# ------------------------------------------------------------------------------------------------ printing
+
+
+def _print_header(plan: StudyPlan, how: str) -> None:
+    from rich.console import Console
+
+    todo = plan.todo
+    c_todo = sum(r.info["C"] for r in todo)
+    est = f", est. {_fmt_s(plan.est_wall_s)}" if plan.est_wall_s is not None else ""
+    Console(stderr=True).print(
+        f"study [bold]{plan.study.name}[/]: {len(plan.runs)} runs ({len(plan.runs) - len(todo)} done or skipped, "
+        f"{len(todo)} to run), C = {plan.flop_planned:.3g} FLOP planned ({c_todo:.3g} to run){est} "
+        f"on {plan.cores} cores ({how}) -> {plan.study.store_path}",
+        highlight=False,
+    )
+
+
+def _print_footer(s: StudySummary) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(
+        f"study [bold]{s.name}[/]: {s.done} done, {s.diverged} diverged, {s.failed} failed, {s.pending} pending "
+        f"of {s.runs}; ran {s.ran} in {_fmt_s(s.wall_s)}"
+        + (f" (estimated {_fmt_s(s.est_wall_s)})" if s.est_wall_s else ""),
+        highlight=False,
+    )
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"

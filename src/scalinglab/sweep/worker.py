@@ -1,0 +1,104 @@
+"""What every executor runs for one run, and how worker processes stay tied to their driver.
+
+`run_task` trains one run and writes it to the store itself (live curve, then done/diverged), or returns the
+result for the driver to write (`write_store=False`, as Ray does). An error in one run marks that run failed with
+its one-line reason and never stops the study.
+
+Exactly once: a driver killed with SIGKILL must not leave workers that go on to finish runs the restarted driver
+runs again. Each worker asks the kernel to kill it when its parent dies (Linux PR_SET_PDEATHSIG), and checks its
+parent at every step as a portable fallback, so a run is written 'done' by at most one live process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_parent_pid: int | None = None
+
+
+@dataclass
+class RunTask:
+    config: dict  # RunConfig.to_dict() (plain data: crosses process and Ray boundaries)
+    threads: int
+    study: str
+    store_path: str | None
+    checkpoint_dir: str | None
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    name: str
+    status: str  # done | diverged | failed
+    summary: dict
+    error: str | None = None
+    result: object | None = None  # the RunResult, when the driver writes the store
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Make this process exit when `parent_pid` (default: the current parent) exits."""
+    global _parent_pid
+    _parent_pid = parent_pid or os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - other libc
+            pass
+    exit_if_orphaned()  # the parent may have died before prctl took effect
+
+
+def exit_if_orphaned() -> None:
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)
+
+
+def init_worker(driver_pid: int) -> None:
+    """ProcessPoolExecutor initializer: tie the worker to the driver; one thread until a run asks for more."""
+    die_with_parent(driver_pid)
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_task(task: RunTask, write_store: bool = True) -> Outcome:
+    from scalinglab.config import RunConfig
+    from scalinglab.errors import ScalingLabError
+    from scalinglab.store import RunStore
+    from scalinglab.train import train_run
+
+    config = RunConfig.from_dict({**task.config, "threads": task.threads})
+    run_id = config.run_id()
+    store = RunStore(task.store_path) if (write_store and task.store_path) else None
+    try:
+        result = train_run(config, store=store, study=task.study, checkpoint_dir=task.checkpoint_dir,
+                           on_progress=lambda _info: exit_if_orphaned())
+        return Outcome(run_id, config.name, result.status, _brief(result.summary), result.summary.get("error"),
+                       None if write_store else result)
+    except ScalingLabError as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug or a crash in one run: record it and keep the study going
+        error = f"{type(exc).__name__}: {exc} (at {_where(exc)})"
+    if store is not None:
+        store.set_status(run_id, "failed", error)
+    return Outcome(run_id, config.name, "failed", {}, error)
+
+
+def _brief(summary: dict) -> dict:
+    keep = ("N", "D", "B", "C", "C_exact", "final_test_loss", "wall_time_s", "tokens_per_s")
+    return {k: summary.get(k) for k in keep}
+
+
+def _where(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "?"
+    f = tb[-1]
+    return f"{Path(f.filename).name}:{f.lineno}"
