@@ -1,0 +1,320 @@
+"""Analogues of the figures of Kaplan et al. 2020, drawn from a study's runs and fitted laws.
+
+Each `fig_*` function returns a matplotlib Figure, or raises `Skip` with the reason when the study lacks the runs
+it needs; `make_figures` writes the PNGs and collects the notes. Conventions as in the paper: log axes for N, D,
+C and B, runs coloured by N on viridis, fitted laws as dashed lines with their formula in the legend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+from scalinglab.report.fits import LawFit, compute_frontier  # noqa: E402
+from scalinglab.report.study_data import StudyData  # noqa: E402
+
+PF_DAY = 8.64e19
+
+
+class Skip(Exception):
+    """A figure the study's runs cannot support; the message says what is missing."""
+
+
+@dataclass
+class FigureResult:
+    key: str
+    title: str
+    path: Path | None
+    note: str = ""
+
+
+def _norm(values) -> LogNorm:
+    v = np.asarray(values, float)
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    return LogNorm(lo, hi if hi > lo else lo * 1.01)
+
+
+def _colorbar(fig, ax, norm, label="N (non-embedding parameters)"):
+    sm = plt.cm.ScalarMappable(norm=norm, cmap="viridis")
+    fig.colorbar(sm, ax=ax, label=label)
+
+
+def _law_line(ax, lf: LawFit | None, var: str, xs, **kw):
+    if lf is None or lf.law is None:
+        return
+    y = lf.law.predict(**{var: xs})
+    ax.plot(xs, y, "--", color=kw.pop("color", "k"), lw=1.4, label=lf.law.text(), **kw)
+
+
+def _xs(values, pad=1.5):
+    v = np.asarray(values, float)
+    return np.geomspace(v.min() / pad, v.max() * pad, 100)
+
+
+# ------------------------------------------------------------------------------------------------ the figures
+
+
+def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 1: test loss against compute (learning curves and the L(C_min) frontier), data size and N."""
+    if sd.curves.empty:
+        raise Skip("no learning curves in the store")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    norm = _norm(sd.runs["N"])
+    main_ids = set(sd.full_data["run_id"])
+    for rid, c in sd.curves[sd.curves["run_id"].isin(main_ids)].groupby("run_id"):
+        ax.plot(c["flop"] / PF_DAY, c["test_loss"], color=plt.cm.viridis(norm(c["N"].iloc[0])), lw=1, alpha=0.8)
+    fr = compute_frontier(sd)
+    if len(fr):
+        ax.plot(fr["C"] / PF_DAY, fr["loss"], color="tab:orange", lw=2.5, alpha=0.6, label="frontier (envelope)")
+        lf = fits.get("L(C_min)")
+        if lf is not None and lf.law is not None:
+            xs = _xs(fr["C"], 1.3)
+            ax.plot(xs / PF_DAY, lf.law.predict(C=xs), "--", color="k", label=lf.law.text().replace("C_min", "C"))
+    ax.set(xscale="log", yscale="log", xlabel="compute C (PF-days, 6ND)", ylabel="test loss (nats/token)",
+           title="learning curves and compute frontier")
+    ax.legend(fontsize=7)
+    _colorbar(fig, ax, norm)
+
+    ax = axes[1]
+    lf = fits.get("L(D)")
+    if lf is not None and len(lf.data):
+        ax.plot(lf.data["D"], lf.data["loss"], "o", color="tab:blue", label="early-stopped, largest model")
+        _law_line(ax, lf, "D", _xs(lf.data["D"]))
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no data-subset runs", ha="center", transform=ax.transAxes)
+    ax.set(xscale="log", yscale="log", xlabel="dataset size D (tokens)", title="L(D)")
+
+    ax = axes[2]
+    lf = fits.get("L(N)")
+    if lf is not None and len(lf.data):
+        ax.scatter(lf.data["N"], lf.data["loss"], c=lf.data["N"], cmap="viridis", norm=norm, zorder=3,
+                   label="best run at each N")
+        _law_line(ax, lf, "N", _xs(lf.data["N"]))
+        ax.legend(fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="parameters N (non-embedding)", title="L(N)")
+    fig.tight_layout()
+    return fig
+
+
+def fig2_sample_efficiency(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 2: learning curves coloured by N, against tokens and against compute."""
+    main = sd.main
+    if main["N"].nunique() < 2 or sd.curves.empty:
+        raise Skip("needs the learning curves of >= 2 model sizes")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    norm = _norm(main["N"])
+    for rid, c in sd.curves[sd.curves["run_id"].isin(set(main["run_id"]))].groupby("run_id"):
+        col = plt.cm.viridis(norm(c["N"].iloc[0]))
+        axes[0].plot(c["tokens"], c["test_loss"], color=col, lw=1.2)
+        axes[1].plot(c["flop"] / PF_DAY, c["test_loss"], color=col, lw=1.2)
+    axes[0].set(xscale="log", yscale="log", xlabel="tokens processed", ylabel="test loss",
+                title="larger models need fewer tokens")
+    axes[1].set(xscale="log", yscale="log", xlabel="compute (PF-days)", title="... and reach the frontier")
+    _colorbar(fig, axes[1], norm)
+    fig.tight_layout()
+    return fig
+
+
+def fig3_shape(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 5 (and Fig. 3's message): loss increase against aspect ratio, heads and d_ff ratio at fixed N."""
+    groups = sd.shape_groups()
+    if not groups:
+        raise Skip("needs >= 3 shapes at about the same N (a shape sweep)")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    norm = _norm(np.concatenate([g["N"].to_numpy(float) for g in groups]))
+    for g in groups:
+        col = plt.cm.viridis(norm(g["N"].median()))
+        rel = 100 * (g["loss"] / g["loss"].min() - 1)
+        label = f"N ~ {g['N'].median():.2g}"
+        for ax, col_name in zip(axes, ("aspect_ratio", "n_head", "d_ff_ratio")):
+            order = np.argsort(g[col_name].to_numpy(float))
+            ax.plot(g[col_name].to_numpy(float)[order], rel.to_numpy()[order], "o-", color=col, label=label)
+    for ax, xl, lg in zip(axes, ("aspect ratio d_model / n_layer", "attention heads", "d_ff / d_model"),
+                          (True, False, False)):
+        ax.set(xlabel=xl, ylabel="loss increase over the best shape (%)")
+        if lg:
+            ax.set_xscale("log")
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("shape matters little at fixed N")
+    fig.tight_layout()
+    return fig
+
+
+def fig4_nd(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 4 left / Fig. 9 left: loss against N for each data size, with L(N, D) (eq. 1.5)."""
+    lf = fits.get("L(N,D)")
+    if lf is None or not len(lf.data) or sd.subsets.empty:
+        raise Skip("needs runs on data subsets at several model sizes")
+    d = lf.data
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    dnorm = _norm(d["D"])
+    for D, g in d.groupby("D"):
+        g = g.sort_values("N")
+        col = plt.cm.plasma(dnorm(D) * 0.85)
+        ax.plot(g["N"], g["loss"], "o", color=col, label=f"D = {D:.2g}")
+        if lf.law is not None:
+            xs = _xs(g["N"], 1.2)
+            ax.plot(xs, lf.law.predict(N=xs, D=np.full_like(xs, D)), "--", color=col, lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="early-stopped test loss",
+           title=(lf.law.text() if lf.law is not None else "L(N, D)"))
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig6_embedding(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 6: loss against total parameters (splits by depth) and against N (collapses)."""
+    m = sd.full_data
+    if m["N"].nunique() < 3:
+        raise Skip("needs full-data runs of >= 3 sizes")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    depths = sorted(m["n_layer"].unique())
+    cmap = plt.cm.viridis
+    for i, L in enumerate(depths):
+        g = m[m["n_layer"] == L].sort_values("N")
+        col = cmap(i / max(1, len(depths) - 1))
+        axes[0].plot(g["n_params_total"], g["loss"], "o-", color=col, label=f"{L} layer{'s' if L > 1 else ''}")
+        axes[1].plot(g["N"], g["loss"], "o-", color=col, label=f"{L} layer{'s' if L > 1 else ''}")
+    axes[0].set(xscale="log", yscale="log", xlabel="parameters, embeddings included", ylabel="test loss",
+                title="total parameters: split by depth")
+    axes[1].set(xscale="log", yscale="log", xlabel="parameters N, embeddings excluded",
+                title="non-embedding N: one trend")
+    lf = fits.get("L(N)")
+    if lf is not None and lf.law is not None:
+        _law_line(axes[1], lf, "N", _xs(m["N"], 1.2))
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig8_transfer(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 8: loss on each transfer set against N, and against the test loss."""
+    if not sd.transfer_sets:
+        raise Skip("the dataset has no transfer sets (prepare it with transfer corpora)")
+    byn = sd.main_by_n()
+    if len(byn) < 2:
+        raise Skip("needs >= 2 model sizes")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    axes[0].plot(byn["N"], byn["loss"], "o-", color="k", label="test (training distribution)")
+    for i, s in enumerate(sd.transfer_sets):
+        col = plt.cm.tab10(i)
+        axes[0].plot(byn["N"], byn[f"loss_{s}"], "o-", color=col, label=s)
+        axes[1].plot(byn["loss"], byn[f"loss_{s}"], "o", color=col, label=s)
+    lo, hi = byn["loss"].min(), byn["loss"].max()
+    axes[1].plot([lo, hi], [lo, hi], ":", color="grey", label="slope 1")
+    axes[0].set(xscale="log", yscale="log", xlabel="parameters N", ylabel="loss", title="transfer: parallel lines")
+    axes[1].set(xlabel="test loss on the training distribution", ylabel="loss on the transfer set",
+                title="a roughly constant offset")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig9_overfitting(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 9 right: deltaL = L(N, D)/L(N, inf) - 1 against N^(alpha_N/alpha_D)/D, with eq. 4.3."""
+    lf = fits.get("L(N,D)")
+    if lf is None or lf.law is None or sd.subsets.empty:
+        raise Skip("needs an L(N, D) fit (runs on data subsets at several sizes)")
+    p = lf.law.params
+    d = lf.data
+    linf = lf.law.predict(N=d["N"], D=np.full(len(d), 1e30))
+    dl = d["loss"].to_numpy(float) / linf - 1
+    ratio = p["alpha_N"] / p["alpha_D"]
+    x = d["N"].to_numpy(float) ** ratio / d["D"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    norm = _norm(d["N"])
+    ax.scatter(x, np.maximum(dl, 1e-4), c=d["N"], cmap="viridis", norm=norm, zorder=3)
+    xs = _xs(x, 2)
+    model = (1 + xs * p["D_c"] / p["N_c"] ** ratio) ** p["alpha_D"] - 1
+    ax.plot(xs, model, "--", color="k", label=f"eq. 4.3, alpha_N/alpha_D = {ratio:.3g}")
+    ax.set(xscale="log", yscale="log", xlabel=f"N^{ratio:.3g} / D", ylabel="deltaL = L / L(N, inf) - 1",
+           title="overfitting depends on N^(alpha_N/alpha_D)/D")
+    ax.legend(fontsize=7)
+    _colorbar(fig, ax, norm)
+    fig.tight_layout()
+    return fig
+
+
+def fig10_bcrit(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 10: the critical batch (gradient noise scale) against loss, with B_crit(L)."""
+    lf = fits.get("B_crit(L)")
+    if lf is None or not len(lf.data):
+        raise Skip("needs runs that measured the gradient noise scale (noise_scale = true)")
+    d = lf.data
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(d["L"], d["B_crit"], "o", alpha=0.7, label="gradient noise scale B_simple")
+    if lf.law is not None:
+        xs = np.geomspace(d["L"].min() * 0.97, d["L"].max() * 1.03, 50)
+        ax.plot(xs, lf.law.predict(L=xs), "--", color="k", label=lf.law.text())
+    ax.set(xscale="log", yscale="log", xlabel="test loss", ylabel="B_crit (tokens)",
+           title="critical batch rises as the loss falls")
+    ax.invert_xaxis()
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig11_ns(sd: StudyData, fits: dict) -> plt.Figure:
+    """Fig. 11 / Fig. 4 right: test loss against steps for each N, with L(N, S) (eq. 1.6)."""
+    lf = fits.get("L(N,S)")
+    if lf is None or not len(lf.data):
+        raise Skip("needs the learning curves of >= 2 model sizes")
+    d = lf.data
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    norm = _norm(d["N"])
+    for rid, g in d.groupby("group"):
+        col = plt.cm.viridis(norm(g["N"].iloc[0]))
+        ax.plot(g["S"], g["loss"], "o", ms=3, color=col)
+        if lf.law is not None:
+            xs = np.geomspace(g["S"].min(), g["S"].max(), 50)
+            ax.plot(xs, lf.law.predict(N=np.full_like(xs, g["N"].iloc[0]), S=xs), "-", color=col, lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="steps S", ylabel="test loss")
+    ax.set_title(lf.law.text() if lf.law is not None else "L(N, S)", fontsize=8)
+    _colorbar(fig, ax, norm)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = [
+    ("fig1", "Figure 1: loss against compute, data and parameters", fig1_overview),
+    ("fig2", "Figure 2: learning curves by model size", fig2_sample_efficiency),
+    ("fig5", "Figures 3/5: shape at fixed N", fig3_shape),
+    ("fig4", "Figure 4: L(N, D)", fig4_nd),
+    ("fig6", "Figure 6: total against non-embedding parameters", fig6_embedding),
+    ("fig8", "Figure 8: transfer to other distributions", fig8_transfer),
+    ("fig9", "Figure 9: overfitting", fig9_overfitting),
+    ("fig10", "Figure 10: critical batch size against loss", fig10_bcrit),
+    ("fig11", "Figure 11: L(N, S) learning curves", fig11_ns),
+]
+
+
+def make_figures(sd: StudyData, fits: dict, out_dir: str | Path) -> list[FigureResult]:
+    """Write every figure the runs allow as OUT/figN.png; the others come back with path None and a note."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for key, title, fn in FIGURES:
+        path = out / f"{key}.png"
+        try:
+            fig = fn(sd, fits)
+        except Skip as exc:
+            path.unlink(missing_ok=True)
+            results.append(FigureResult(key, title, None, f"skipped: {exc}"))
+            continue
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        results.append(FigureResult(key, title, path))
+    return results

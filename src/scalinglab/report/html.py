@@ -1,0 +1,140 @@
+"""The report: one self-contained HTML page (figures embedded as base64 PNG) plus the PNG files.
+
+`write_report(store, out_dir)` reads the store, fits the laws (cached in OUT/fits.json), checks the findings,
+draws the figures and writes OUT/report.html, OUT/findings.json and OUT/figN.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.report.figures import FigureResult, make_figures
+from scalinglab.report.fits import PAPER, LawFit, fit_study
+from scalinglab.report.study_data import StudyData
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3} .yes{background:#dff5df} .partial{background:#fff4d6} .no{background:#fadede}
+.nm{color:#888} img{max-width:100%;border:1px solid #eee} figure{margin:1.5em 0} .note{color:#777}
+"""
+
+
+@dataclass
+class Report:
+    path: Path
+    figures: list[FigureResult]
+    fits: dict[str, LawFit]
+    findings: list
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return _esc(x)
+    if not np.isfinite(x):
+        return "-"
+    return f"{x:.4g}"
+
+
+def _laws_table(fits: dict[str, LawFit]) -> str:
+    rows = ["<tr><th>law</th><th>fitted</th><th>parameter</th><th>this study</th><th>95% interval</th>"
+            "<th>Kaplan et al. 2020</th><th>note</th></tr>"]
+    for key, lf in fits.items():
+        paper = PAPER.get(key, {})
+        if lf.law is None:
+            rows.append(f"<tr><td>{_esc(key)}</td><td colspan=5 class=nm>-</td><td>{_esc(lf.note)}</td></tr>")
+            continue
+        params = lf.law.params
+        first = True
+        for name, val in params.items():
+            lo, hi = lf.law.ci.get(name, (np.nan, np.nan)) if hasattr(lf.law, "ci") else (np.nan, np.nan)
+            head = (f"<td rowspan={len(params)}>{_esc(key)}</td><td rowspan={len(params)}>{_esc(lf.law.text())}"
+                    f"</td>") if first else ""
+            tail = f"<td rowspan={len(params)}>{_esc(lf.note)}</td>" if first else ""
+            rows.append(f"<tr>{head}<td>{_esc(name)}</td><td>{_num(val)}</td><td>[{_num(lo)}, {_num(hi)}]</td>"
+                        f"<td>{_num(paper.get(name))}</td>{tail}</tr>")
+            first = False
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _findings_table(findings) -> str:
+    rows = ["<tr><th>#</th><th>finding</th><th>the paper</th><th>this study</th><th>agrees</th><th>why</th></tr>"]
+    for f in findings:
+        cls = {"yes": "yes", "partial": "partial", "no": "no"}.get(f.agrees, "nm")
+        rows.append(f"<tr><td>{f.number}</td><td>{_esc(f.finding)}</td><td>{_esc(f.paper)}</td>"
+                    f"<td>{_esc(f.measured or '-')}</td><td class={cls}>{_esc(f.agrees)}</td>"
+                    f"<td>{_esc(f.reason)}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _runs_table(sd: StudyData) -> str:
+    cols = ["name", "status", "N", "n_params_total", "n_layer", "d_model", "n_head", "B", "S", "D", "d_unique",
+            "C", "final_test_loss", "wall_time_s", "attempts"]
+    df = sd.all_runs
+    cols = [c for c in cols if c in df.columns]
+    rows = ["<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"]
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(f"<td>{_esc(v) if c in ('name', 'status') else _num(v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _figure(fr: FigureResult) -> str:
+    if fr.path is None:
+        return f"<p class=note><b>{_esc(fr.title)}</b>: {_esc(fr.note)}</p>"
+    data = base64.b64encode(Path(fr.path).read_bytes()).decode()
+    return (f"<figure id={fr.key}><img alt='{_esc(fr.title)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{_esc(fr.title)}</figcaption></figure>")
+
+
+def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult]) -> str:
+    n_done = len(sd.runs)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>scalinglab report: {_esc(sd.name)}</title>
+<style>{_CSS}</style></head><body>
+<h1>Scaling laws of {_esc(sd.name)}</h1>
+<p>{n_done} finished runs of {len(sd.all_runs)} in the store; generated {time.strftime('%Y-%m-%d %H:%M')} by
+scalinglab, reproducing Kaplan et al. 2020, "Scaling Laws for Neural Language Models". Loss: nats per token on
+held-out data; N: non-embedding parameters; C: 6ND FLOP.</p>
+<h2>Findings</h2>{_findings_table(findings)}
+<h2>Fitted laws</h2>{_laws_table(fits)}
+<h2>Figures</h2>{''.join(_figure(f) for f in figures)}
+<h2>Runs</h2>{_runs_table(sd)}
+</body></html>
+"""
+
+
+def write_report(store: str | Path, out_dir: str | Path, *, bootstrap: int = 300, name: str | None = None) -> Report:
+    from scalinglab.studies.findings import check_findings
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sd = StudyData.from_store(store, name=name)
+    fits = fit_study(sd, bootstrap=bootstrap, cache=out / "fits.json")
+    findings = check_findings(sd, fits)
+    figures = make_figures(sd, fits, out)
+    page = render_html(sd, fits, findings, figures)
+    tmp = out / "report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out / "report.html")
+    (out / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=1))
+    return Report(out / "report.html", figures, fits, findings)
