@@ -139,14 +139,17 @@ def iter_files(pkg: Package, want: Callable[[str], bool]) -> Iterator[tuple[str,
     if f.suffix == ".deb":
         # dpkg-deb streams the data tarball; nothing is extracted to disk.
         proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(f)], stdout=subprocess.PIPE)
+        finished = False
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
                 for m in tf:
                     if m.isfile() and want(m.name):
                         yield m.name, tf.extractfile(m).read()
+            finished = True
         finally:
             proc.stdout.close()
-            if proc.wait() != 0:
+            # A reader that stops early closes the pipe: dpkg-deb then fails with SIGPIPE, which is no error.
+            if proc.wait() != 0 and finished:
                 raise DataError(f"{f}: `dpkg-deb --fsys-tarfile` failed; delete {f.parent} and try again")
     elif f.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(f) as zf:
