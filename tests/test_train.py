@@ -118,3 +118,27 @@ def test_bad_config_one_line_exit_2(tmp_path, byte_dataset):
     assert r.returncode == 2 and "unknown key(s) d_modle" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("train", "--data", str(tmp_path / "nope"), "--store", str(tmp_path / "x.sqlite"))
     assert r.returncode == 2 and "not a prepared dataset" in r.stderr
+
+
+def test_adafactor_and_untied_embeddings_train(byte_dataset, tmp_path):
+    cfg = RunConfig(data=str(byte_dataset), n_layer=1, d_model=32, n_head=2, n_ctx=32, batch_size=8,
+                    tokens=150 * 8 * 32, lr=1e-2, threads=1, optimizer="adafactor", tie_embeddings=False,
+                    n_evals=3)  # fmt: skip
+    result = train_run(cfg)
+    first = result.evals[0]["loss"]
+    assert result.status == "done" and result.final_test_loss < first - 0.5
+    assert result.summary["n_params_embed"] == 2 * 256 * 32 + 32 * 32  # untied: token + unembedding + positions
+
+
+def test_runs_cli_list_show_export(byte_dataset, tmp_path):
+    store = tmp_path / "cli.sqlite"
+    r = run_cli("train", "--data", str(byte_dataset), "--store", str(store), "--tokens", "4096", "--n-ctx", "32",
+                "--d-model", "32", "--n-head", "2", "--n-layer", "1", "--threads", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("runs", "list", "--store", str(store))
+    assert r.returncode == 0 and "done" in r.stdout
+    run_id = RunStore(store, readonly=True).runs().iloc[0]["run_id"]
+    r = run_cli("runs", "show", run_id[:6], "--store", str(store))
+    assert r.returncode == 0 and run_id in r.stdout and "train_loss" in r.stdout
+    r = run_cli("runs", "export", "--store", str(store), "--out", str(tmp_path / "e" / "x"), "--format", "parquet")
+    assert r.returncode == 0 and (tmp_path / "e" / "x_curves.parquet").exists()
