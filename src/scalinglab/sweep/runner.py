@@ -125,6 +125,31 @@ def pending_runs(study: Study, store, retry_failed: bool = False) -> list[RunCon
     return [c for c in study.runs if _wants_run(status[c.run_id()], retry_failed)]
 
 
+STATUSES_ORDER = ("done", "diverged", "running", "planned", "failed", "new")
+
+
+def study_status(study: Study, store) -> list[dict]:
+    """One dict per run of the spec, in spec order: the store's row (status, N, D, C, attempts, loss, ...), or
+    status 'new' for a run the store has not seen (the spec changed since the last `study run`)."""
+    df = store.runs()
+    rows = {r["run_id"]: r for r in df.to_dict("records")} if not df.empty else {}
+    vocab = None
+    out = []
+    for cfg in study.runs:
+        rid = cfg.run_id()
+        row = rows.get(rid)
+        if row is None:
+            row = dict(run_id=rid, status="new", N=None, D=None, C=None, attempts=0, final_test_loss=None,
+                       wall_time_s=None, error=None)
+            if (study.data_dir / "meta.json").is_file():
+                from scalinglab.train import describe
+
+                vocab = vocab or _vocab_size(study)
+                row.update({k: v for k, v in describe(cfg, vocab).items() if k in ("N", "D", "C")})
+        out.append({**row, "name": cfg.name})
+    return out
+
+
 @contextmanager
 def study_lock(store_path: Path):
     """Hold <store>.lock exclusively for the life of a driver; the OS releases it when the driver dies."""

@@ -171,8 +171,8 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
         ids[rid] = cfg.name
         if train_tokens is not None and cfg.d_unique is not None and cfg.d_unique > train_tokens:
             raise ConfigError(
-                f"{where}: run {cfg.name!r} asks for d_unique={cfg.d_unique:,} tokens but the training split of "
-                f"{study.data_dir} has {train_tokens:,}; lower d_unique or prepare more data (max_bytes)"
+                f"{where}: run {cfg.name!r}: d_unique={cfg.d_unique:,} tokens is larger than the training split of "
+                f"{study.data_dir} ({train_tokens:,} tokens); lower d_unique or prepare more data (max_bytes)"
             )
         runs.append(cfg)
     study.runs = runs
