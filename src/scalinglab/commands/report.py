@@ -1,0 +1,66 @@
+"""`scalinglab report STORE_OR_STUDY --out DIR`: the HTML report, its figures and the findings table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from rich.console import Console
+
+from scalinglab.commands._common import console, out
+
+wide = Console(width=max(out.width, 150))  # the findings table reads badly folded to 80 columns
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="fit the laws, check the findings, write figures and an HTML report")
+    p.add_argument("source", help="a run store (.sqlite) or a study spec (.toml) whose store to report on")
+    p.add_argument("--out", required=True, help="output directory (report.html, figN.png, fits.json)")
+    p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples per fitted law (default 300)")
+    p.set_defaults(func=cmd_report)
+
+
+def store_of(source: str) -> Path:
+    """The run store a report reads: the path itself, or the store a study spec names."""
+    path = Path(source)
+    if path.suffix == ".toml":
+        from scalinglab.sweep import load_study
+
+        return load_study(path, prepare=False).store_path
+    return path
+
+
+def print_findings(findings) -> None:
+    t = Table(title="Kaplan et al. 2020, finding by finding", show_lines=True)
+    for col in ("#", "finding", "paper", "this study", "agrees", "why"):
+        t.add_column(col, overflow="fold")
+    colour = {"yes": "green", "partial": "yellow", "no": "red"}
+    for f in findings:
+        c = colour.get(f.agrees, "dim")
+        t.add_row(str(f.number), f.finding, f.paper, f.measured or "-", f"[{c}]{f.agrees}[/{c}]", f.reason)
+    wide.print(t)
+
+
+def print_laws(fits) -> None:
+    for key, lf in fits.items():
+        if lf.law is None:
+            out.print(f"{key}: {lf.note}")
+        elif hasattr(lf.law, "summary"):
+            out.print(lf.law.summary())
+        else:
+            lo, hi = lf.law.ci["exponent"]
+            out.print(f"{key}: {lf.law.text()}  exponent 95% [{lo:.3g}, {hi:.3g}]")
+
+
+def cmd_report(args) -> int:
+    from scalinglab.report.html import write_report
+
+    rep = write_report(store_of(args.source), args.out, bootstrap=args.bootstrap)
+    print_laws(rep.fits)
+    print_findings(rep.findings)
+    skipped = [f for f in rep.figures if f.path is None]
+    for f in skipped:
+        console.print(f"[dim]{f.title}: {f.note}[/dim]")
+    console.print(f"wrote {rep.path} and {len(rep.figures) - len(skipped)} figures")
+    return 0

@@ -1,0 +1,32 @@
+"""`scalinglab reproduce`: data, study, fits and report for a preset, resumable at every stage."""
+
+from __future__ import annotations
+
+from scalinglab.commands._common import console
+
+
+def register(sub) -> None:
+    from scalinglab.reproduce import PRESETS
+
+    p = sub.add_parser("reproduce", help="reproduce Kaplan et al. 2020 at this machine's scale (resumable)")
+    p.add_argument("--preset", choices=PRESETS, default="smoke",
+                   help="ci (~1 min), smoke (< 10 min on 2 cores, default), cpu (< 3 h), gpu (one GPU, hours)")
+    p.add_argument("--out", default=None, help="output directory (default: reproduce-<preset>)")
+    p.add_argument("--workers", type=int, default=None, help="runs trained at once (default: fill the cores)")
+    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples per fitted law")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, one line per finished run")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from scalinglab.commands.report import print_findings, print_laws
+    from scalinglab.reproduce import reproduce
+
+    res = reproduce(args.preset, args.out, workers=args.workers, bootstrap=args.bootstrap,
+                    progress="lines" if args.quiet else True, log=lambda m: console.print(m))
+    print_laws(res.fits)
+    print_findings(res.findings)
+    t = res.timings
+    console.print(f"report: {res.report}  (data {t['data_s']:.0f} s, runs {t['runs_s']:.0f} s, "
+                  f"report {t['report_s']:.0f} s, total {t['total_s']:.0f} s; {res.runs_ran} runs trained now)")
+    return 0

@@ -1,0 +1,99 @@
+"""`reproduce`: from a fresh machine to a reproduction of Kaplan et al. 2020 at the scale the machine allows.
+
+Stages, each resumable and skipped when its outputs are complete:
+1. specs  - the preset's study files are copied into OUT/ once (edit them there; an existing copy is kept);
+2. data   - each spec's [data] table is prepared into OUT/data (prepare_dataset returns at once when done);
+3. runs   - every spec runs into the one store OUT/study.sqlite; done runs are never redone, a killed driver's
+            runs resume from their checkpoints (sweep.run_study);
+4. report - laws fitted (cached in OUT/report/fits.json by the points they saw), findings checked, figures and
+            OUT/report/report.html written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from scalinglab.errors import ConfigError
+
+PRESETS = ("ci", "smoke", "cpu", "gpu")
+# Bootstrap resamples per fitted law: the CI preset keeps its fits to seconds.
+BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400}
+
+
+def preset_files(preset: str) -> list[Path]:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    root = Path(str(resources.files("scalinglab.studies").joinpath(preset)))
+    files = sorted(root.glob("*.toml"))
+    if not files:
+        raise ConfigError(f"preset {preset!r} has no study files in {root}")
+    return files
+
+
+@dataclass
+class ReproduceResult:
+    out: Path
+    store: Path
+    report: Path
+    findings: list
+    fits: dict
+    timings: dict = field(default_factory=dict)
+    runs_ran: int = 0
+
+
+def copy_preset(preset: str, out: Path) -> list[Path]:
+    """The preset's spec files in OUT (copied the first time; a user's edits to the copies are kept)."""
+    out.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for f in preset_files(preset):
+        dest = out / f.name
+        if not dest.exists():
+            tmp = dest.with_suffix(".toml.tmp")
+            shutil.copyfile(f, tmp)
+            tmp.replace(dest)
+        specs.append(dest)
+    return specs
+
+
+def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: int | None = None,
+              bootstrap: int | None = None, progress: bool | str = True, log=print) -> ReproduceResult:
+    from scalinglab.report.html import write_report
+    from scalinglab.sweep import load_study, run_study
+
+    out = Path(out or f"reproduce-{preset}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    specs = copy_preset(preset, out)
+
+    studies = []
+    for spec in specs:
+        log(f"[data] {spec.name}")
+        studies.append(load_study(spec, progress=bool(progress)))  # prepares the data when missing
+    timings["data_s"] = time.perf_counter() - t0
+    stores = {s.store_path for s in studies}
+    if len(stores) != 1:
+        raise ConfigError(f"preset {preset!r}: its specs write to {len(stores)} stores; give them one `store`")
+    store = stores.pop()
+
+    t1 = time.perf_counter()
+    ran = 0
+    for study in studies:
+        log(f"[runs] {study.name}: {len(study.runs)} runs")
+        summary = run_study(study, executor="local", workers=workers, progress=progress)
+        ran += summary.ran
+    timings["runs_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    log("[report] fitting laws, checking findings, drawing figures")
+    rep = write_report(store, out / "report", bootstrap=bootstrap or BOOTSTRAP.get(preset, 300),
+                       name=f"{preset} preset")
+    timings["report_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    return ReproduceResult(out=out, store=store, report=rep.path, findings=rep.findings, fits=rep.fits,
+                           timings=timings, runs_ran=ran)
