@@ -1,0 +1,119 @@
+"""The fit command and fit_law on bad input: one line, exit 2; non-convergence is reported, never hidden."""
+
+import json
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalinglab.cli import main
+from scalinglab.errors import DataError, FitError
+from scalinglab.laws import FittedLaw, FitWarning, fit_law
+
+
+def chinchilla_csv(tmp_path, n=30, seed=0, **edits):
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n))
+    D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), n))
+    loss = (1.8 + 480 / N ** 0.35 + 2000 / D ** 0.37) * np.exp(0.01 * rng.standard_normal(n))
+    df = pd.DataFrame({"params": N, "tokens": D, "loss": loss, "run": np.arange(n)})
+    for col, (row, value) in edits.items():
+        df.loc[row, col] = value
+    path = tmp_path / "runs.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def run_cli(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_fit_json_has_the_promised_keys(tmp_path, capsys):
+    path = chinchilla_csv(tmp_path)
+    rc, out, err = run_cli(capsys, "fit", str(path), "--form", "chinchilla", "--n", "params", "--d", "tokens",
+                           "--loss", "loss", "--group", "run", "--bootstrap", "50", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert {"form", "params", "ci95", "n_points", "converged"} <= set(d)
+    assert d["form"] == "chinchilla" and d["n_points"] == 30 and d["converged"] is True
+    assert set(d["params"]) == {"E", "A", "B", "alpha", "beta"}
+    for name, (lo, hi) in d["ci95"].items():
+        assert lo <= d["params"][name] <= hi
+    law = FittedLaw.from_dict(d)  # the JSON round-trips into a usable law
+    assert law.predict(N=1e9, D=1e11)[0] == pytest.approx(1.8 + 480 / 1e9 ** 0.35 + 2000 / 1e11 ** 0.37, rel=0.03)
+
+
+def test_fit_table_prints_formula(tmp_path, capsys):
+    path = chinchilla_csv(tmp_path)
+    rc, out, _ = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens", "--bootstrap", "20")
+    assert rc == 0
+    assert "alpha" in out and "95% low" in out
+    assert re.search(r"L\(N, D\) = [0-9.]+ \+ [0-9.]+/N\^0\.3", out)
+
+
+@pytest.mark.parametrize("edits, argv, words", [
+    ({}, ["--n", "nope"], "no column 'nope'"),
+    ({"loss": (3, np.nan)}, [], "missing or non-numeric"),
+    ({"params": (2, -5.0)}, [], "non-positive"),
+    ({"tokens": (4, 0.0)}, [], "non-positive"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, edits, argv, words):
+    path = chinchilla_csv(tmp_path, **edits)
+    args = ["fit", str(path), "--n", "params", "--d", "tokens", "--bootstrap", "0"]
+    rc, out, err = run_cli(capsys, *(args + argv))
+    assert rc == 2
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_too_few_points(tmp_path, capsys):
+    path = chinchilla_csv(tmp_path, n=5)
+    rc, _, err = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens")
+    assert rc == 2 and "5 usable points" in err and "5 parameters" in err
+
+
+def test_missing_file_and_garbage_file(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "fit", str(tmp_path / "absent.csv"))
+    assert rc == 2 and "no such file" in err
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    rc, _, err = run_cli(capsys, "fit", str(bad))
+    assert rc == 2 and "cannot be read" in err
+
+
+def test_non_converged_fit_says_so(tmp_path, capsys):
+    path = chinchilla_csv(tmp_path)
+    with pytest.warns(FitWarning, match="did not converge"):
+        law = fit_law(path, n="params", d="tokens", max_iter=2, bootstrap=10)
+    assert law.converged is False
+    assert "did NOT converge" in law.summary()
+    assert law.n_bootstrap == 0  # no intervals pretending to be good
+    with pytest.raises(FitError, match="did not converge"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_law(path, n="params", d="tokens", max_iter=2, bootstrap=0, strict=True)
+    rc, out, err = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens", "--max-iter", "2",
+                           "--json")
+    assert rc == 1
+    assert json.loads(out)["converged"] is False and "did not converge" in err
+
+
+def test_python_api_errors_are_scalinglab_errors():
+    with pytest.raises(DataError):
+        fit_law(pd.DataFrame({"N": [1e6, 2e6], "loss": [3.0, 2.9]}), form="chinchilla")
+    with pytest.raises(FitError, match="unknown law form"):
+        fit_law(pd.DataFrame({"N": [1.0]}), form="nonsense")
+
+
+def test_forms_print_like_the_paper():
+    from scalinglab.laws import get_form
+
+    assert get_form("kaplan_n").text({"N_c": 8.8e13, "alpha_N": 0.076}) == "L(N) = (8.8e13 / N)^0.076"
+    assert get_form("kaplan_ns").text() == "L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S"
+    assert get_form("bcrit").text({"B_star": 2e8, "alpha_B": 0.21}) == "B_crit(L) = 2e8/L^(1/0.21)"
+    assert r"\frac{A}{N^{\alpha}}" in get_form("chinchilla").latex()
+    assert get_form("kaplan_cmin").text() == "L(C_min) = (C_c^min/C_min)^alpha_C_min"
