@@ -105,8 +105,12 @@ class Frontier:
 
 
 def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", loss: str = "loss",
-             n: str | None = "N", n_grid: int = 40, n_boot: int = 500, seed: int = 0) -> Frontier:
-    """The compute-efficient frontier: min over runs of the loss at each compute on a log-spaced grid."""
+             n: str | None = "N", n_grid: int = 40, n_boot: int = 500, seed: int = 0,
+             c_range: tuple[float, float] | None = None) -> Frontier:
+    """The compute-efficient frontier: min over runs of the loss at each compute on a log-spaced grid.
+
+    c_range limits the grid (and so the power-law fits): at the ends of a study the optimum falls outside the
+    model sizes trained, and the envelope saturates at the smallest or largest model."""
     for col in (run, flop, loss):
         if col not in curves.columns:
             raise DataError(f"frontier: no column {col!r}; columns are: {', '.join(map(str, curves.columns))}")
@@ -116,6 +120,8 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
         raise FitError("frontier: need learning curves of at least 2 runs")
     lo = cv.groupby(run)[flop].min().min()
     hi = cv[flop].max()
+    if c_range is not None:
+        lo, hi = max(lo, c_range[0]), min(hi, c_range[1])
     grid = np.geomspace(lo, hi, n_grid)
     runs, M = _curve_matrix(cv, grid, run, flop, loss)
     has = np.isfinite(M).any(axis=0)
