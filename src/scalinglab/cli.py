@@ -9,7 +9,7 @@ import sys
 
 from scalinglab.errors import ScalingLabError
 
-COMMANDS = ["train", "runs", "data", "study", "fit", "plan", "report", "reproduce"]
+COMMANDS = ["train", "runs", "data", "study", "fit", "plan", "batch", "report", "reproduce"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,52 @@
+"""Critical batch size from a real (tiny) batch-size sweep, against the gradient noise scale."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from scalinglab.config import RunConfig
+from scalinglab.critical_batch import analyze_store
+from scalinglab.store import RunStore
+from scalinglab.train import train_run
+
+
+@pytest.fixture(scope="module")
+def sweep_store(byte_dataset, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bcrit") / "sweep.sqlite"
+    store = RunStore(path)
+    for batch, tokens in [(2, 40_000), (4, 60_000), (8, 90_000), (16, 140_000), (32, 220_000)]:
+        cfg = RunConfig(data=str(byte_dataset), n_layer=1, d_model=32, n_head=2, n_ctx=32, batch_size=batch,
+                        tokens=tokens, lr=3e-3, min_lr_frac=1.0, warmup_steps=10, noise_scale=True, n_evals=25,
+                        eval_tokens=4096, eval_sets=["test"], threads=1)  # fmt: skip
+        assert train_run(cfg, store=store).status == "done"
+    store.close()
+    return path
+
+
+def test_bcrit_rises_as_loss_falls_and_matches_noise_scale(sweep_store):
+    (res,) = analyze_store(sweep_store, bootstrap=100)
+    assert res.batch_sizes == [64, 128, 256, 512, 1024]
+    t = res.table.sort_values("target")
+    assert len(t) >= 3 and np.isfinite(t["B_crit"]).all() and (t["B_crit"] > 0).all()
+    # the critical batch grows as the loss falls (Kaplan Fig. 10)
+    assert t["B_crit"].iloc[0] > t["B_crit"].iloc[-1]
+    # the noise scale predicts it within a small factor (McCandlish et al. 2018)
+    ratio = t["ratio_bcrit_to_noise"]
+    assert ((ratio > 1 / 3) & (ratio < 3)).sum() >= len(t) - 1, ratio.tolist()
+    law = res.law
+    assert law is not None and law.converged
+    lo, hi = law.ci["alpha_B"]
+    assert 0 < lo <= law.params["alpha_B"] <= hi < 2
+
+
+def test_batch_cli_json_and_error(sweep_store, tmp_path):
+    r = run_cli("batch", str(sweep_store), "--json", "--bootstrap", "50")
+    assert r.returncode == 0, r.stderr
+    (out,) = json.loads(r.stdout)
+    assert out["bcrit_law"]["converged"] and len(out["targets"]) >= 3
+    empty = RunStore(tmp_path / "empty.sqlite")
+    empty.close()
+    r = run_cli("batch", str(tmp_path / "empty.sqlite"))
+    assert r.returncode == 2 and "no model shape" in r.stderr and len(r.stderr.strip().splitlines()) == 1
