@@ -8,7 +8,6 @@ the full-data optimum and from any other local optimum the grid found that was n
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
