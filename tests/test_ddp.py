@@ -1,0 +1,37 @@
+"""One run across two CPU processes (torchrun, DDP over gloo) follows the one-process run of the same config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from scalinglab.sweep import load_study, run_study
+from test_study import results, write_spec
+
+
+def test_ddp_two_processes_match_one_process(byte_dataset, tmp_path):
+    spec = write_spec(tmp_path, byte_dataset, name="ddp", axes="[[axes]]\nd_model = [32]\n")
+    study = load_study(spec)
+    one = run_study(dataclasses.replace(study, store_path=tmp_path / "one.sqlite"), executor="sequential",
+                    progress=False)
+    assert one.done == 1
+    two = run_study(study, nproc_per_node=2, progress=False)  # torchrun --nproc_per_node 2, gloo
+    assert two.done == 1 and two.ok, two.failures
+    [(rid, want)] = results(tmp_path / "one.sqlite").items()
+    got = results(study.store_path)[rid]
+    # the global batch of 8 is split 4 + 4 and the gradients all-reduced: the same step up to float rounding
+    assert [s for s, _ in got["curve"]] == [s for s, _ in want["curve"]]
+    for (_, a), (_, b) in zip(got["curve"], want["curve"]):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-5)
+    assert got["test"] == pytest.approx(want["test"], rel=1e-5)
+
+
+def test_ddp_worker_refuses_to_run_outside_torchrun(byte_dataset, tmp_path):
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path, byte_dataset, name="ddp2", axes="[[axes]]\nd_model = [16]\n")
+    r = subprocess.run([sys.executable, "-m", "scalinglab.sweep.ddp_worker", str(spec)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "torchrun" in r.stderr
