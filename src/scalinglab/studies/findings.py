@@ -354,6 +354,10 @@ def check_bcrit(sd: StudyData, fits) -> Finding:
                   f"(R^2 log {law.r2_log:.2f})")
     if not law.converged:
         f.agrees, f.reason = "no", "the B_crit(L) fit did not converge"
+    elif not law.r2_log >= 0.5:
+        f.agrees = "no"
+        f.reason = (f"the noise-scale estimates scatter too much to show a power law of the loss "
+                    f"(R^2 {law.r2_log:.2f}); longer runs or a batch-size sweep are needed")
     elif np.isfinite(lo) and lo <= 0.21 <= hi:
         f.agrees, f.reason = "yes", "B_crit rises as the loss falls, with the paper's exponent"
     elif np.isfinite(lo) and lo > 0:
