@@ -1,0 +1,161 @@
+"""Training throughput on CPU: tokens/s and MFU of scalinglab's training step, beside a plain baseline.
+
+    PYTHONPATH=src python benchmarks/train_throughput.py            # all three shapes, ~3 minutes on 2 cores
+    PYTHONPATH=src python benchmarks/train_throughput.py --only a --seconds 5 --rounds 3
+
+First the machine's float32 matmul peak (GFLOP/s, large square matmuls on all intra-op threads). Then, for each
+shape, a training step as train.py runs it (forward and loss, backward, global-norm gradient clipping, AdamW
+step, zero_grad(set_to_none)) on random tokens, in two fresh subprocesses measured one after the other:
+
+- scalinglab: what train.py does: `keep_freed_memory()` at start, the loss through `train.model_loss`
+  (Transformer.loss, the fused chunked unembedding + cross-entropy);
+- baseline: the same model and optimizer with the plain loss F.cross_entropy(model(idx)) on full logits, and
+  glibc's default allocator settings (mallopt is process-wide, hence the separate processes).
+
+MFU = 3 x forward_flop_per_token_exact (accounting.py, unembedding and dense attention included) x tokens/s
+over the measured peak. On a shared machine other processes take cores at random moments, so each
+implementation runs --rounds times, alternating with the other, and the table shows the best round (a round's
+figure is the median step time over its timed steps); the load average is printed so a busy machine shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {  # name: (n_layer, d_model, n_ctx, vocab, batch sequences)
+    "a": (2, 64, 128, 4096, 32),
+    "b": (4, 128, 256, 4096, 16),
+    "c": (6, 384, 256, 4096, 8),
+}
+
+
+def matmul_peak_gflops(seconds: float = 3.0) -> float:
+    """Best float32 GFLOP/s of square matmuls (sizes 1024-4096) on torch's current intra-op threads."""
+    import torch
+
+    best = 0.0
+    for n in (1024, 2048, 4096):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        c = torch.empty(n, n)
+        torch.mm(a, b, out=c)  # warm-up: MKL's buffers and thread pool
+        deadline = time.perf_counter() + seconds / 3
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            torch.mm(a, b, out=c)
+            best = max(best, 2.0 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) -> dict:
+    """Time training steps of one shape with one implementation, in this process."""
+    import torch
+    import torch.nn.functional as F
+
+    from scalinglab import accounting
+    from scalinglab._runtime import keep_freed_memory
+    from scalinglab.config import RunConfig
+    from scalinglab.model import Transformer
+    from scalinglab.train import make_optimizer, model_loss
+
+    n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
+    if impl == "scalinglab":
+        keep_freed_memory()
+    cfg = RunConfig(n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // d_head), n_ctx=n_ctx,
+                    batch_size=batch)  # fmt: skip
+    shape = cfg.shape(vocab)
+    torch.manual_seed(0)
+    model = Transformer(shape)
+    optimizer = make_optimizer(model, cfg, lr=1e-3)
+    params = list(model.parameters())
+    batches = [torch.randint(0, vocab, (batch, n_ctx + 1)) for _ in range(4)]
+
+    def plain_loss(mb):
+        logits = model(mb[:, :-1])
+        return F.cross_entropy(logits.float().flatten(0, 1), mb[:, 1:].flatten())
+
+    loss_fn = (lambda mb: model_loss(model, mb)) if impl == "scalinglab" else plain_loss
+
+    def step(i: int) -> float:
+        loss = loss_fn(batches[i % len(batches)])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss)
+
+    for i in range(warmup):
+        step(i)
+    times, t_end = [], time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(times) < 5:
+        t = time.perf_counter()
+        step(len(times))
+        times.append(time.perf_counter() - t)
+    tok_per_step = batch * n_ctx
+    return dict(
+        shape=name, impl=impl, n_head=shape.n_head, steps=len(times),
+        tokens_per_s=tok_per_step / statistics.median(times),
+        tokens_per_s_mean=tok_per_step * len(times) / sum(times),
+        flop_per_token=3.0 * accounting.forward_flop_per_token_exact(shape),
+        threads=torch.get_num_threads(),
+    )  # fmt: skip
+
+
+def run_worker(name: str, impl: str, seconds: float, d_head: int) -> dict:
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, __file__, "--worker", impl, "--only", name, "--seconds", str(seconds),
+           "--d-head", str(d_head)]  # fmt: skip
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=sorted(SHAPES), action="append", help="shape(s) to run (default: all)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="timed seconds per shape and implementation")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per shape; the best counts")
+    ap.add_argument("--d-head", type=int, default=64, help="head width; n_head = d_model // d_head (default 64)")
+    ap.add_argument("--worker", choices=["scalinglab", "baseline"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    names = args.only or sorted(SHAPES)
+
+    if args.worker:
+        print(json.dumps(measure(names[0], args.worker, args.seconds, args.d_head)))
+        return 0
+
+    import torch
+
+    load = lambda: "/".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak: {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads "
+          f"(torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load()})\n")  # fmt: skip
+    header = (f"{'shape':<24} {'tok/step':>8} {'baseline tok/s':>14} {'MFU':>5} {'scalinglab tok/s':>16} "
+              f"{'MFU':>5} {'speed-up':>8}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
+        rounds = {"baseline": [], "scalinglab": []}
+        for _ in range(max(1, args.rounds)):
+            for impl, results in rounds.items():
+                results.append(run_worker(name, impl, args.seconds, args.d_head))
+        base, fast = (max(r, key=lambda x: x["tokens_per_s"]) for r in rounds.values())
+        mfu = lambda r: r["tokens_per_s"] * r["flop_per_token"] / (peak * 1e9)  # noqa: E731
+        label = f"({name}) L{n_layer} d{d_model} h{fast['n_head']} T{n_ctx} V{vocab}"
+        print(f"{label:<24} {batch * n_ctx:>8} {base['tokens_per_s']:>14,.0f} {mfu(base):>5.2f} "
+              f"{fast['tokens_per_s']:>16,.0f} {mfu(fast):>5.2f} "
+              f"{fast['tokens_per_s'] / base['tokens_per_s']:>7.2f}x", flush=True)  # fmt: skip
+    print(f"\ntok/s: best of {args.rounds} alternating rounds (each the median step over >= {args.seconds:g} s); "
+          f"MFU: 3 x exact forward FLOP/token x tok/s / peak. Load average at the end: {load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
