@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from scalinglab.accounting import ModelShape
+from scalinglab.data.shards import dataset_fingerprint
 from scalinglab.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -144,6 +145,8 @@ class RunConfig:
     def run_id(self) -> str:
         """A stable id: hash of every field that changes what the run computes."""
         defining = {k: v for k, v in self.to_dict().items() if k not in _NON_DEFINING}
+        # the dataset by content, not by path: a moved or copied dataset keeps its runs' ids
+        defining["data"] = dataset_fingerprint(self.data) or self.data
         blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

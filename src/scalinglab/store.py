@@ -83,6 +83,8 @@ class RunStore:
             raise StoreError(f"{self.path}: no such run store")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_atomically()
+            exists = True
         try:
             if readonly:
                 uri = f"file:{self.path.resolve()}?mode=ro"
@@ -94,14 +96,31 @@ class RunStore:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
-            if exists:
-                self._check_ours()
-            else:
-                self._create()
+            self._check_ours()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc})") from None
 
     # ------------------------------------------------------------------------------------------ set-up
+    def _create_atomically(self) -> None:
+        """Build the empty store beside its final name and link it into place, so no other process ever opens
+        a half-created file (one without its meta table). If another process won the race, use its file."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            self._conn = conn
+            self._create()
+            conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot create the run store ({exc})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
+
     def _create(self) -> None:
         cur = self._conn
         cur.execute("BEGIN IMMEDIATE")

@@ -234,6 +234,7 @@ class Trainer:
             train_model = torch.nn.parallel.DistributedDataParallel(train_model)
         params = [p for p in model.parameters()]
 
+        loss_acc = torch.full((), loss_sum, dtype=torch.float64, device=self.device)
         flop_per_token_exact = 3.0 * accounting.forward_flop_per_token_exact(self.shape)
         t_start = time.perf_counter() - wall_prior
         last_ckpt = time.perf_counter()
@@ -283,12 +284,18 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             step += 1
 
-            loss_sum += float(step_loss) / self.n_micro_local
+            # summed on the device (no host sync per step); averaged over ranks only when logged, so every
+            # rank sees the same loss and takes the same divergence decision
+            loss_acc += step_loss.double() / self.n_micro_local
             loss_count += 1
             diverged = False
             if step % cfg.train_log_every == 0 or step in evals_at or step == S:
-                mean_loss = loss_sum / loss_count
-                loss_sum, loss_count = 0.0, 0
+                if self.dist:
+                    torch.distributed.all_reduce(loss_acc)
+                    loss_acc /= self.world
+                mean_loss = float(loss_acc) / loss_count
+                loss_acc.zero_()
+                loss_count = 0
                 if initial_loss is None:
                     initial_loss = mean_loss
                 record_point(step, mean_loss, lr)
@@ -319,7 +326,7 @@ class Trainer:
                 _atomic_save(dict(
                     run_id=self.run_id, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
                     points=points, evals=evals, wall_time_s=time.perf_counter() - t_start,
-                    initial_loss=initial_loss, loss_sum=loss_sum, loss_count=loss_count,
+                    initial_loss=initial_loss, loss_sum=float(loss_acc), loss_count=loss_count,
                     rng_cpu=torch.get_rng_state(),
                     gns=gns.state_dict() if gns else None,
                 ), ckpt_path)  # fmt: skip
@@ -356,8 +363,7 @@ def model_loss(model, batch: torch.Tensor) -> torch.Tensor:
         module = module._orig_mod
     if model is module:
         return module.loss(batch[:, :-1], batch[:, 1:])
-    logits = model(batch[:, :-1])  # through the DDP / compiled wrapper so its hooks run
-    return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+    return model(batch[:, :-1], batch[:, 1:])  # through the DDP / compiled wrapper so its hooks run
 
 
 class _null:

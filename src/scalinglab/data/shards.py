@@ -15,6 +15,8 @@ Files are raw little-endian uint16 (uint32 when the vocabulary needs it), read t
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -184,3 +186,26 @@ class WindowSampler:
     def repeats(self, tokens_seen: int) -> bool:
         """True once the run has seen more tokens than the data holds (D > D_unique): it repeats data."""
         return tokens_seen > self.tokens.size
+
+
+def dataset_fingerprint(path: str | os.PathLike) -> str | None:
+    """A content identity of a prepared dataset (tokenizer, token counts, source checksums), independent of
+    where the directory lies: run ids use it, so moving or copying a dataset keeps its runs' ids. None when
+    `path` is not a prepared dataset."""
+    meta_file = Path(path) / "meta.json"
+    try:
+        st = meta_file.stat()
+    except OSError:
+        return None
+    return _fingerprint(str(meta_file.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(meta_file: str, _mtime_ns: int, _size: int) -> str | None:
+    try:
+        meta = json.loads(Path(meta_file).read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("format", "version", "vocab_size", "dtype", "tokenizer", "splits", "transfer", "sources")
+    blob = json.dumps({k: meta.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:24]
