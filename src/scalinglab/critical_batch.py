@@ -37,7 +37,7 @@ class BatchSweepResult:
 def _smoothed_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Test-loss evaluations with each run's batch size in tokens, and its noise scale at each evaluation (the
     noise scale is logged with the train points, so it is carried forward to the evaluation steps)."""
-    c = curves.merge(runs[["run_id", "B"]], on="run_id")
+    c = curves.drop(columns=[k for k in ("B", "loss") if k in curves]).merge(runs[["run_id", "B"]], on="run_id")
     c = c.sort_values(["run_id", "step"])
     c["b_simple"] = c.groupby("run_id")["b_simple"].ffill()
     return c.dropna(subset=["test_loss"]).rename(columns={"test_loss": "loss"})

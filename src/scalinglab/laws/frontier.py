@@ -79,9 +79,12 @@ def power_law_fit(x, y, groups=None, n_boot: int = 1000, seed: int = 0, name="y"
 # ------------------------------------------------------------------------------------------------ approach 1
 
 
-def _curve_matrix(curves: pd.DataFrame, grid: np.ndarray, run: str, flop: str, loss: str):
+def _curve_matrix(curves: pd.DataFrame, grid: np.ndarray, run: str, flop: str, loss: str,
+                  carry_forward: bool = True):
     """Loss of each run at each grid compute: the best loss reached so far, interpolated in log-log; NaN
-    outside the compute the run covered."""
+    before the run's first point. Past its last point the run's final loss is carried forward (a budget C
+    can always stop early at a run that ended below C), so the envelope never rises with compute; with
+    carry_forward=False it is NaN there too."""
     runs = list(pd.unique(curves[run]))
     M = np.full((len(runs), grid.size), np.nan)
     lg = np.log(grid)
@@ -93,6 +96,8 @@ def _curve_matrix(curves: pd.DataFrame, grid: np.ndarray, run: str, flop: str, l
             continue
         inside = (lg >= x[0]) & (lg <= x[-1])
         M[i, inside] = np.exp(np.interp(lg[inside], x, np.log(y)))
+        if carry_forward:
+            M[i, lg > x[-1]] = y[-1]
     return runs, M
 
 
@@ -106,7 +111,7 @@ class Frontier:
 
 def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", loss: str = "loss",
              n: str | None = "N", n_grid: int = 40, n_boot: int = 500, seed: int = 0,
-             c_range: tuple[float, float] | None = None) -> Frontier:
+             c_range: tuple[float, float] | None = None, monotone: bool = True) -> Frontier:
     """The compute-efficient frontier: min over runs of the loss at each compute on a log-spaced grid.
 
     c_range limits the grid (and so the power-law fits): at the ends of a study the optimum falls outside the
@@ -123,7 +128,7 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
     if c_range is not None:
         lo, hi = max(lo, c_range[0]), min(hi, c_range[1])
     grid = np.geomspace(lo, hi, n_grid)
-    runs, M = _curve_matrix(cv, grid, run, flop, loss)
+    runs, M = _curve_matrix(cv, grid, run, flop, loss, carry_forward=monotone)
     has = np.isfinite(M).any(axis=0)
     grid, M = grid[has], M[:, has]
     best = np.nanargmin(M, axis=0)

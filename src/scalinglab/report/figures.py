@@ -255,7 +255,12 @@ def fig10_bcrit(sd: StudyData, fits: dict) -> plt.Figure:
         raise Skip("needs runs that measured the gradient noise scale (noise_scale = true)")
     d = lf.data
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(d["L"], d["B_crit"], "o", alpha=0.7, label="gradient noise scale B_simple")
+    if "B_crit_low" in d:  # measured from a batch-size sweep, with the noise scale at the same losses
+        err = np.vstack([d["B_crit"] - d["B_crit_low"], d["B_crit_high"] - d["B_crit"]])
+        ax.errorbar(d["L"], d["B_crit"], yerr=err, fmt="o", capsize=3, label="B_crit from the batch-size sweep")
+        ax.plot(d["L"], d["B_noise"], "s", mfc="none", label="gradient noise scale B_simple")
+    else:
+        ax.plot(d["L"], d["B_crit"], "o", alpha=0.7, label="gradient noise scale B_simple")
     if lf.law is not None:
         xs = np.geomspace(d["L"].min() * 0.97, d["L"].max() * 1.03, 50)
         ax.plot(xs, lf.law.predict(L=xs), "--", color="k", label=lf.law.text())

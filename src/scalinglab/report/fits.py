@@ -96,30 +96,20 @@ def _fit(df: pd.DataFrame, form: str, bootstrap: int, **kw):
 
 def compute_frontier(sd: StudyData, n_grid: int = 40) -> pd.DataFrame:
     """Kaplan Fig. 1 left / Chinchilla approach 1: the lower envelope of all learning curves of the full-data
-    runs in (C, test loss), on a log grid of C. Each point keeps the run (and its N) that reached it."""
+    runs in (C, test loss), on a log grid of C (scalinglab.laws.frontier.envelope). Each point keeps the run
+    (and its N) that reached it."""
+    from scalinglab.laws.frontier import envelope
+
     cur = sd.curves
+    empty = pd.DataFrame(columns=["C", "loss", "run_id", "N"])
     if cur.empty:
-        return pd.DataFrame(columns=["C", "loss", "run_id", "N"])
+        return empty
     cur = cur[~cur["repeats"].astype(bool)]
     cur = cur[(cur["flop"] > 0) & (cur["step"] >= 0.1 * cur["S_total"])]  # past warm-up's plateau
     if cur.empty or cur["run_id"].nunique() < 2:
-        return pd.DataFrame(columns=["C", "loss", "run_id", "N"])
-    grid = np.geomspace(cur["flop"].min(), cur["flop"].max(), n_grid)
-    best = np.full(n_grid, np.inf)
-    who = np.full(n_grid, None, dtype=object)
-    nn = np.zeros(n_grid)
-    for rid, c in cur.groupby("run_id"):
-        lc, ll = np.log(c["flop"].to_numpy(float)), c["test_loss"].to_numpy(float)
-        if len(lc) < 2:
-            continue
-        inside = (np.log(grid) >= lc.min()) & (np.log(grid) <= lc.max())
-        val = np.interp(np.log(grid[inside]), lc, ll)
-        idx = np.flatnonzero(inside)
-        better = val < best[idx]
-        best[idx[better]], who[idx[better]] = val[better], rid
-        nn[idx[better]] = float(c["N"].iloc[0])
-    ok = np.isfinite(best)
-    return pd.DataFrame({"C": grid[ok], "loss": best[ok], "run_id": who[ok], "N": nn[ok]})
+        return empty
+    fr = envelope(cur.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_boot=0)
+    return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N"]]
 
 
 # ------------------------------------------------------------------------------------------------ all laws
@@ -205,10 +195,22 @@ def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = No
         out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C)", note=f"not fitted: the frontier has "
                                  f"{fr['N'].nunique() if len(fr) else 0} model size(s), need at least 2")
 
-    # B_crit(L): gradient noise scale against loss (the batch-size sweep adds a direct measurement)
-    df = noise_scale_points(sd)
-    attempt("B_crit(L)", "B_crit(L): critical batch against loss", df, "bcrit", 4, "noise-scale points",
-            loss="B_crit", l="L")
+    # B_crit(L): measured directly from a batch-size sweep where the study has one (Kaplan section 5), with the
+    # noise scale read at the same losses beside it; else from the gradient noise scale alone
+    noise = noise_scale_points(sd)
+    sweep = batch_sweep_bcrit(sd, bootstrap)
+    if sweep is not None:
+        note = (f"from the batch-size sweep at N = {sweep.N:,} ({len(sweep.batch_sizes)} batch sizes, "
+                f"{len(sweep.table)} target losses)")
+        data = sweep.table.rename(columns={"target": "L"})
+        out["B_crit(L)"] = LawFit("B_crit(L)", "B_crit(L): critical batch against loss", law=sweep.law, note=note,
+                                  data=data)
+    else:
+        attempt("B_crit(L)", "B_crit(L): critical batch against loss", noise, "bcrit", 4, "noise-scale points",
+                loss="B_crit", l="L")
+        if "B_crit(L)" in out:
+            out["B_crit(L)"].note = (out["B_crit(L)"].note + "; " if out["B_crit(L)"].note else "") + \
+                "from the gradient noise scale (no batch-size sweep in this study)"
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(cache) + ".tmp")
@@ -227,6 +229,20 @@ def learning_curve_points(sd: StudyData, upto_frac: float = 1.0) -> pd.DataFrame
     c = c[(c["step"] > 0.05 * c["S_total"]) & (c["step"] <= upto_frac * c["S_total"] + 1e-9)]
     return pd.DataFrame({"N": c["N"].astype(float), "S": c["step"].astype(float), "loss": c["test_loss"],
                          "group": c["run_id"]}).reset_index(drop=True)
+
+
+def batch_sweep_bcrit(sd: StudyData, bootstrap: int):
+    """The batch-size sweep with the most target losses (scalinglab.critical_batch), or None without one."""
+    from scalinglab.critical_batch import analyze_batch_sweep
+
+    if sd.curves.empty or "B" not in sd.all_runs:
+        return None
+    try:
+        sweeps = analyze_batch_sweep(sd.all_runs, sd.curves, bootstrap=max(bootstrap, 200))
+    except ScalingLabError:
+        return None
+    sweeps = [r for r in sweeps if r.law is not None]
+    return max(sweeps, key=lambda r: (len(r.table), r.N)) if sweeps else None
 
 
 def noise_scale_points(sd: StudyData) -> pd.DataFrame:

@@ -349,8 +349,13 @@ def check_bcrit(sd: StudyData, fits) -> Finding:
     law = lf.law
     lo, hi = law.ci["alpha_B"]
     a = law.params["alpha_B"]
-    f.measured = (f"alpha_B = {a:.3g} {_ci(lo, hi)}, B* = {law.params['B_star']:.3g} tokens, from the gradient "
-                  f"noise scale at {len(lf.data)} points of {lf.data['group'].nunique()} runs "
+    if "B_noise" in lf.data:  # measured from a batch-size sweep
+        ratio = (lf.data["B_crit"] / lf.data["B_noise"]).to_numpy(float)
+        source = (f"from a batch-size sweep at {len(lf.data)} target losses; B_crit / noise scale = "
+                  f"{np.nanmin(ratio):.2g} to {np.nanmax(ratio):.2g}")
+    else:
+        source = f"from the gradient noise scale at {len(lf.data)} points of {lf.data['group'].nunique()} runs"
+    f.measured = (f"alpha_B = {a:.3g} {_ci(lo, hi)}, B* = {law.params['B_star']:.3g} tokens, {source} "
                   f"(R^2 log {law.r2_log:.2f})")
     if not law.converged:
         f.agrees, f.reason = "no", "the B_crit(L) fit did not converge"
