@@ -163,11 +163,16 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        try:
-            d = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        d = load_toml(path, "config file")
         return cls.from_dict(d.get("run", d), where=str(path))
+
+
+def load_toml(path: str | Path, what: str = "file") -> dict:
+    """Parse a TOML file; a missing or malformed file is a ConfigError with one line."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such {what}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None

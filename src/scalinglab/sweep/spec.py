@@ -43,13 +43,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from scalinglab.config import RunConfig
+from scalinglab.config import RunConfig, load_toml
 from scalinglab.errors import ConfigError, DataError, ScalingLabError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 STUDY_KEYS = {"name", "data", "store", "description"}
 DATA_KEYS = {"corpus", "tokenizer", "max_bytes", "transfer", "seed"}
@@ -93,12 +88,7 @@ def load_study(path: str | Path, store: str | Path | None = None, *, prepare: bo
     spec's [data] table and every run is checked against the data (vocab, D_unique <= training tokens);
     `store` overrides the spec's store path. Raises ConfigError/DataError with one line on a bad spec."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such study spec") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw = load_toml(path, "study spec")
     return study_from_dict(raw, path=path, store=store, prepare=prepare, progress=progress)
 
 
