@@ -25,7 +25,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from scalinglab import accounting
 from scalinglab._runtime import keep_freed_memory
