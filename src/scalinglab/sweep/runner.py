@@ -311,8 +311,10 @@ def run_study(
 
             plan0 = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
                                retry_failed=retry_failed, probe=False)
-            if plan0.todo:  # workers start importing torch while the driver probes
+            if plan0.todo:  # workers start importing torch while the driver registers and plans
                 pool = LocalPool(min(plan0.workers, len(plan0.todo)))
+                if progress if probe is None else probe:
+                    pool.wait_warm()  # then the probe below times the model, not the workers' start-up
         try:
             plan = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
                               retry_failed=retry_failed, probe=bool(progress) if probe is None else probe,
