@@ -93,11 +93,8 @@ def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: 
         table = sweep.tradeoffs.copy()
         law = sweep.bcrit_law
         if len(table) >= 3:
-            # targets reached by few runs pin B_crit down poorly: weight each by the precision of its log B_crit
-            sigma = (np.log(table["B_crit_high"]) - np.log(table["B_crit_low"])) / (2 * 1.96)
-            table["weight"] = 1.0 / np.maximum(sigma, 1e-3) ** 2
-            law = fit_law(table.rename(columns={"target": "L"}), form="bcrit", loss="B_crit", l="L",
-                          weights="weight", bootstrap=bootstrap, seed=seed)
+            table["weight"] = _precision_weights(table)
+            law = _fit_bcrit(table, bootstrap, seed)
         if not table.empty:
             table["B_noise"] = [noise_scale_at(c, t) for t in table["target"]]
             table["ratio_bcrit_to_noise"] = table["B_crit"] / table["B_noise"]
@@ -107,6 +104,17 @@ def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: 
             points=sweep.points,
         ))  # fmt: skip
     return results
+
+
+def _precision_weights(table: pd.DataFrame) -> np.ndarray:
+    """Targets reached by few runs pin B_crit down poorly: weight each by the precision of its log B_crit."""
+    sigma = (np.log(table["B_crit_high"]) - np.log(table["B_crit_low"])) / (2 * 1.96)
+    return 1.0 / np.maximum(sigma.to_numpy(float), 1e-3) ** 2
+
+
+def _fit_bcrit(table: pd.DataFrame, bootstrap: int, seed: int):
+    return fit_law(table.rename(columns={"target": "L"}), form="bcrit", loss="B_crit", l="L", weights="weight",
+                   bootstrap=bootstrap, seed=seed)
 
 
 def analyze_store(path, **kw) -> list[BatchSweepResult]:

@@ -35,7 +35,7 @@ def run(args) -> int:
         for _, row in r.table.iterrows():
             t.add_row(f"{row.target:.3f}", fmt_num(row.S_min), fmt_num(row.E_min), fmt_num(row.B_crit),
                       f"[{fmt_num(row.B_crit_low)}, {fmt_num(row.B_crit_high)}]", fmt_num(row.B_noise),
-                      fmt_num(row.ratio_bcrit_to_noise), str(row.n_runs))  # fmt: skip
+                      fmt_num(row.ratio_bcrit_to_noise), str(int(row.n_runs)))  # fmt: skip
         out.print(t)
         if r.law is not None:
             p, ci = r.law.params, r.law.ci
