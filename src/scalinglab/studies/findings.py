@@ -361,8 +361,10 @@ def check_bcrit(sd: StudyData, fits) -> Finding:
         f.agrees, f.reason = "no", "the B_crit(L) fit did not converge"
     elif not law.r2_log >= 0.5:
         f.agrees = "no"
-        f.reason = (f"the noise-scale estimates scatter too much to show a power law of the loss "
-                    f"(R^2 {law.r2_log:.2f}); longer runs or a batch-size sweep are needed")
+        what = "B_crit measurements" if "B_noise" in lf.data else "noise-scale estimates"
+        f.reason = (f"the {what} scatter too much to show a power law of the loss (R^2 {law.r2_log:.2f}) over "
+                    f"losses {lf.data['L'].min():.3g} to {lf.data['L'].max():.3g}; longer runs or a wider "
+                    f"batch-size sweep are needed")
     elif np.isfinite(lo) and lo <= 0.21 <= hi:
         f.agrees, f.reason = "yes", "B_crit rises as the loss falls, with the paper's exponent"
     elif np.isfinite(lo) and lo > 0:
