@@ -36,3 +36,13 @@ def keep_freed_memory() -> bool:
     ok &= mallopt(_M_TOP_PAD, 256 << 20)  # grow the heap in large steps
     _done = bool(ok)
     return _done
+
+
+def kill_with_parent() -> None:
+    """For subprocess preexec_fn: the child gets SIGKILL when the process that started it dies, so a killed
+    scalinglab leaves no orphan (a `pip download` still writing into a temporary cache directory, say)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+        except (OSError, AttributeError):
+            pass

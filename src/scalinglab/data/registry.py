@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from scalinglab._runtime import kill_with_parent
 from scalinglab.data.cache import atomic_dir, sha256_file
 from scalinglab.errors import DataError
 
@@ -49,7 +50,7 @@ def _safe_dirname(name: str) -> str:
 
 def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, preexec_fn=kill_with_parent)
     except FileNotFoundError:
         raise DataError(f"{what} needs `{cmd[0]}`, which is not installed; install it or use --corpus PATH")
 
@@ -78,7 +79,8 @@ def _download_apt(name: str, tmp: Path) -> tuple[Path, str]:
     debs = list(tmp.glob("*.deb"))
     if res.returncode != 0 or len(debs) != 1:
         raise DataError(f"{what}: `apt-get download` failed ({_last_line(res.stderr)}); check network/apt sources")
-    version = subprocess.run(["dpkg-deb", "-f", str(debs[0]), "Version"], capture_output=True, text=True).stdout
+    version = subprocess.run(["dpkg-deb", "-f", str(debs[0]), "Version"], capture_output=True, text=True,
+                             preexec_fn=kill_with_parent).stdout
     return debs[0], version.strip()
 
 
@@ -138,7 +140,8 @@ def iter_files(pkg: Package, want: Callable[[str], bool]) -> Iterator[tuple[str,
     f = pkg.file
     if f.suffix == ".deb":
         # dpkg-deb streams the data tarball; nothing is extracted to disk.
-        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(f)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(f)], stdout=subprocess.PIPE,
+                                preexec_fn=kill_with_parent)
         finished = False
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
