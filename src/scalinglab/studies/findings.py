@@ -80,7 +80,8 @@ def check_shape(sd: StudyData, fits) -> Finding:
                      f"+{100 * spread:.1f}% over the best (all shapes: +{100 * rel.max():.1f}%)")
     f.measured = "; ".join(parts)
     if worst_in <= 0.05:
-        f.agrees, f.reason = "yes", "the loss varies by at most 5% across shapes at fixed N"
+        f.agrees, f.reason = "yes", ("the loss varies by at most 5% across shapes at fixed N within a 40x range "
+                                     "of aspect ratios around the best (the paper's range)")
     elif worst_in <= 0.10:
         f.agrees, f.reason = "partial", "the loss varies by 5-10% across shapes: weak, but more than the paper's"
     else:
