@@ -75,6 +75,12 @@ def main() -> None:
           f"({total / args.runs:.2f} s per run)")
     print(f"  local executor ({min(cores, args.runs)} workers x 1 thread, start-up included): {local_wall:.1f} s")
     print(f"  ratio local / one-by-one: {local_wall / total:.2f} (goal <= 0.6)")
+    # where the executor's time goes: the runs themselves (two at a time) and what is left (worker start-up:
+    # spawning, importing torch, the first optimizer; scheduling; store writes)
+    inside = float(runs["wall_time_s"].sum())
+    workers = min(cores, args.runs)
+    print(f"  executor breakdown: runs {inside / args.runs:.2f} s each while packed ({inside / workers:.1f} s of "
+          f"wall on {workers} workers), the rest {local_wall - inside / workers:.1f} s")
     print(f"  largest final-loss difference: {max_diff:.2e} (thread count changes float rounding only)")
 
 
