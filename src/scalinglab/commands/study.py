@@ -43,6 +43,8 @@ def cmd_run(args) -> int:
     from scalinglab.sweep import load_study, plan_study, run_study
 
     study = load_study(args.spec, store=args.store, progress=not args.no_progress)
+    for kept, dropped in study.merged:
+        console.print(f"note: {dropped} is the same model and budget as {kept}: trained once")
     if args.dry_run:
         from scalinglab.store import RunStore
 

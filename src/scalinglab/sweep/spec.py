@@ -69,6 +69,9 @@ class Study:
     data_recipe: dict | None = None  # the [data] table: how to prepare data_dir when it is missing
     axes: list[str] = field(default_factory=list)  # label names, in order
     description: str = ""
+    # (kept, dropped) run names: axis values that resolve to the same model and budget (say two aspect ratios
+    # that both round to one layer) are trained once, under the first name
+    merged: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def checkpoint_root(self) -> Path:
@@ -149,7 +152,7 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
                   data_recipe=recipe, axes=label_names, description=str(head.get("description", "")))
     vocab_size, train_tokens = _data_facts(study, prepare=prepare, progress=progress)
 
-    runs, ids = [], {}
+    runs, ids, models = [], {}, {}
     for combo in itertools.product(*expanded) if expanded else [()]:
         values: dict = {}
         for part in combo:
@@ -159,6 +162,11 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
         if rid in ids:
             raise ConfigError(f"{where}: runs {ids[rid]!r} and {cfg.name!r} are the same run; remove the duplicate")
         ids[rid] = cfg.name
+        model_key = RunConfig.from_dict({**cfg.to_dict(), "extra": {}, "name": ""}).run_id()
+        if model_key in models:
+            study.merged.append((models[model_key], cfg.name))
+            continue
+        models[model_key] = cfg.name
         if train_tokens is not None and cfg.d_unique is not None and cfg.d_unique > train_tokens:
             raise ConfigError(
                 f"{where}: run {cfg.name!r}: d_unique={cfg.d_unique:,} tokens is larger than the training split of "
