@@ -3,25 +3,17 @@ remapped into a vocabulary of the requested size (so the unembedding costs what 
 
 from __future__ import annotations
 
-import sysconfig
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from scalinglab.data.corpora import stdlib_source_bytes
 from scalinglab.data.shards import write_dataset
 
 
 def stdlib_dataset(vocab_size: int = 4096, max_bytes: int = 8_000_000) -> Path:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    chunks, n = [], 0
-    for p in sorted(root.rglob("*.py")):
-        b = p.read_bytes()
-        chunks.append(b)
-        n += len(b)
-        if n >= max_bytes:
-            break
-    raw = np.frombuffer(b"".join(chunks), dtype=np.uint8).astype(np.int64)
+    raw = np.frombuffer(stdlib_source_bytes(max_bytes), dtype=np.uint8).astype(np.int64)
     # pairs of bytes -> ids modulo the vocabulary: a real, skewed token distribution at the wanted size
     ids = ((raw[:-1] * 256 + raw[1:]) % vocab_size)[::2].astype(np.uint16)
     out = Path(tempfile.mkdtemp(prefix="scalinglab-bench-")) / "data"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"
 
-# Tests train tiny models: one thread each keeps them deterministic and lets pytest-xdist-free runs stay fast.
+# Tests train tiny models on one thread each: deterministic results, and no oversubscribed cores when a test
+# starts worker processes of its own.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def stdlib_text_bytes(max_bytes: int) -> bytes:
-    """Real text that every machine has: the CPython standard library's source, in a fixed order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    out, n = [], 0
-    for p in sorted(root.glob("*.py")):
-        b = p.read_bytes()
-        out.append(b)
-        n += len(b)
-        if n >= max_bytes:
-            break
-    return b"".join(out)[:max_bytes]
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +23,9 @@ def byte_dataset(tmp_path_factory) -> Path:
     """A byte-level (vocab 256) dataset of ~2 MB of real text with a held-out split and one transfer set."""
     from scalinglab.data.shards import write_dataset
 
-    text = np.frombuffer(stdlib_text_bytes(2_400_000), dtype=np.uint8).astype(np.uint16)
+    from scalinglab.data.corpora import stdlib_source_bytes
+
+    text = np.frombuffer(stdlib_source_bytes(2_400_000, recursive=False), dtype=np.uint8).astype(np.uint16)
     cut = int(text.size * 0.85)
     xfer = int(text.size * 0.95)
     out = tmp_path_factory.mktemp("data") / "bytes"

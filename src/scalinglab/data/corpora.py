@@ -146,6 +146,19 @@ class CorpusDocs:
     sources: list[dict] = field(default_factory=list)
 
 
+def stdlib_source_bytes(max_bytes: int, recursive: bool = True) -> bytes:
+    """Up to `max_bytes` of the CPython standard library's source, in a fixed order: real text that every
+    machine has, for tests and benchmarks that must not download anything."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out, n = [], 0
+    for path in sorted(root.rglob("*.py") if recursive else root.glob("*.py")):
+        out.append(path.read_bytes())
+        n += len(out[-1])
+        if n >= max_bytes:
+            break
+    return b"".join(out)[:max_bytes]
+
+
 def _local_files(corpus: Corpus) -> Iterator[tuple[str, bytes]]:
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(root.rglob("*.py")):
