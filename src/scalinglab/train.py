@@ -16,6 +16,7 @@ through DistributedDataParallel; rank 0 alone writes the store and the checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -266,7 +267,7 @@ class Trainer:
             for m in range(self.n_micro_local):
                 mb = mine[m * self.micro : (m + 1) * self.micro].to(self.device, non_blocking=True)
                 sync = (m == self.n_micro_local - 1) or not self.dist
-                ctx = train_model.no_sync() if (self.dist and not sync) else _null()
+                ctx = train_model.no_sync() if (self.dist and not sync) else contextlib.nullcontext()
                 with ctx, self.autocast():
                     loss = model_loss(train_model, mb)
                     (loss / self.n_micro_local).backward()
@@ -363,14 +364,6 @@ def model_loss(model, batch: torch.Tensor) -> torch.Tensor:
     if model is module:
         return module.loss(batch[:, :-1], batch[:, 1:])
     return model(batch[:, :-1], batch[:, 1:])  # through the DDP / compiled wrapper so its hooks run
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def train_run(config: RunConfig, **kwargs) -> RunResult:
