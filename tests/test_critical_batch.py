@@ -50,3 +50,17 @@ def test_batch_cli_json_and_error(sweep_store, tmp_path):
     empty.close()
     r = run_cli("batch", str(tmp_path / "empty.sqlite"))
     assert r.returncode == 2 and "no model shape" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_report_corrects_steps_and_compute_to_the_critical_batch(sweep_store):
+    from scalinglab.report.fits import compute_frontier, critical_batch_law, fit_study
+    from scalinglab.report.study_data import StudyData
+
+    sd = StudyData.from_store(sweep_store)
+    fits = fit_study(sd, bootstrap=50)
+    bcrit = critical_batch_law(fits)
+    assert bcrit is not None and "batch-size sweep" in fits["B_crit(L)"].note
+    assert "C_min corrected" in fits["L(C_min)"].note and "uncorrected alpha_C" in fits["L(C_min)"].note
+    # C_min = C / (1 + B/B_crit) < C: at every loss the corrected frontier needs less compute than the raw one
+    raw, fixed = compute_frontier(sd), compute_frontier(sd, bcrit=bcrit)
+    assert fixed["C"].min() < raw["C"].min() and fixed["C"].max() < raw["C"].max()

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from scalinglab.report.fits import LawFit, compute_frontier  # noqa: E402
+from scalinglab.report.fits import LawFit, compute_frontier, critical_batch_law  # noqa: E402
 from scalinglab.report.study_data import StudyData  # noqa: E402
 
 PF_DAY = 8.64e19
@@ -71,9 +71,11 @@ def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
     main_ids = set(sd.full_data["run_id"])
     for rid, c in sd.curves[sd.curves["run_id"].isin(main_ids)].groupby("run_id"):
         ax.plot(c["flop"] / PF_DAY, c["test_loss"], color=plt.cm.viridis(norm(c["N"].iloc[0])), lw=1, alpha=0.8)
-    fr = compute_frontier(sd)
+    bcrit = critical_batch_law(fits)
+    fr = compute_frontier(sd, bcrit=bcrit)
     if len(fr):
-        ax.plot(fr["C"] / PF_DAY, fr["loss"], color="tab:orange", lw=2.5, alpha=0.6, label="frontier (envelope)")
+        ax.plot(fr["C"] / PF_DAY, fr["loss"], color="tab:orange", lw=2.5, alpha=0.6,
+                label="frontier at C_min (B_crit-corrected)" if bcrit is not None else "frontier (envelope)")
         lf = fits.get("L(C_min)")
         if lf is not None and lf.law is not None:
             xs = _xs(fr["C"], 1.3)

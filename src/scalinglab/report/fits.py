@@ -94,10 +94,10 @@ def _fit(df: pd.DataFrame, form: str, bootstrap: int, **kw):
 # ------------------------------------------------------------------------------------------------ frontier
 
 
-def compute_frontier(sd: StudyData, n_grid: int = 40) -> pd.DataFrame:
+def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None) -> pd.DataFrame:
     """Kaplan Fig. 1 left / Chinchilla approach 1: the lower envelope of all learning curves of the full-data
     runs in (C, test loss), on a log grid of C (scalinglab.laws.frontier.envelope). Each point keeps the run
-    (and its N) that reached it."""
+    (and its N) that reached it. With `bcrit` (a B_crit(L) law), C is C_min."""
     from scalinglab.laws.frontier import envelope
 
     cur = sd.curves
@@ -108,6 +108,8 @@ def compute_frontier(sd: StudyData, n_grid: int = 40) -> pd.DataFrame:
     cur = cur[(cur["flop"] > 0) & (cur["step"] >= 0.1 * cur["S_total"])]  # past warm-up's plateau
     if cur.empty or cur["run_id"].nunique() < 2:
         return empty
+    if bcrit is not None:
+        cur = _to_critical_batch(cur, bcrit)
     fr = envelope(cur.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_boot=0)
     return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N"]]
 
@@ -176,25 +178,6 @@ def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = No
     attempt("L(N,D)", "L(N, D): loss against model size and data (eq. 1.5)", df, "kaplan_nd", 6,
             "runs (sizes x data subsets)")
 
-    # L(N, S): learning curves of the size sweep after warm-up
-    df = learning_curve_points(sd)
-    attempt("L(N,S)", "L(N, S): learning curves against steps (eq. 1.6)", df, "kaplan_ns", 8, "curve points")
-
-    # L(C_min): the compute frontier (lower envelope of the learning curves)
-    fr = compute_frontier(sd)
-    df = pd.DataFrame({"C": fr["C"], "loss": fr["loss"], "group": fr["run_id"]})
-    attempt("L(C_min)", "L(C): compute-efficient frontier", df, "kaplan_cmin", 4, "frontier points")
-    if "L(C_min)" in out:
-        out["L(C_min)"].note = (out["L(C_min)"].note + "; " if out["L(C_min)"].note else "") + \
-            "frontier at the batch sizes trained (no C_min batch correction)"
-    if len(fr) >= 4 and fr["N"].nunique() >= 2:
-        pf = power_fit(fr["C"], fr["N"], groups=fr["run_id"], name="N_opt")
-        out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C): the model size on the frontier", law=pf,
-                                 data=fr.rename(columns={"loss": "L"}))
-    else:
-        out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C)", note=f"not fitted: the frontier has "
-                                 f"{fr['N'].nunique() if len(fr) else 0} model size(s), need at least 2")
-
     # B_crit(L): measured directly from a batch-size sweep where the study has one (Kaplan section 5), with the
     # noise scale read at the same losses beside it; else from the gradient noise scale alone
     noise = noise_scale_points(sd)
@@ -211,6 +194,47 @@ def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = No
         if "B_crit(L)" in out:
             out["B_crit(L)"].note = (out["B_crit(L)"].note + "; " if out["B_crit(L)"].note else "") + \
                 "from the gradient noise scale (no batch-size sweep in this study)"
+    # Kaplan section 5: with a measured B_crit(L), steps and compute are corrected to what each run would have
+    # needed at the critical batch, S_min = S/(1 + B_crit/B) and C_min = C/(1 + B/B_crit), before L(N, S_min)
+    # and L(C_min) are fitted; the uncorrected exponents stay in the notes for comparison
+    bcrit = critical_batch_law(out)
+
+    def add_note(key: str, text: str) -> None:
+        if key in out:
+            out[key].note = (out[key].note + "; " if out[key].note else "") + text
+
+    def uncorrected(df, form, exponent) -> str:
+        try:
+            return f"{_fit(df, form, 0).params[exponent]:.3g}"
+        except ScalingLabError:
+            return "not fitted"
+
+    # L(N, S): learning curves of the size sweep after warm-up
+    df = learning_curve_points(sd, bcrit=bcrit)
+    attempt("L(N,S)", "L(N, S): learning curves against steps (eq. 1.6)", df, "kaplan_ns", 8, "curve points")
+    if bcrit is not None and len(df) >= 8:
+        add_note("L(N,S)", "S_min corrected with the sweep's B_crit(L); uncorrected alpha_S = "
+                 + uncorrected(learning_curve_points(sd), "kaplan_ns", "alpha_S"))
+
+    # L(C_min): the compute frontier (lower envelope of the learning curves)
+    fr = compute_frontier(sd, bcrit=bcrit)
+    df = pd.DataFrame({"C": fr["C"], "loss": fr["loss"], "group": fr["run_id"]})
+    attempt("L(C_min)", "L(C): compute-efficient frontier", df, "kaplan_cmin", 4, "frontier points")
+    if bcrit is None:
+        add_note("L(C_min)", "frontier at the batch sizes trained (no C_min batch correction)")
+    elif len(df) >= 4:
+        raw = compute_frontier(sd)
+        add_note("L(C_min)", "C_min corrected with the sweep's B_crit(L); uncorrected alpha_C = " + uncorrected(
+            pd.DataFrame({"C": raw["C"], "loss": raw["loss"], "group": raw["run_id"]}), "kaplan_cmin",
+            "alpha_C_min"))
+    if len(fr) >= 4 and fr["N"].nunique() >= 2:
+        pf = power_fit(fr["C"], fr["N"], groups=fr["run_id"], name="N_opt")
+        out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C): the model size on the frontier", law=pf,
+                                 data=fr.rename(columns={"loss": "L"}))
+    else:
+        out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C)", note=f"not fitted: the frontier has "
+                                 f"{fr['N'].nunique() if len(fr) else 0} model size(s), need at least 2")
+
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(cache) + ".tmp")
@@ -219,14 +243,34 @@ def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = No
     return out
 
 
-def learning_curve_points(sd: StudyData, upto_frac: float = 1.0) -> pd.DataFrame:
-    """Test-loss points of the size sweep's curves past warm-up (5% of steps) and up to a fraction of S."""
+def critical_batch_law(fits: dict):
+    """The B_crit(L) law to correct runs with: only one measured from a batch-size sweep that converged (the
+    noise scale alone is too noisy to correct with)."""
+    lf = fits.get("B_crit(L)")
+    if lf is None or lf.law is None or not lf.law.converged or "B_noise" not in lf.data:
+        return None
+    return lf.law
+
+
+def _to_critical_batch(c: pd.DataFrame, bcrit) -> pd.DataFrame:
+    """Curve points with step -> S_min and flop -> C_min at the critical batch of their loss (eqs. 5.4, 5.5)."""
+    from scalinglab.laws.batch import correct_to_critical_batch
+
+    fixed = correct_to_critical_batch(c, bcrit, loss="test_loss", step="step", flop="flop", batch="B")
+    return fixed.assign(step=fixed["S_min"], flop=fixed["C_min"])
+
+
+def learning_curve_points(sd: StudyData, upto_frac: float = 1.0, bcrit=None) -> pd.DataFrame:
+    """Test-loss points of the size sweep's curves past warm-up (5% of steps) and up to a fraction of S; with
+    `bcrit` (a B_crit(L) law), S is S_min."""
     cur = sd.curves
     main_ids = set(sd.main["run_id"])
     if cur.empty or not main_ids:
         return pd.DataFrame(columns=["N", "S", "loss", "group"])
     c = cur[cur["run_id"].isin(main_ids)]
     c = c[(c["step"] > 0.05 * c["S_total"]) & (c["step"] <= upto_frac * c["S_total"] + 1e-9)]
+    if bcrit is not None and len(c):
+        c = _to_critical_batch(c, bcrit)
     return pd.DataFrame({"N": c["N"].astype(float), "S": c["step"].astype(float), "loss": c["test_loss"],
                          "group": c["run_id"]}).reset_index(drop=True)
 
