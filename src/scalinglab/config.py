@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from scalinglab import accounting
 from scalinglab.accounting import ModelShape
 from scalinglab.data.shards import dataset_fingerprint
 from scalinglab.errors import ConfigError
@@ -176,3 +177,20 @@ def load_toml(path: str | Path, what: str = "file") -> dict:
         raise ConfigError(f"{path}: no such {what}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def describe(config: RunConfig, vocab_size: int) -> dict:
+    """The runs-table columns known before training: shape, N, budget, FLOP. No torch: a study's driver
+    registers its runs with this before any worker has started."""
+    shape = config.shape(vocab_size)
+    n = accounting.n_params(shape)
+    tokens = config.steps * config.batch_tokens
+    return dict(
+        name=config.name,
+        n_layer=shape.n_layer, d_model=shape.d_model, n_head=shape.n_head, d_ff=shape.d_ff, d_attn=shape.d_attn,
+        n_ctx=shape.n_ctx, vocab_size=vocab_size,
+        N=n, n_params_total=accounting.n_params_total(shape), n_params_embed=accounting.n_params_embed(shape),
+        batch_size=config.batch_size, B=config.batch_tokens, S=config.steps, D=tokens, d_unique=config.d_unique,
+        lr=config.peak_lr(n),
+        C=accounting.training_flop_6nd(n, tokens), C_exact=accounting.training_flop_exact(shape, tokens),
+    )  # fmt: skip

@@ -15,9 +15,10 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported on first read: a training worker that only writes never pays for it
+    import pandas as pd
 
 from scalinglab.errors import StoreError
 
@@ -261,6 +262,8 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------------ reads
     def _read(self, sql: str, params=()) -> pd.DataFrame:
+        import pandas as pd
+
         try:
             # one read transaction: a consistent snapshot even while a run writes
             return pd.read_sql_query(sql, self._conn, params=params)

@@ -29,7 +29,7 @@ import torch
 
 from scalinglab import accounting
 from scalinglab._runtime import keep_freed_memory
-from scalinglab.config import RunConfig
+from scalinglab.config import RunConfig, describe  # noqa: F401 (describe: part of this module's API)
 from scalinglab.data.shards import TokenDataset, WindowSampler
 from scalinglab.errors import ConfigError
 from scalinglab.model import Transformer
@@ -75,22 +75,6 @@ def eval_steps(total: int, n: int) -> list[int]:
     """Log-spaced steps in [1, total] (about n of them), always including the last one."""
     pts = np.unique(np.round(np.geomspace(1, total, num=max(2, n))).astype(int))
     return sorted(set(int(p) for p in pts) | {total})
-
-
-def describe(config: RunConfig, vocab_size: int) -> dict:
-    """The runs-table columns known before training: shape, N, budget, FLOP."""
-    shape = config.shape(vocab_size)
-    n = accounting.n_params(shape)
-    tokens = config.steps * config.batch_tokens
-    return dict(
-        name=config.name,
-        n_layer=shape.n_layer, d_model=shape.d_model, n_head=shape.n_head, d_ff=shape.d_ff, d_attn=shape.d_attn,
-        n_ctx=shape.n_ctx, vocab_size=vocab_size,
-        N=n, n_params_total=accounting.n_params_total(shape), n_params_embed=accounting.n_params_embed(shape),
-        batch_size=config.batch_size, B=config.batch_tokens, S=config.steps, D=tokens, d_unique=config.d_unique,
-        lr=config.peak_lr(n),
-        C=accounting.training_flop_6nd(n, tokens), C_exact=accounting.training_flop_exact(shape, tokens),
-    )  # fmt: skip
 
 
 def make_optimizer(model: Transformer, config: RunConfig, lr: float) -> torch.optim.Optimizer:

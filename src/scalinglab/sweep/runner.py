@@ -42,7 +42,7 @@ TERMINAL = ("done", "diverged")
 class PlannedRun:
     config: RunConfig
     run_id: str
-    info: dict  # train.describe(): N, D, B, C, ...
+    info: dict  # config.describe(): N, D, B, C, ...
     status: str  # in the store before this call: planned | running | done | failed | diverged
     threads: int
     flop: float  # exact FLOP including evaluations (what the time estimate uses)
@@ -107,7 +107,7 @@ def _vocab_size(study: Study) -> int:
 
 def register_runs(study: Study, store) -> None:
     """Add every run of the study to the store as 'planned' (runs already there keep their status)."""
-    from scalinglab.train import describe
+    from scalinglab.config import describe
 
     vocab = _vocab_size(study)
     for cfg in study.runs:
@@ -142,7 +142,7 @@ def study_status(study: Study, store) -> list[dict]:
             row = dict(run_id=rid, status="new", N=None, D=None, C=None, attempts=0, final_test_loss=None,
                        wall_time_s=None, error=None)
             if (study.data_dir / "meta.json").is_file():
-                from scalinglab.train import describe
+                from scalinglab.config import describe
 
                 vocab = vocab or _vocab_size(study)
                 row.update({k: v for k, v in describe(cfg, vocab).items() if k in ("N", "D", "C")})
@@ -176,7 +176,7 @@ def study_lock(store_path: Path):
 def plan_study(study: Study, *, store=None, workers: int | None = None, threads_per_worker: int | None = None,
                retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None) -> StudyPlan:
     """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time."""
-    from scalinglab.train import describe
+    from scalinglab.config import describe
 
     vocab = _vocab_size(study)
     cores = available_cores()
