@@ -8,9 +8,10 @@ shape, a training step as train.py runs it (forward and loss, backward, global-n
 step, zero_grad(set_to_none)) on random tokens, in two fresh subprocesses measured one after the other:
 
 - scalinglab: what train.py does: `keep_freed_memory()` at start, the loss through `train.model_loss`
-  (Transformer.loss, the fused chunked unembedding + cross-entropy);
-- baseline: the same model and optimizer with the plain loss F.cross_entropy(model(idx)) on full logits, and
-  glibc's default allocator settings (mallopt is process-wide, hence the separate processes).
+  (Transformer.loss, the fused chunked unembedding + cross-entropy), the fused AdamW kernel;
+- baseline: the same model with PyTorch's default AdamW (per-tensor loop, not fused), the plain loss
+  F.cross_entropy(model(idx)) on full logits, and glibc's default allocator settings (mallopt is process-wide,
+  hence the separate processes).
 
 MFU = 3 x forward_flop_per_token_exact (accounting.py, unembedding and dense attention included) x tokens/s
 over the measured peak. On a shared machine other processes take cores at random moments, so each
@@ -73,7 +74,7 @@ def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) 
     shape = cfg.shape(vocab)
     torch.manual_seed(0)
     model = Transformer(shape)
-    optimizer = make_optimizer(model, cfg, lr=1e-3)
+    optimizer = make_optimizer(model, cfg, lr=1e-3, fused=impl == "scalinglab")
     params = list(model.parameters())
     batches = [torch.randint(0, vocab, (batch, n_ctx + 1)) for _ in range(4)]
 

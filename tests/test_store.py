@@ -103,3 +103,15 @@ def test_export_csv_and_parquet_roundtrip(tmp_path):
         assert runs.loc[0, "N"] == 1000 and runs.loc[0, "status"] == "done"
         assert list(curves["step"]) == [1, 2, 3]
         assert curves["test_loss"].iloc[-1] == 1.5 and curves["loss_wiki"].iloc[-1] == 2.5
+
+
+def test_column_reads_one_field_per_run_without_pandas(tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as st:
+        st.add_run("a", {"x": 1}, info={"C": 1.5e9})
+        st.add_run("b", {"x": 2})
+        st.finish_run("b", "diverged", {"C": 2.0e9})
+        assert st.column("status") == {"a": "planned", "b": "diverged"}
+        assert st.column("C") == {"a": 1.5e9, "b": 2.0e9}
+        with pytest.raises(ValueError, match="unknown run column"):
+            st.column("C; DROP TABLE runs")
+        assert st.column("status") == {"a": "planned", "b": "diverged"}  # nothing was run, nothing lost

@@ -270,6 +270,15 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot read the run store ({exc})") from None
 
+    def column(self, name: str) -> dict:
+        """{run_id: value} of one column of the runs table, without pandas (the study driver's bookkeeping)."""
+        if name not in ("status", *_RUN_COLUMNS):
+            raise ValueError(f"unknown run column {name!r}")
+        try:
+            return dict(self._conn.execute(f"SELECT run_id, {name} FROM runs").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot read the run store ({exc})") from None
+
     def runs(self, status: str | None = None, study: str | None = None) -> pd.DataFrame:
         where, params = [], []
         if status:

@@ -115,8 +115,7 @@ def register_runs(study: Study, store) -> None:
 
 
 def run_statuses(study: Study, store) -> dict[str, str]:
-    df = store.runs()
-    known = dict(zip(df["run_id"], df["status"])) if not df.empty else {}
+    known = store.column("status")
     return {rid: known.get(rid, "new") for rid in study.run_ids()}
 
 
@@ -362,8 +361,7 @@ def run_study(
             if pool is not None:
                 pool.shutdown()
         status = run_statuses(study, store)
-        runs_df = store.runs()
-        c_by_id = dict(zip(runs_df["run_id"], runs_df["C"]))
+        c_by_id = store.column("C")
         store.close()
     counts = {s: sum(v == s for v in status.values()) for s in ("done", "diverged", "failed")}
     summary = StudySummary(

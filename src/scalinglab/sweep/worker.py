@@ -11,6 +11,7 @@ parent at every step as a portable fallback, so a run is written 'done' by at mo
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import signal
@@ -61,11 +62,23 @@ def exit_if_orphaned() -> None:
 
 
 def init_worker(driver_pid: int) -> None:
-    """ProcessPoolExecutor initializer: tie the worker to the driver; one thread until a run asks for more."""
+    """ProcessPoolExecutor initializer: tie the worker to the driver; one thread until a run asks for more; and
+    exit without the interpreter's teardown once the pool lets the worker go."""
     die_with_parent(driver_pid)
+    atexit.register(_exit_now)
     import torch
 
     torch.set_num_threads(1)
+
+
+def _exit_now() -> None:
+    """Tearing down an interpreter that has imported torch takes ~0.6 s of CPU (measured on 2 cores), and the
+    driver waits for it when the study ends. A pool worker has nothing left to clean up when it exits: every run
+    is committed to the store (SQLite transactions) before its result is sent, so leave at once. Registered last,
+    this atexit hook runs first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_task(task: RunTask, write_store: bool = True) -> Outcome:
