@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
 from scalinglab.report.fits import LawFit, compute_frontier, critical_batch_law  # noqa: E402
 from scalinglab.report.study_data import StudyData  # noqa: E402
@@ -51,6 +52,27 @@ def _law_line(ax, lf: LawFit | None, var: str, xs, **kw):
         return
     y = lf.law.predict(**{var: xs})
     ax.plot(xs, y, "--", color=kw.pop("color", "k"), lw=1.4, label=lf.law.text(), **kw)
+
+
+def _tidy_log_ticks(fig: plt.Figure) -> None:
+    """On a log axis spanning one to two decades matplotlib labels every minor tick (2x .. 9x), and on a narrow
+    panel the labels overlap: label 2x and 5x there. Narrower axes (a loss from 5 to 7) keep every label, wider
+    ones keep matplotlib's decades."""
+    for ax in fig.axes:
+        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+            lo, hi = sorted(lim)
+            if scale == "log" and lo > 0 and 1 <= np.log10(hi / lo) < 2:
+                axis.set_minor_formatter(_SubsetFormatter(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+
+
+class _SubsetFormatter(LogFormatterSciNotation):
+    """Minor-tick labels at 2x and 5x of each decade only."""
+
+    def __call__(self, x, pos=None):
+        if x <= 0:
+            return ""
+        mant = x / 10 ** np.floor(np.log10(x))
+        return super().__call__(x, pos) if any(abs(mant - m) < 1e-6 for m in (2.0, 5.0)) else ""
 
 
 def _xs(values, pad=1.5):
@@ -321,6 +343,7 @@ def make_figures(sd: StudyData, fits: dict, out_dir: str | Path) -> list[FigureR
             path.unlink(missing_ok=True)
             results.append(FigureResult(key, title, None, f"skipped: {exc}"))
             continue
+        _tidy_log_ticks(fig)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         results.append(FigureResult(key, title, path))
