@@ -241,3 +241,18 @@ def test_cli_dry_run_and_status(reference, tmp_path):
     st = run_cli("study", "status", str(spec), env={"COLUMNS": "200"})
     assert st.returncode == 0, st.stderr
     assert "FLOP done" in st.stdout and "(100%)" in st.stdout and st.stdout.count("tiny/d_model=") == 6
+
+
+@pytest.mark.parametrize("preset", ["ci", "smoke", "cpu", "gpu"])
+def test_every_shipped_preset_is_a_valid_study_with_one_store_and_one_dataset(preset):
+    """The preset files are what `scalinglab reproduce` runs: each must parse and expand (without its data), and
+    the files of a preset must share one store and one [data] table (reproduce refuses two stores)."""
+    from scalinglab.reproduce import preset_files
+    from scalinglab.sweep.spec import load_study
+
+    studies = [load_study(f, prepare=False) for f in preset_files(preset)]
+    assert studies and all(s.runs for s in studies)
+    assert len({s.store_path for s in studies}) == 1
+    assert len({s.data_dir for s in studies}) == 1
+    ids = [rid for s in studies for rid in s.run_ids()]
+    assert len(ids) == len(set(ids)), "two runs of a preset are the same run"
