@@ -272,7 +272,7 @@ class RunStore:
 
     def column(self, name: str) -> dict:
         """{run_id: value} of one column of the runs table, without pandas (the study driver's bookkeeping)."""
-        if name not in ("status", *_RUN_COLUMNS):
+        if name not in _RUN_COLUMNS:
             raise ValueError(f"unknown run column {name!r}")
         try:
             return dict(self._conn.execute(f"SELECT run_id, {name} FROM runs").fetchall())

@@ -59,7 +59,8 @@ def _tidy_log_ticks(fig: plt.Figure) -> None:
     panel the labels overlap: label 2x and 5x there. Narrower axes (a loss from 5 to 7) keep every label, wider
     ones keep matplotlib's decades."""
     for ax in fig.axes:
-        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
+                                 (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
             lo, hi = sorted(lim)
             if scale == "log" and lo > 0 and 1 <= np.log10(hi / lo) < 2:
                 axis.set_minor_formatter(_SubsetFormatter(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
