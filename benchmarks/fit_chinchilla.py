@@ -24,13 +24,13 @@ def main():
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     law = fit_law(args.data, form="chinchilla", n="Model Size", c="Training FLOP", loss="loss",
-                  drop_highest_loss=5, bootstrap=args.bootstrap, n_jobs=args.jobs)
+                  drop_highest_loss=5, n_resamples=args.bootstrap, n_jobs=args.jobs)
     wall = time.perf_counter() - t0
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - c0 + child.ru_utime + child.ru_stime
     print(law.summary())
-    print(f"grid starts: {law.diagnostics['n_starts']}, bootstrap resamples: {law.n_bootstrap} "
-          f"({law.n_bootstrap_converged} converged), jobs: {args.jobs}")
+    print(f"grid starts: {law.diagnostics['n_starts']}, bootstrap resamples: {law.n_resamples} "
+          f"({law.n_resamples_ok} converged), jobs: {args.jobs}")
     print(f"wall time: {wall:.1f} s   CPU time (all processes): {cpu:.1f} s   "
           f"load average before: {load0:.1f} on {os.cpu_count()} cores")
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import run_cli
 from scalinglab.config import RunConfig
-from scalinglab.critical_batch import analyze_store
+from scalinglab.analysis.critical_batch import analyze_store
 from scalinglab.store import RunStore
 from scalinglab.train import train_run
 
@@ -26,7 +26,7 @@ def sweep_store(byte_dataset, tmp_path_factory):
 
 
 def test_bcrit_rises_as_loss_falls_and_matches_noise_scale(sweep_store):
-    (res,) = analyze_store(sweep_store, bootstrap=100)
+    (res,) = analyze_store(sweep_store, n_resamples=100)
     assert res.batch_sizes == [64, 128, 256, 512, 1024]
     t = res.table.sort_values("target")
     assert len(t) >= 3 and np.isfinite(t["B_crit"]).all() and (t["B_crit"] > 0).all()
@@ -53,11 +53,11 @@ def test_batch_cli_json_and_error(sweep_store, tmp_path):
 
 
 def test_report_corrects_steps_and_compute_to_the_critical_batch(sweep_store):
-    from scalinglab.report.fits import compute_frontier, critical_batch_law, fit_study
-    from scalinglab.report.study_data import StudyData
+    from scalinglab.analysis.study_laws import compute_frontier, critical_batch_law, fit_study
+    from scalinglab.analysis.study_data import StudyData
 
     sd = StudyData.from_store(sweep_store)
-    fits = fit_study(sd, bootstrap=50)
+    fits = fit_study(sd, n_resamples=50)
     bcrit = critical_batch_law(fits)
     assert bcrit is not None and "batch-size sweep" in fits["B_crit(L)"].note
     assert "C_min corrected" in fits["L(C_min)"].note and "uncorrected alpha_C" in fits["L(C_min)"].note

@@ -7,10 +7,10 @@ import pytest
 
 from scalinglab.config import RunConfig
 from scalinglab.report.figures import make_figures
-from scalinglab.report.fits import compute_frontier, fit_study
-from scalinglab.report.study_data import StudyData
+from scalinglab.analysis.study_laws import compute_frontier, fit_study
+from scalinglab.analysis.study_data import StudyData
 from scalinglab.store import RunStore
-from scalinglab.studies.findings import NOT_MEASURED, check_findings
+from scalinglab.analysis.findings import NOT_MEASURED, check_findings
 from scalinglab.train import train_run
 
 
@@ -44,7 +44,7 @@ def test_roles_frontier_and_findings(tiny_store, tmp_path):
         interp = np.interp(np.log(inside["C"]), np.log(c["flop"]), c["test_loss"])
         assert (inside["loss"].to_numpy() <= interp + 1e-9).all()
 
-    fits = fit_study(sd, bootstrap=30)
+    fits = fit_study(sd, n_resamples=30)
     findings = check_findings(sd, fits)
     by = {f.number: f for f in findings}
     assert len(findings) == 8

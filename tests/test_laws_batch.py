@@ -46,7 +46,7 @@ def test_tradeoff_recovers_smin_emin():
 
 def test_sweep_recovers_bcrit_law_and_corrections():
     targets = [3.4, 3.8, 4.2, 4.6, 5.0]
-    study = fit_batch_sweep(sweep(), targets, bootstrap=100)
+    study = fit_batch_sweep(sweep(), targets, n_resamples=100)
     tr = study.tradeoffs
     assert len(tr) == 5
     expect = B_STAR / tr["target"] ** (1 / ALPHA_B)

@@ -88,14 +88,14 @@ def test_missing_file_and_garbage_file(tmp_path, capsys):
 def test_non_converged_fit_says_so(tmp_path, capsys):
     path = chinchilla_csv(tmp_path)
     with pytest.warns(FitWarning, match="did not converge"):
-        law = fit_law(path, n="params", d="tokens", max_iter=2, bootstrap=10)
+        law = fit_law(path, n="params", d="tokens", max_iter=2, n_resamples=10)
     assert law.converged is False
     assert "did NOT converge" in law.summary()
-    assert law.n_bootstrap == 0  # no intervals pretending to be good
+    assert law.n_resamples == 0  # no intervals pretending to be good
     with pytest.raises(FitError, match="did not converge"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit_law(path, n="params", d="tokens", max_iter=2, bootstrap=0, strict=True)
+            fit_law(path, n="params", d="tokens", max_iter=2, n_resamples=0, strict=True)
     rc, out, err = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens", "--max-iter", "2",
                            "--json")
     assert rc == 1

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from scalinglab.laws import fit_law
-from scalinglab.plan import EPOCH2024, EPOCH2024_CI95, EPOCH2024_SE
+from scalinglab.published import EPOCH2024, EPOCH2024_CI95, EPOCH2024_SE
 
 POINTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "chinchilla_points_epoch2024.csv"
 
@@ -15,7 +15,7 @@ def law():
     if not POINTS.exists():
         pytest.skip(f"reference data not found at ../shared/reference ({POINTS.name})")
     return fit_law(POINTS, form="chinchilla", n="Model Size", c="Training FLOP", loss="loss",
-                   drop_highest_loss=5, bootstrap=400, seed=1)
+                   drop_highest_loss=5, n_resamples=400, seed=1)
 
 
 def test_uses_240_points_with_d_from_c(law):

@@ -6,7 +6,7 @@ import pytest
 
 from scalinglab.laws import fit_law
 from scalinglab.laws.frontier import chinchilla_allocation, chinchilla_optimal, envelope, isoflop_minima
-from scalinglab.plan import CHINCHILLA2022
+from scalinglab.published import CHINCHILLA2022
 
 P = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
 
@@ -29,7 +29,7 @@ def test_envelope_follows_closed_form_optimum():
     a = al["a"]
     # the compute range over which the optimal size lies inside the trained sizes (1e6 - 1e9)
     c_range = tuple(6 * (n / al["G"]) ** (1 / a) for n in (2e6, 5e8))
-    fr = envelope(curves(), n_boot=50, c_range=c_range)
+    fr = envelope(curves(), n_resamples=50, c_range=c_range)
     assert fr.n_opt.exponent == pytest.approx(a, abs=0.06)  # step-wise: only 10 sizes on the frontier
     assert fr.n_opt.exponent_ci[0] <= fr.n_opt.exponent <= fr.n_opt.exponent_ci[1]
     assert fr.d_opt.exponent == pytest.approx(1 - fr.n_opt.exponent)
@@ -52,7 +52,7 @@ def test_isoflop_parabola_minima():
         n_opt = G * (C / 6) ** a
         for N in n_opt * np.geomspace(0.25, 4, 9):
             rows.append({"N": N, "C": C, "loss": loss(N, C / (6 * N))})
-    iso = isoflop_minima(pd.DataFrame(rows), n_boot=100)
+    iso = isoflop_minima(pd.DataFrame(rows), n_resamples=100)
     a = chinchilla_allocation(P)["a"]
     assert iso.n_opt.exponent == pytest.approx(a, abs=0.01)
     assert iso.minima["bracketed"].all()
@@ -64,7 +64,7 @@ def test_approach3_closed_form_and_intervals():
     N, D = np.meshgrid(np.geomspace(1e7, 1e10, 8), np.geomspace(1e9, 1e12, 8))
     df = pd.DataFrame({"N": N.ravel(), "D": D.ravel()})
     df["loss"] = loss(df["N"], df["D"]) * np.exp(0.01 * rng.standard_normal(len(df)))
-    law = fit_law(df, form="chinchilla", bootstrap=100, grid=fit_law.__globals__["get_form"]("chinchilla")
+    law = fit_law(df, form="chinchilla", n_resamples=100, grid=fit_law.__globals__["get_form"]("chinchilla")
                   .start_grid()[::45])
     out = chinchilla_optimal(law, [1e21, 1e23])
     al = chinchilla_allocation(law.params)

@@ -40,7 +40,7 @@ def make(form, noise=0.0, seed=0):
 
 @pytest.mark.parametrize("form", list(TRUTH))
 def test_noise_free_recovers_parameters(form):
-    law = fit_law(make(form), form=form, bootstrap=0)
+    law = fit_law(make(form), form=form, n_resamples=0)
     assert law.converged, law.message
     for p, true in TRUTH[form].items():
         assert law.params[p] == pytest.approx(true, rel=5e-3), p
@@ -58,7 +58,7 @@ def test_bootstrap_intervals_cover_truth(form):
     for seed in range(seeds):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            law = fit_law(make(form, noise=0.02, seed=seed), form=form, bootstrap=120, seed=seed, grid=grid)
+            law = fit_law(make(form, noise=0.02, seed=seed), form=form, n_resamples=120, seed=seed, grid=grid)
         assert law.converged, law.message
         for p, true in TRUTH[form].items():
             lo, hi = law.ci[p]

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 
 from scalinglab.errors import ConfigError
 
-PF_DAY = 8.64e19  # FLOP in one petaflop/s-day
+from scalinglab.published import PF_DAY  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

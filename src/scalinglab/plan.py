@@ -14,36 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scalinglab.accounting import PF_DAY
+from scalinglab.published import CHINCHILLA2022, EPOCH2024, KAPLAN2020, PF_DAY, PUBLISHED  # noqa: F401
 from scalinglab.errors import ConfigError, FitError
-
-# ------------------------------------------------------------------------------------------------ constants
-
-CHINCHILLA2022 = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-EPOCH2024 = {"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
-EPOCH2024_SE = {"E": 0.026, "A": 124.58, "B": 1293.23, "alpha": 0.015, "beta": 0.021}
-EPOCH2024_CI95 = {"E": (1.769, 1.871), "A": (285, 744), "B": (1042, 5810), "alpha": (0.317, 0.373),
-                  "beta": (0.331, 0.415)}
-
-KAPLAN2020 = {
-    # single-variable laws (N non-embedding, D tokens, C in PF-days)
-    "alpha_N": 0.076, "N_c": 8.8e13, "alpha_D": 0.095, "D_c": 5.4e13,
-    "alpha_C": 0.057, "C_c": 1.6e7, "alpha_C_min": 0.050, "C_c_min": 3.1e8,
-    # critical batch, eq. 5.3 (tokens)
-    "alpha_B": 0.21, "B_star": 2e8,
-    # L(N, D) joint fit, eq. 1.5
-    "nd_N_c": 6.4e13, "nd_D_c": 1.8e13, "nd_alpha_N": 0.076, "nd_alpha_D": 0.103,
-    # L(N, S) joint fit, eq. 1.6
-    "ns_N_c": 6.5e13, "ns_alpha_N": 0.077, "S_c": 2.1e3, "alpha_S": 0.76,
-    # compute-efficient frontier, Table 6 (C_min in PF-days)
-    "N_e": 1.3e9, "p_N": 0.73, "B_e": 2.0e6, "p_B": 0.24, "S_e": 5.4e3, "p_S": 0.03, "D_e": 2e10, "p_D": 0.27,
-}
-
-PUBLISHED = {
-    "chinchilla2022": ("chinchilla", CHINCHILLA2022, "Hoffmann et al. 2022, eq. 10 (rounded constants)"),
-    "epoch2024": ("chinchilla", EPOCH2024, "Besiroglu et al. 2024, refit of Hoffmann et al. Fig. 4 data"),
-    "kaplan2020": ("kaplan", KAPLAN2020, "Kaplan et al. 2020, Table 6 frontier, eqs. 1.5, 1.6, 5.3"),
-}
 
 # ------------------------------------------------------------------------------------------------ units
 

@@ -61,7 +61,7 @@ def copy_preset(preset: str, out: Path) -> list[Path]:
 
 
 def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: int | None = None,
-              bootstrap: int | None = None, progress: bool | str = True, log=print) -> ReproduceResult:
+              n_resamples: int | None = None, progress: bool | str = True, log=print) -> ReproduceResult:
     from scalinglab.report.html import write_report
     from scalinglab.sweep import load_study, run_study
 
@@ -90,7 +90,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
 
     t2 = time.perf_counter()
     log("[report] fitting laws, checking findings, drawing figures")
-    rep = write_report(store, out / "report", bootstrap=bootstrap or BOOTSTRAP.get(preset, 300),
+    rep = write_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
                        name=f"{preset} preset")
     timings["report_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0

@@ -19,10 +19,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from scalinglab.critical_batch import analyze_store, to_json
+    from scalinglab.analysis.critical_batch import analyze_store, to_json
     from scalinglab.errors import FitError
 
-    results = analyze_store(args.store, n_targets=args.targets, bootstrap=args.bootstrap)
+    results = analyze_store(args.store, n_targets=args.targets, n_resamples=args.bootstrap)
     if not results:
         raise FitError(f"{args.store}: no model shape has finished runs at >= 3 batch sizes")
     if args.json:

@@ -39,7 +39,7 @@ def run(args) -> int:
         warnings.simplefilter("ignore")  # the verdict is printed below, in the table or the JSON
         law = fit_law(args.file, form=args.form, n=args.n, d=args.d, c=args.c, s=args.s, l=args.l,
                       loss=args.loss, group=args.group, weights=args.weights, irreducible=args.irreducible,
-                      bootstrap=args.bootstrap, delta=args.delta, seed=args.seed, max_iter=args.max_iter,
+                      n_resamples=args.bootstrap, delta=args.delta, seed=args.seed, max_iter=args.max_iter,
                       n_jobs=args.jobs, drop_highest_loss=args.drop_highest_loss)
     if args.json:
         print(json.dumps(law.to_dict()))
@@ -69,6 +69,6 @@ def _print_table(law):
     con.print(t)
     con.print(f"  {law.text()}", highlight=False)
     con.print(f"  {law.n_points} points in {law.n_groups} groups; RMSE(log) {law.rmse_log:.4g}; "
-              f"R^2(log) {law.r2_log:.4f}; bootstrap {law.n_bootstrap_converged}/{law.n_bootstrap}", highlight=False)
+              f"R^2(log) {law.r2_log:.4f}; bootstrap {law.n_resamples_ok}/{law.n_resamples}", highlight=False)
     verdict = "converged" if law.converged else "[bold red]DID NOT CONVERGE[/bold red]"
     con.print(f"  {verdict}: {law.message}", highlight=False)

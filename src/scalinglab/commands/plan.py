@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from scalinglab.laws.forms import fmt_number
+from scalinglab.published import PF_DAY
 
 
 def register(subparsers):
@@ -42,7 +43,7 @@ def run(args) -> int:
     elif args.store:
         from scalinglab.laws import fit_law
 
-        law = fit_law(args.store, form="chinchilla", bootstrap=400, strict=True)
+        law = fit_law(args.store, form="chinchilla", n_resamples=400, strict=True)
     bcrit = _read_law(args.bcrit_json) if args.bcrit_json else None
     plan = plan_compute(args.compute, law, bcrit_law=bcrit, size_factors=tuple(args.size_factor))
     if args.json:
@@ -52,7 +53,7 @@ def run(args) -> int:
     from rich.table import Table
 
     con = Console()
-    t = Table(title=f"plan for C = {fmt_number(plan.compute)} FLOP ({fmt_number(plan.compute / 8.64e19)} PF-days); "
+    t = Table(title=f"plan for C = {fmt_number(plan.compute)} FLOP ({fmt_number(plan.compute / PF_DAY)} PF-days); "
                     f"law: {plan.law}")
     for col in ("quantity", "value", "95% low", "95% high"):
         t.add_column(col, justify="left" if col == "quantity" else "right")

@@ -56,7 +56,7 @@ def print_laws(fits) -> None:
 def cmd_report(args) -> int:
     from scalinglab.report.html import write_report
 
-    rep = write_report(store_of(args.source), args.out, bootstrap=args.bootstrap)
+    rep = write_report(store_of(args.source), args.out, n_resamples=args.bootstrap)
     print_laws(rep.fits)
     print_findings(rep.findings)
     skipped = [f for f in rep.figures if f.path is None]

@@ -22,7 +22,7 @@ def cmd_reproduce(args) -> int:
     from scalinglab.commands.report import print_findings, print_laws
     from scalinglab.reproduce import reproduce
 
-    res = reproduce(args.preset, args.out, workers=args.workers, bootstrap=args.bootstrap,
+    res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.bootstrap,
                     progress="lines" if args.quiet else True, log=lambda m: console.print(m))
     print_laws(res.fits)
     print_findings(res.findings)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from scalinglab.commands._common import console, fmt_num, out
+from scalinglab.published import PF_DAY
 
 
 def register(sub) -> None:
@@ -80,7 +81,7 @@ def _print_plan(plan) -> None:
     out.print(t)
     c_todo = sum(r.info["C"] for r in plan.todo)
     out.print(
-        f"total C = {plan.flop_planned:.3g} FLOP (6ND; {plan.flop_planned / 8.64e19:.3g} PF-days), "
+        f"total C = {plan.flop_planned:.3g} FLOP (6ND; {plan.flop_planned / PF_DAY:.3g} PF-days), "
         f"{c_todo:.3g} to run; estimated wall time {_fmt_s(plan.est_wall_s)} on {plan.cores} cores; "
         f"store {plan.study.store_path}",
         highlight=False,

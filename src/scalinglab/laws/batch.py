@@ -109,7 +109,7 @@ class BatchStudy:
     bcrit_law: object  # FittedLaw of form bcrit, or None with fewer than 3 targets
 
 
-def fit_batch_sweep(curves: pd.DataFrame, targets, *, bootstrap: int = 500, seed: int = 0, **cols) -> BatchStudy:
+def fit_batch_sweep(curves: pd.DataFrame, targets, *, n_resamples: int = 500, seed: int = 0, **cols) -> BatchStudy:
     """The whole section-5 analysis of one batch-size sweep: points, one trade-off per target, B_crit(L)."""
     from scalinglab.laws.fit import fit_law
 
@@ -128,7 +128,7 @@ def fit_batch_sweep(curves: pd.DataFrame, targets, *, bootstrap: int = 500, seed
     law = None
     if len(trade) >= 3:
         law = fit_law(trade.rename(columns={"target": "L"}), form="bcrit", loss="B_crit", l="L",
-                      bootstrap=bootstrap, seed=seed)
+                      n_resamples=n_resamples, seed=seed)
     return BatchStudy(points=pts, tradeoffs=trade, bcrit_law=law)
 
 

@@ -42,8 +42,8 @@ class FittedLaw:
     r2_log: float  # R^2 of log response
     delta: float
     samples: np.ndarray = field(repr=False)  # (K, P) natural parameters of converged bootstrap resamples
-    n_bootstrap: int = 0
-    n_bootstrap_converged: int = 0
+    n_resamples: int = 0
+    n_resamples_ok: int = 0
     residuals: np.ndarray = field(repr=False, default=None)  # log residuals of the fit (observed - predicted)
     data: pd.DataFrame = field(repr=False, default=None)
     columns: dict = field(default_factory=dict)
@@ -105,8 +105,8 @@ class FittedLaw:
                          f"{fmt_number(self.se[p]):>12}")
         lines.append(f"  points {self.n_points} in {self.n_groups} groups; RMSE(log) {self.rmse_log:.4g}; "
                      f"R^2(log) {self.r2_log:.4f}; Huber delta {self.delta:g}")
-        lines.append(f"  converged: {self.converged} ({self.message}); bootstrap {self.n_bootstrap_converged}/"
-                     f"{self.n_bootstrap} resamples converged")
+        lines.append(f"  converged: {self.converged} ({self.message}); bootstrap {self.n_resamples_ok}/"
+                     f"{self.n_resamples} resamples converged")
         return "\n".join(lines)
 
     def to_dict(self, max_samples: int = 1000) -> dict:
@@ -130,8 +130,8 @@ class FittedLaw:
             "r2_log": num(self.r2_log),
             "huber_delta": self.delta,
             "columns": self.columns,
-            "n_bootstrap": self.n_bootstrap,
-            "n_bootstrap_converged": self.n_bootstrap_converged,
+            "n_resamples": self.n_resamples,
+            "n_resamples_ok": self.n_resamples_ok,
             "diagnostics": self.diagnostics,
         }
         if self.samples is not None and len(self.samples):
@@ -158,8 +158,8 @@ class FittedLaw:
                    n_groups=int(d.get("n_groups", 0)), objective=d.get("objective") or nan,
                    rmse_log=d.get("rmse_log") or nan, r2_log=d.get("r2_log") or nan,
                    delta=float(d.get("huber_delta", 1e-3)), samples=samples,
-                   n_bootstrap=int(d.get("n_bootstrap", 0)),
-                   n_bootstrap_converged=int(d.get("n_bootstrap_converged", 0)), columns=d.get("columns", {}))
+                   n_resamples=int(d.get("n_resamples", 0)),
+                   n_resamples_ok=int(d.get("n_resamples_ok", 0)), columns=d.get("columns", {}))
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap
@@ -206,7 +206,7 @@ def _load(data, level, where):
     return data, where
 
 
-def fit_prepared(prep: Prepared, form: Form, *, bootstrap_resamples: int = 1000, delta: float = 1e-3,
+def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: float = 1e-3,
                  seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
                  strict: bool = False) -> FittedLaw:
     logy = np.log(prep.y)
@@ -226,12 +226,12 @@ def fit_prepared(prep: Prepared, form: Form, *, bootstrap_resamples: int = 1000,
     samples = np.empty((0, form.n_params))
     n_conv = 0
     n_groups = int(prep.groups.max()) + 1
-    if bootstrap_resamples > 0 and converged and n_groups >= 3:
+    if n_resamples > 0 and converged and n_groups >= 3:
         # other local optima almost as good as the best are extra starts, so a resample may switch basins
         others = [c for c in opt.candidates[1:] if np.max(np.abs(c - opt.z)) > 0.1
                   and objective(c[None, :], prep.weights, grad=False)[0] <= 1.1 * opt.f]
         starts = np.vstack([opt.z[None, :]] + [c[None, :] for c in others[:2]])
-        Zb, fb, cb = bootstrap(objective, starts, prep.groups, prep.weights, bootstrap_resamples, seed=seed,
+        Zb, fb, cb = bootstrap(objective, starts, prep.groups, prep.weights, n_resamples, seed=seed,
                                n_jobs=n_jobs, max_iter=max_iter)
         nat = form.to_natural(Zb)
         ok = cb & np.all(np.isfinite(nat), axis=1)
@@ -246,8 +246,8 @@ def fit_prepared(prep: Prepared, form: Form, *, bootstrap_resamples: int = 1000,
         se = {p: float("nan") for p in form.param_names}
     law = FittedLaw(form=form, params=params, ci=ci, se=se, converged=converged, message=message,
                     n_points=len(logy), n_groups=n_groups, objective=float(opt.f), rmse_log=rmse, r2_log=r2,
-                    delta=delta, samples=samples, n_bootstrap=int(bootstrap_resamples if converged else 0),
-                    n_bootstrap_converged=n_conv, residuals=resid, data=prep.frame, columns=prep.columns,
+                    delta=delta, samples=samples, n_resamples=int(n_resamples if converged else 0),
+                    n_resamples_ok=n_conv, residuals=resid, data=prep.frame, columns=prep.columns,
                     diagnostics={"n_starts": opt.n_starts, "n_starts_converged": opt.n_starts_converged,
                                  "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
                                  "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped})
@@ -256,8 +256,8 @@ def fit_prepared(prep: Prepared, form: Form, *, bootstrap_resamples: int = 1000,
             raise FitError(f"{form.name} fit did not converge ({message}); try more iterations or better data")
         warnings.warn(f"{form.name} fit did not converge ({message}); the result is not to be trusted",
                       FitWarning, stacklevel=3)
-    elif bootstrap_resamples > 0 and n_conv < 0.9 * bootstrap_resamples:
-        warnings.warn(f"only {n_conv}/{bootstrap_resamples} bootstrap resamples converged; intervals may be "
+    elif n_resamples > 0 and n_conv < 0.9 * n_resamples:
+        warnings.warn(f"only {n_conv}/{n_resamples} bootstrap resamples converged; intervals may be "
                       "too narrow", FitWarning, stacklevel=3)
     return law
 
@@ -265,7 +265,7 @@ def fit_prepared(prep: Prepared, form: Form, *, bootstrap_resamples: int = 1000,
 def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | None = None, c: str | None = None,
             s: str | None = None, l: str | None = None, loss: str | None = None, b_crit: str | None = None,
             group: str | None = None, weights: str | None = None, irreducible: bool = False,
-            bootstrap: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
+            n_resamples: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
             drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False) -> FittedLaw:
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
@@ -285,7 +285,7 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
         columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s}
     prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
                    drop_highest=drop_highest_loss, where=where)
-    return fit_prepared(prep, f, bootstrap_resamples=bootstrap, delta=delta, seed=seed, max_iter=max_iter,
+    return fit_prepared(prep, f, n_resamples=n_resamples, delta=delta, seed=seed, max_iter=max_iter,
                         n_jobs=n_jobs, grid=grid, strict=strict)
 
 
@@ -309,7 +309,7 @@ def validate_holdout(data, form: str = "chinchilla", *, by: str = "N", n_largest
     of the held-out larger models: the test a scaling law exists for."""
     f = get_form(form, irreducible=kw.get("irreducible", False))
     df, where = _load(data, "runs", "data")
-    full = fit_law(df, form, bootstrap=0, **kw)
+    full = fit_law(df, form, n_resamples=0, **kw)
     frame = full.data
     if by not in frame.columns:
         raise FitError(f"cannot hold out by {by!r}: the fit's variables are {', '.join(frame.columns)}")

@@ -17,63 +17,8 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import DataError, FitError
-from scalinglab.laws.forms import fmt_number
-
-
-@dataclass
-class PowerLawFit:
-    """y = coef * x^exponent, with 95% bootstrap intervals."""
-
-    coef: float
-    exponent: float
-    coef_ci: tuple[float, float]
-    exponent_ci: tuple[float, float]
-    name: str = "y"
-    var: str = "x"
-
-    def predict(self, x):
-        return self.coef * np.asarray(x, float) ** self.exponent
-
-    def __str__(self):
-        return (f"{self.name} = {fmt_number(self.coef)} {self.var}^{fmt_number(self.exponent)} "
-                f"(exponent 95% CI {fmt_number(self.exponent_ci[0])} - {fmt_number(self.exponent_ci[1])})")
-
-    def to_dict(self):
-        return {"coef": self.coef, "exponent": self.exponent, "coef_ci95": list(self.coef_ci),
-                "exponent_ci95": list(self.exponent_ci)}
-
-
-def _loglog(x, y):
-    slope, icept = np.polyfit(np.log(x), np.log(y), 1)
-    return float(np.exp(icept)), float(slope)
-
-
-def power_law_fit(x, y, groups=None, n_boot: int = 1000, seed: int = 0, name="y", var="x") -> PowerLawFit:
-    """Least squares of log y on log x; bootstrap resamples whole groups (default: points)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    x, y = x[ok], y[ok]
-    if len(np.unique(x)) < 2:
-        raise FitError(f"{name}({var}): need at least 2 distinct points for a power law, got {len(np.unique(x))}")
-    coef, expo = _loglog(x, y)
-    g = np.arange(len(x)) if groups is None else pd.factorize(np.asarray(groups)[ok])[0]
-    G = g.max() + 1
-    rng = np.random.default_rng(seed)
-    cs, es = [], []
-    for _ in range(n_boot if G >= 3 else 0):
-        pick = rng.integers(0, G, G)
-        idx = np.concatenate([np.flatnonzero(g == k) for k in pick])
-        if len(np.unique(x[idx])) < 2:
-            continue
-        c, e = _loglog(x[idx], y[idx])
-        cs.append(c)
-        es.append(e)
-    if len(es) >= 2:
-        cci = tuple(map(float, np.percentile(cs, [2.5, 97.5])))
-        eci = tuple(map(float, np.percentile(es, [2.5, 97.5])))
-    else:
-        cci = eci = (float("nan"), float("nan"))
-    return PowerLawFit(coef, expo, cci, eci, name, var)
+from scalinglab.laws.forms import fmt_number  # noqa: F401
+from scalinglab.laws.result import PowerLawFit, _loglog, power_law_fit  # noqa: F401 (re-exported)
 
 
 # ------------------------------------------------------------------------------------------------ approach 1
@@ -110,7 +55,7 @@ class Frontier:
 
 
 def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", loss: str = "loss",
-             n: str | None = "N", n_grid: int = 40, n_boot: int = 500, seed: int = 0,
+             n: str | None = "N", n_grid: int = 40, n_resamples: int = 500, seed: int = 0,
              c_range: tuple[float, float] | None = None, monotone: bool = True) -> Frontier:
     """The compute-efficient frontier: min over runs of the loss at each compute on a log-spaced grid.
 
@@ -139,9 +84,9 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
         table["D"] = table["C"] / (6.0 * table["N"])
     # intervals by resampling runs: recompute the envelope from a bootstrap set of runs
     rng = np.random.default_rng(seed)
-    loss_fit = power_law_fit(grid, table["loss"], n_boot=0, name="L", var="C_min")
+    loss_fit = power_law_fit(grid, table["loss"], n_resamples=0, name="L", var="C_min")
     lc, le, nc, ne = [], [], [], []
-    for _ in range(n_boot):
+    for _ in range(n_resamples):
         pick = rng.integers(0, len(runs), len(runs))
         Mb = M[pick]
         okc = np.isfinite(Mb).any(axis=0)
@@ -161,15 +106,23 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
     def ci(v):
         return tuple(map(float, np.percentile(v, [2.5, 97.5]))) if len(v) >= 2 else (float("nan"),) * 2
 
-    loss_fit.coef_ci, loss_fit.exponent_ci = ci(lc), ci(le)
+    def set_ci(fit, cs, es):
+        fit.ci = {"coef": ci(cs), "exponent": ci(es)}
+        fit.n_resamples, fit.n_resamples_ok = n_resamples, len(es)
+        fit.se = {"coef": float(np.std(cs)) if len(cs) >= 2 else float("nan"),
+                  "exponent": float(np.std(es)) if len(es) >= 2 else float("nan")}
+
+    set_ci(loss_fit, lc, le)
     n_opt = d_opt = None
     if "N" in table and table["N"].nunique() >= 2:
-        n_opt = power_law_fit(grid, table["N"], n_boot=0, name="N_opt", var="C")
-        n_opt.coef_ci, n_opt.exponent_ci = ci(nc), ci(ne)
-        d_opt = power_law_fit(grid, table["D"], n_boot=0, name="D_opt", var="C")
+        n_opt = power_law_fit(grid, table["N"], n_resamples=0, name="N_opt", var="C")
+        set_ci(n_opt, nc, ne)
+        d_opt = power_law_fit(grid, table["D"], n_resamples=0, name="D_opt", var="C")
         # D = C/(6N): its exponent is 1 - a and its coefficient 1/(6 G), interval for interval
-        d_opt.exponent_ci = (1 - n_opt.exponent_ci[1], 1 - n_opt.exponent_ci[0])
-        d_opt.coef_ci = (1 / (6 * n_opt.coef_ci[1]), 1 / (6 * n_opt.coef_ci[0]))
+        d_opt.ci = {"exponent": (1 - n_opt.exponent_ci[1], 1 - n_opt.exponent_ci[0]),
+                    "coef": (1 / (6 * n_opt.coef_ci[1]), 1 / (6 * n_opt.coef_ci[0]))}
+        d_opt.se = {"exponent": n_opt.se["exponent"], "coef": float("nan")}
+        d_opt.n_resamples, d_opt.n_resamples_ok = n_opt.n_resamples, n_opt.n_resamples_ok
     return Frontier(table=table, loss_law=loss_fit, n_opt=n_opt, d_opt=d_opt)
 
 
@@ -184,7 +137,7 @@ class IsoFlop:
 
 
 def isoflop_minima(runs: pd.DataFrame, *, n: str = "N", c: str = "C", loss: str = "loss", budget: str | None = None,
-                   n_boot: int = 1000, seed: int = 0) -> IsoFlop:
+                   n_resamples: int = 1000, seed: int = 0) -> IsoFlop:
     """Approach 2: group final losses by compute budget (a `budget` column, or C rounded to 2 significant
     digits in log10), fit loss = a (log N)^2 + b log N + c per budget, take its minimum."""
     for col in (n, c, loss):
@@ -210,8 +163,8 @@ def isoflop_minima(runs: pd.DataFrame, *, n: str = "N", c: str = "C", loss: str 
     if len(minima) < 2:
         raise FitError("isoflop: fewer than 2 compute budgets with >= 3 model sizes and a parabola with a "
                        "minimum; add sizes on both sides of the optimum")
-    n_opt = power_law_fit(minima["C"], minima["N_opt"], n_boot=n_boot, seed=seed, name="N_opt", var="C")
-    d_opt = power_law_fit(minima["C"], minima["D_opt"], n_boot=n_boot, seed=seed, name="D_opt", var="C")
+    n_opt = power_law_fit(minima["C"], minima["N_opt"], n_resamples=n_resamples, seed=seed, name="N_opt", var="C")
+    d_opt = power_law_fit(minima["C"], minima["D_opt"], n_resamples=n_resamples, seed=seed, name="D_opt", var="C")
     return IsoFlop(minima=minima, n_opt=n_opt, d_opt=d_opt)
 
 

@@ -18,10 +18,10 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
-from scalinglab.report.fits import LawFit, compute_frontier, critical_batch_law  # noqa: E402
-from scalinglab.report.study_data import StudyData  # noqa: E402
+from scalinglab.analysis.study_laws import LawFit, compute_frontier, critical_batch_law  # noqa: E402
+from scalinglab.analysis.study_data import StudyData  # noqa: E402
 
-PF_DAY = 8.64e19
+from scalinglab.published import PF_DAY  # noqa: E402
 
 
 class Skip(Exception):

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from scalinglab.report.figures import FigureResult, make_figures
-from scalinglab.report.fits import PAPER, LawFit, fit_study
-from scalinglab.report.study_data import StudyData
+from scalinglab.analysis.study_laws import PAPER, LawFit, fit_study
+from scalinglab.analysis.study_data import StudyData
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -123,13 +123,13 @@ held-out data; N: non-embedding parameters; C: 6ND FLOP.</p>
 """
 
 
-def write_report(store: str | Path, out_dir: str | Path, *, bootstrap: int = 300, name: str | None = None) -> Report:
-    from scalinglab.studies.findings import check_findings
+def write_report(store: str | Path, out_dir: str | Path, *, n_resamples: int = 300, name: str | None = None) -> Report:
+    from scalinglab.analysis.findings import check_findings
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = StudyData.from_store(store, name=name)
-    fits = fit_study(sd, bootstrap=bootstrap, cache=out / "fits.json")
+    fits = fit_study(sd, n_resamples=n_resamples, cache=out / "fits.json")
     findings = check_findings(sd, fits)
     figures = make_figures(sd, fits, out)
     page = render_html(sd, fits, findings, figures)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalinglab.report.fits import PAPER, LawFit, fit_study, learning_curve_points, power_fit
-from scalinglab.report.study_data import StudyData
+from scalinglab.analysis.study_laws import PAPER, LawFit, fit_study, learning_curve_points, power_fit
+from scalinglab.analysis.study_data import StudyData
 
 NOT_MEASURED = "not measured"
 
@@ -169,7 +169,7 @@ def check_overfitting(sd: StudyData, fits) -> Finding:
 # ------------------------------------------------------------------------------------------------ 4 L(N, S)
 
 
-def check_learning_curves(sd: StudyData, fits, early_frac: float = 0.5, bootstrap: int = 100) -> Finding:
+def check_learning_curves(sd: StudyData, fits, early_frac: float = 0.5, n_resamples: int = 100) -> Finding:
     f = Finding(4, "L(N, S) fitted on the early part of each learning curve predicts its final loss",
                 "L(N, S_min) = (N_c/N)^0.077 + (S_c/S_min)^0.76 describes learning curves after warm-up "
                 "(eq. 1.6, Fig. 4 right)")
@@ -178,10 +178,10 @@ def check_learning_curves(sd: StudyData, fits, early_frac: float = 0.5, bootstra
     if early["group"].nunique() < 2 or len(early) < 8:
         f.reason = "needs the learning curves of >= 2 model sizes with >= 8 evaluations past warm-up"
         return f
-    from scalinglab.report.fits import _fit
+    from scalinglab.analysis.study_laws import _fit
 
     try:
-        law = _fit(early, "kaplan_ns", bootstrap)
+        law = _fit(early, "kaplan_ns", n_resamples)
     except Exception as exc:  # a FitError: too few points
         f.reason = f"L(N, S) could not be fitted on the early curves ({exc})"
         return f

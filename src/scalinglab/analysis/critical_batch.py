@@ -79,7 +79,7 @@ def noise_scale_at(curves: pd.DataFrame, target: float) -> float:
     return float(np.median(vals)) if vals else float("nan")
 
 
-def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: int = 5, bootstrap: int = 500,
+def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: int = 5, n_resamples: int = 500,
                         seed: int = 0) -> list[BatchSweepResult]:
     """Every model shape with >= 3 batch sizes among the finished runs -> one BatchSweepResult."""
     done = runs[runs["status"] == "done"].copy()
@@ -89,12 +89,12 @@ def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: 
             continue
         c = _smoothed_curves(curves[curves["run_id"].isin(group["run_id"])], group)
         targets = default_targets(c, n_targets)
-        sweep = fit_batch_sweep(c, targets, bootstrap=bootstrap, seed=seed, loss="loss")
+        sweep = fit_batch_sweep(c, targets, n_resamples=n_resamples, seed=seed, loss="loss")
         table = sweep.tradeoffs.copy()
         law = sweep.bcrit_law
         if len(table) >= 3:
             table["weight"] = _precision_weights(table)
-            law = _fit_bcrit(table, bootstrap, seed)
+            law = _fit_bcrit(table, n_resamples, seed)
         if not table.empty:
             table["B_noise"] = [noise_scale_at(c, t) for t in table["target"]]
             table["ratio_bcrit_to_noise"] = table["B_crit"] / table["B_noise"]
@@ -112,9 +112,9 @@ def _precision_weights(table: pd.DataFrame) -> np.ndarray:
     return 1.0 / np.maximum(sigma.to_numpy(float), 1e-3) ** 2
 
 
-def _fit_bcrit(table: pd.DataFrame, bootstrap: int, seed: int):
+def _fit_bcrit(table: pd.DataFrame, n_resamples: int, seed: int):
     return fit_law(table.rename(columns={"target": "L"}), form="bcrit", loss="B_crit", l="L", weights="weight",
-                   bootstrap=bootstrap, seed=seed)
+                   n_resamples=n_resamples, seed=seed)
 
 
 def analyze_store(path, **kw) -> list[BatchSweepResult]:

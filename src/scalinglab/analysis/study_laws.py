@@ -16,18 +16,11 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import ScalingLabError
-from scalinglab.report.study_data import StudyData
+from scalinglab.published import KAPLAN2020_LAWS
+from scalinglab.analysis.study_data import StudyData
 
-# Kaplan et al. 2020 (reference/README.md): the constants each law is compared with.
-PAPER = {
-    "L(N)": {"alpha_N": 0.076, "N_c": 8.8e13},
-    "L(D)": {"alpha_D": 0.095, "D_c": 5.4e13},
-    "L(C_min)": {"alpha_C_min": 0.050, "C_c_min": 3.1e8 * 8.64e19},  # C_c^min = 3.1e8 PF-days, here in FLOP
-    "L(N,D)": {"alpha_N": 0.076, "alpha_D": 0.103, "N_c": 6.4e13, "D_c": 1.8e13},
-    "L(N,S)": {"alpha_N": 0.077, "alpha_S": 0.76, "N_c": 6.5e13, "S_c": 2.1e3},
-    "B_crit(L)": {"alpha_B": 0.21, "B_star": 2e8},
-    "N_opt(C)": {"exponent": 0.73},
-}
+# Kaplan et al. 2020: the constants each law is compared with
+PAPER = KAPLAN2020_LAWS
 
 
 @dataclass
@@ -67,14 +60,14 @@ class LawFit:
         return self.law is not None and bool(getattr(self.law, "converged", False))
 
 
-def power_fit(x, y, groups=None, n_boot: int = 400, seed: int = 0, name: str = "y") -> PowerFit:
+def power_fit(x, y, groups=None, n_resamples: int = 400, seed: int = 0, name: str = "y") -> PowerFit:
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     a, b = np.polyfit(lx, ly, 1)
     groups = np.arange(len(lx)) if groups is None else pd.factorize(np.asarray(groups))[0]
     rng = np.random.default_rng(seed)
     ug = np.unique(groups)
     slopes = []
-    for _ in range(n_boot):
+    for _ in range(n_resamples):
         pick = rng.choice(ug, size=len(ug), replace=True)
         idx = np.concatenate([np.flatnonzero(groups == g) for g in pick])
         if np.unique(lx[idx]).size >= 2:
@@ -83,12 +76,12 @@ def power_fit(x, y, groups=None, n_boot: int = 400, seed: int = 0, name: str = "
     return PowerFit(name, float(a), float(np.exp(b)), {"exponent": (float(lo), float(hi))}, np.exp(lx), np.exp(ly))
 
 
-def _fit(df: pd.DataFrame, form: str, bootstrap: int, **kw):
+def _fit(df: pd.DataFrame, form: str, n_resamples: int, **kw):
     from scalinglab.laws import fit_law
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_law(df, form, bootstrap=bootstrap, **kw)
+        return fit_law(df, form, n_resamples=n_resamples, **kw)
 
 
 # ------------------------------------------------------------------------------------------------ frontier
@@ -110,19 +103,19 @@ def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None) -> pd.DataFram
         return empty
     if bcrit is not None:
         cur = _to_critical_batch(cur, bcrit)
-    fr = envelope(cur.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_boot=0)
+    fr = envelope(cur.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_resamples=0)
     return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N"]]
 
 
 # ------------------------------------------------------------------------------------------------ all laws
 
 
-def _fingerprint(df: pd.DataFrame, form: str, bootstrap: int) -> str:
+def _fingerprint(df: pd.DataFrame, form: str, n_resamples: int) -> str:
     blob = pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).to_numpy().tobytes()
-    return hashlib.sha256(blob + f"{form}/{bootstrap}".encode()).hexdigest()[:16]
+    return hashlib.sha256(blob + f"{form}/{n_resamples}".encode()).hexdigest()[:16]
 
 
-def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = None) -> dict[str, LawFit]:
+def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = None) -> dict[str, LawFit]:
     """Every law the study's runs allow, by name. With `cache` (a JSON file), a law whose points have not
     changed since it was last fitted is read back instead of refitted, and new fits are written to it."""
     from scalinglab.laws.fit import FittedLaw
@@ -140,12 +133,12 @@ def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = No
         if len(df) < need:
             out[key] = LawFit(key, title, note=f"not fitted: {len(df)} {what}, need at least {need}", data=df)
             return
-        fp = _fingerprint(df, form, bootstrap)
+        fp = _fingerprint(df, form, n_resamples)
         if cached.get(key, {}).get("fingerprint") == fp:
             law = FittedLaw.from_dict(cached[key]["law"])
         else:
             try:
-                law = _fit(df, form, bootstrap, **kw)
+                law = _fit(df, form, n_resamples, **kw)
             except ScalingLabError as exc:
                 out[key] = LawFit(key, title, note=f"not fitted: {exc}", data=df)
                 return
@@ -181,7 +174,7 @@ def fit_study(sd: StudyData, bootstrap: int = 300, cache: str | Path | None = No
     # B_crit(L): measured directly from a batch-size sweep where the study has one (Kaplan section 5), with the
     # noise scale read at the same losses beside it; else from the gradient noise scale alone
     noise = noise_scale_points(sd)
-    sweep = batch_sweep_bcrit(sd, bootstrap)
+    sweep = batch_sweep_bcrit(sd, n_resamples)
     if sweep is not None:
         note = (f"from the batch-size sweep at N = {sweep.N:,} ({len(sweep.batch_sizes)} batch sizes, "
                 f"{len(sweep.table)} target losses)")
@@ -275,14 +268,14 @@ def learning_curve_points(sd: StudyData, upto_frac: float = 1.0, bcrit=None) -> 
                          "group": c["run_id"]}).reset_index(drop=True)
 
 
-def batch_sweep_bcrit(sd: StudyData, bootstrap: int):
-    """The batch-size sweep with the most target losses (scalinglab.critical_batch), or None without one."""
-    from scalinglab.critical_batch import analyze_batch_sweep
+def batch_sweep_bcrit(sd: StudyData, n_resamples: int):
+    """The batch-size sweep with the most target losses (scalinglab.analysis.critical_batch), or None without one."""
+    from scalinglab.analysis.critical_batch import analyze_batch_sweep
 
     if sd.curves.empty or "B" not in sd.all_runs:
         return None
     try:
-        sweeps = analyze_batch_sweep(sd.all_runs, sd.curves, bootstrap=max(bootstrap, 200))
+        sweeps = analyze_batch_sweep(sd.all_runs, sd.curves, n_resamples=max(n_resamples, 200))
     except ScalingLabError:
         return None
     sweeps = [r for r in sweeps if r.law is not None]

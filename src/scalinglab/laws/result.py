@@ -1,0 +1,216 @@
+"""One result protocol for every fit and derived quantity, and one bootstrap that resamples whole runs.
+
+Every result (a fitted law, a power law of a frontier, a critical-batch estimate, a backtest) speaks the same
+words: `params` (name -> estimate), `ci` (name -> 95% interval), `se` (name -> bootstrap standard error),
+`converged`, `message`, `n_points`, `n_resamples` (bootstrap resamples asked for) and `n_resamples_ok` (those that
+gave a finite value), `predict(...)`, `to_dict()` / `from_dict()`, and `summary()`.
+
+The bootstrap resamples *groups* (runs), never points: the points of one learning curve, or the frontier points
+one run contributes, share that run's seed, data order and hyper-parameters and move together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.errors import FitError
+
+NAN2 = (float("nan"), float("nan"))
+
+
+def _num(x):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
+def _pair(v) -> tuple[float, float]:
+    if v is None:
+        return NAN2
+    lo, hi = v
+    return (float("nan") if lo is None else float(lo), float("nan") if hi is None else float(hi))
+
+
+class Result:
+    """Mixin with the protocol's shared behaviour. Subclasses are dataclasses with at least the fields
+    params, ci, se, converged, message, n_points."""
+
+    def interval_width(self, name: str, relative: bool = False) -> float:
+        lo, hi = self.ci.get(name, NAN2)
+        w = hi - lo
+        return w / abs(self.params[name]) if relative and self.params.get(name) else w
+
+    def informative(self, name: str, max_width: float, relative: bool = False) -> bool:
+        """True when the interval of `name` exists and is no wider than `max_width`."""
+        w = self.interval_width(name, relative)
+        return bool(np.isfinite(w) and w <= max_width)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": type(self).__name__,
+            "params": {k: _num(v) for k, v in self.params.items()},
+            "ci": {k: [_num(a) for a in v] for k, v in self.ci.items()},
+            "se": {k: _num(v) for k, v in self.se.items()},
+            "converged": bool(self.converged),
+            "message": self.message,
+            "n_points": int(self.n_points),
+            "n_resamples": int(getattr(self, "n_resamples", 0)),
+            "n_resamples_ok": int(getattr(self, "n_resamples_ok", 0)),
+        }
+
+    def summary(self) -> str:
+        from scalinglab.laws.forms import fmt_number
+
+        lines = [str(self)]
+        if not self.converged:
+            lines.append(f"WARNING: did NOT converge ({self.message}); do not use these numbers")
+        for k, v in self.params.items():
+            lo, hi = self.ci.get(k, NAN2)
+            lines.append(f"  {k:<12}{fmt_number(v):>14}  95% [{fmt_number(lo)}, {fmt_number(hi)}]"
+                         f"  s.e. {fmt_number(self.se.get(k, float('nan')))}")
+        lines.append(f"  points {self.n_points}; bootstrap {getattr(self, 'n_resamples_ok', 0)}/"
+                     f"{getattr(self, 'n_resamples', 0)} resamples usable")
+        return "\n".join(lines)
+
+
+def bootstrap_groups(statistic: Callable[[np.ndarray], object], groups, n_resamples: int = 1000,
+                     seed: int = 0) -> np.ndarray:
+    """Apply `statistic(idx)` to `n_resamples` resamples of whole groups (rows of the same group go together)
+    and return the stacked results (rows of NaN where the statistic failed or returned None).
+
+    `idx` is an array of row positions with repeats (a group drawn twice appears twice). The statistic may
+    return a scalar or a 1-D array of fixed length."""
+    g = pd.factorize(np.asarray(groups))[0]
+    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)] if len(g) else []
+    G = len(members)
+    rng = np.random.default_rng(seed)
+    out = []
+    width = None
+    for _ in range(n_resamples if G >= 2 else 0):
+        pick = rng.integers(0, G, G)
+        idx = np.concatenate([members[k] for k in pick])
+        try:
+            v = statistic(idx)
+        except (FitError, ValueError, FloatingPointError, np.linalg.LinAlgError, ZeroDivisionError):
+            v = None
+        v = None if v is None else np.atleast_1d(np.asarray(v, float))
+        if v is not None:
+            width = v.size
+        out.append(v)
+    if width is None:
+        return np.empty((0, 1))
+    return np.array([np.full(width, np.nan) if v is None else v for v in out])
+
+
+def percentile_ci(draws: np.ndarray, level: float = 0.95, min_ok: int = 20):
+    """(low, high) percentile interval of each column, NaN where fewer than `min_ok` draws are finite."""
+    draws = np.atleast_2d(np.asarray(draws, float))
+    if draws.shape[0] == 1 and draws.shape[1] > 1 and draws.ndim == 2:
+        pass
+    q = 100 * (1 - level) / 2
+    out = []
+    for j in range(draws.shape[1]):
+        col = draws[:, j]
+        col = col[np.isfinite(col)]
+        out.append(tuple(map(float, np.percentile(col, [q, 100 - q]))) if col.size >= min_ok else NAN2)
+    return out
+
+
+@dataclass
+class PowerLawFit(Result):
+    """y = coef * x^exponent by least squares in log-log, with 95% bootstrap intervals over groups (runs or
+    budgets). Used for N_opt(C), D_opt(C) and every other plain power-law regression."""
+
+    params: dict[str, float]  # {"coef": k, "exponent": a}
+    ci: dict[str, tuple[float, float]]
+    se: dict[str, float]
+    converged: bool
+    message: str
+    n_points: int
+    n_resamples: int = 0
+    n_resamples_ok: int = 0
+    name: str = "y"
+    var: str = "x"
+    x: np.ndarray = field(default=None, repr=False)
+    y: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def coef(self) -> float:
+        return self.params["coef"]
+
+    @property
+    def exponent(self) -> float:
+        return self.params["exponent"]
+
+    @property
+    def exponent_ci(self) -> tuple[float, float]:
+        return self.ci["exponent"]
+
+    @property
+    def coef_ci(self) -> tuple[float, float]:
+        return self.ci["coef"]
+
+    def predict(self, x) -> np.ndarray:
+        return self.coef * np.asarray(x, float) ** self.exponent
+
+    def text(self) -> str:
+        from scalinglab.laws.forms import fmt_number
+
+        return f"{self.name} = {fmt_number(self.coef)} {self.var}^{fmt_number(self.exponent)}"
+
+    def __str__(self):
+        from scalinglab.laws.forms import fmt_number
+
+        lo, hi = self.exponent_ci
+        return f"{self.text()} (exponent 95% CI {fmt_number(lo)} - {fmt_number(hi)})"
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(name=self.name, var=self.var, formula=self.text())
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PowerLawFit":
+        return cls(params={k: float("nan") if v is None else v for k, v in d["params"].items()},
+                   ci={k: _pair(v) for k, v in d["ci"].items()},
+                   se={k: float("nan") if v is None else v for k, v in d["se"].items()},
+                   converged=d["converged"], message=d["message"], n_points=d["n_points"],
+                   n_resamples=d.get("n_resamples", 0), n_resamples_ok=d.get("n_resamples_ok", 0),
+                   name=d.get("name", "y"), var=d.get("var", "x"))
+
+
+def _loglog(x, y):
+    slope, icept = np.polyfit(np.log(x), np.log(y), 1)
+    return float(np.exp(icept)), float(slope)
+
+
+def power_law_fit(x, y, groups=None, n_resamples: int = 1000, seed: int = 0, name: str = "y",
+                  var: str = "x") -> PowerLawFit:
+    """Least squares of log y on log x; the bootstrap resamples whole groups (default: each point its own)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = x[ok], y[ok]
+    if len(np.unique(x)) < 2:
+        raise FitError(f"{name}({var}): need at least 2 distinct points for a power law, got {len(np.unique(x))}")
+    coef, expo = _loglog(x, y)
+    g = np.arange(len(x)) if groups is None else np.asarray(groups)[ok]
+
+    def stat(idx):
+        return _loglog(x[idx], y[idx]) if len(np.unique(x[idx])) >= 2 else None
+
+    n_groups = len(pd.unique(g))
+    draws = bootstrap_groups(stat, g, n_resamples if n_groups >= 3 else 0, seed)
+    n_ok = int(np.isfinite(draws).all(axis=1).sum()) if draws.size else 0
+    (cci, eci) = percentile_ci(draws) if n_ok else (NAN2, NAN2)
+    se = {"coef": float(np.nanstd(draws[:, 0])) if n_ok else float("nan"),
+          "exponent": float(np.nanstd(draws[:, 1])) if n_ok else float("nan")}
+    msg = "least squares in log-log" if n_groups >= 3 else f"only {n_groups} groups: no bootstrap interval"
+    return PowerLawFit(params={"coef": coef, "exponent": expo}, ci={"coef": cci, "exponent": eci}, se=se,
+                       converged=True, message=msg, n_points=int(len(x)), n_resamples=n_resamples if n_groups >= 3
+                       else 0, n_resamples_ok=n_ok, name=name, var=var, x=x, y=y)
