@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+TEST_DATA = REPO / "tests" / "data"  # public data vendored for the tests, each file's source in its README.md
 
 # Tests train tiny models on one thread each: deterministic results, and no oversubscribed cores when a test
 # starts worker processes of its own.

@@ -7,13 +7,11 @@ import pytest
 from scalinglab.laws import fit_law
 from scalinglab.published import EPOCH2024, EPOCH2024_CI95, EPOCH2024_SE
 
-POINTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "chinchilla_points_epoch2024.csv"
+POINTS = Path(__file__).resolve().parent / "data" / "chinchilla_points_epoch2024.csv"  # source: tests/data/README.md
 
 
 @pytest.fixture(scope="module")
 def law():
-    if not POINTS.exists():
-        pytest.skip(f"reference data not found at ../shared/reference ({POINTS.name})")
     return fit_law(POINTS, form="chinchilla", n="Model Size", c="Training FLOP", loss="loss",
                    drop_highest_loss=5, n_resamples=400, seed=1)
 

@@ -30,3 +30,7 @@ class FitError(ScalingLabError):
 
 class DivergedError(ScalingLabError):
     """A training run produced NaN/inf or a loss far above its start."""
+
+
+class DependencyError(ScalingLabError):
+    """An installed dependency is too old (or missing) for what was asked."""

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scalinglab.accounting import ModelShape
+import scalinglab._torch_check  # noqa: F401,E402  (a torch older than the lower bound: one clear line)
 
 __all__ = ["ModelShape", "Transformer", "linear_cross_entropy"]
 

@@ -1,0 +1,123 @@
+"""The package as a user gets it: a built wheel, installed (not editable) into a fresh virtual environment, runs the
+main job from a directory outside the source tree; the torch lower bound fails with one line; nothing large is
+committed under src/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+SRC = REPO / "src"
+
+
+def _clean_env() -> dict:
+    """The environment without anything that would make Python import the source tree instead of the wheel."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the project (the build writes build/ and *.egg-info next to its sources)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    proj = tmp / "project"
+    proj.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, proj / name)
+    def generated(folder, names):  # caches, build records and what a preset prepared next to its spec
+        skip = {n for n in names if n == "__pycache__" or n.endswith((".egg-info", ".sqlite", ".sqlite-wal"))}
+        return skip | ({"data"} if Path(folder).parent.name == "studies" else set())
+
+    shutil.copytree(SRC, proj / "src", ignore=generated)
+    dist = tmp / "dist"
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                          "-q", "-w", str(dist), str(proj)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (whl,) = dist.glob("scalinglab-*.whl")
+    return whl
+
+
+def test_wheel_holds_every_preset_and_no_generated_data(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    presets = {"scalinglab/" + p.relative_to(SRC / "scalinglab").as_posix()
+               for p in (SRC / "scalinglab" / "studies").rglob("*.toml")}
+    assert len(presets) >= 10  # ci, smoke, cpu, gpu and batch presets
+    assert presets <= names, f"presets missing from the wheel: {sorted(presets - names)}"
+    assert "scalinglab/py.typed" in names
+    modules = {"scalinglab/" + p.relative_to(SRC / "scalinglab").as_posix() for p in (SRC / "scalinglab").rglob("*.py")}
+    assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
+    assert not [n for n in names if n.endswith((".bin", ".sqlite"))]
+
+
+@pytest.mark.slow
+def test_wheel_installed_in_a_fresh_venv_runs_the_ci_preset_to_a_report(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    # system site-packages give torch and friends without a download; the wheel itself is installed, no deps
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    res = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                         capture_output=True, text=True, timeout=600, env=_clean_env())
+    assert res.returncode == 0, res.stdout + res.stderr
+    work = tmp_path / "elsewhere"  # outside the source tree: the source cannot be imported by accident
+    work.mkdir()
+    where = subprocess.run([str(py), "-c", "import scalinglab, sys; print(scalinglab.__file__); "
+                            "print('torch' in sys.modules)"], cwd=work, capture_output=True, text=True,
+                           timeout=120, env=_clean_env())
+    assert where.returncode == 0, where.stderr
+    path, torch_loaded = where.stdout.split()
+    assert Path(path).resolve().is_relative_to(venv.resolve()), f"imported {path}, not the installed wheel"
+    assert torch_loaded == "False"  # `import scalinglab` stays light
+
+    res = subprocess.run([str(venv / "bin" / "scalinglab"), "reproduce", "--preset", "ci", "--out", "ci-out",
+                          "--quiet"], cwd=work, capture_output=True, text=True, timeout=1500, env=_clean_env())
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = work / "ci-out" / "report" / "report.html"
+    assert report.is_file() and "alpha_N" in report.read_text()
+    assert (work / "ci-out" / "sizes.toml").is_file()  # the preset came out of the installed wheel
+    assert (work / "ci-out" / "study.sqlite").is_file()
+
+
+def _cli_with_torch_version(version: str | None, *args: str) -> subprocess.CompletedProcess:
+    fake = "" if version is None else f"torch.__version__ = {version!r}; "
+    code = f"import sys, torch; {fake}from scalinglab.cli import main; sys.exit(main({list(args)!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+def test_torch_older_than_the_lower_bound_is_one_line_and_exit_2(tmp_path):
+    old = _cli_with_torch_version("2.4.1", "train", "--data", str(tmp_path / "none"))
+    assert old.returncode == 2
+    lines = old.stderr.strip().splitlines()
+    assert len(lines) == 1 and "torch 2.4.1 is too old" in lines[0] and "torch>=2.5" in lines[0], old.stderr
+    # the installed torch passes the check: the same command fails on its missing data instead
+    now = _cli_with_torch_version(None, "train", "--data", str(tmp_path / "none"))
+    assert now.returncode == 2 and "too old" not in now.stderr and "none" in now.stderr, now.stderr
+
+
+def test_torch_lower_bound_matches_pyproject():
+    from scalinglab._torch_check import TORCH_MIN, parse_version
+
+    text = (REPO / "pyproject.toml").read_text()
+    assert f'"torch>={TORCH_MIN[0]}.{TORCH_MIN[1]}"' in text
+    assert parse_version("2.13.0+cpu") == (2, 13) and parse_version("2.5.0a0+git1") == (2, 5)
+    assert parse_version("2.4.1") < TORCH_MIN <= parse_version("2.5.0")
+
+
+def test_no_tracked_file_under_src_is_over_1_mb():
+    if (REPO / ".git").exists():
+        files = subprocess.run(["git", "ls-files", "src"], cwd=REPO, capture_output=True, text=True,
+                               check=True).stdout.split()
+        paths = [REPO / f for f in files]
+    else:  # an unpacked source archive: every file is what was shipped
+        paths = [p for p in SRC.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    big = [str(p.relative_to(REPO)) for p in paths if p.is_file() and p.stat().st_size > 1_000_000]
+    assert not big, f"files over 1 MB under src/: {big}"
