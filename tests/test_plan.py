@@ -1,56 +1,173 @@
-"""The planner: published constants give the closed-form Chinchilla allocation; units; Kaplan's checks."""
+"""The planner: the compute-optimal allocation of published and fitted laws, intervals from a fitted law's
+bootstrap draws, law files (`fit --json`, a study's fits.json), units, Kaplan's checks, the result protocol."""
 
 import json
+import math
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from scalinglab.cli import main
-from scalinglab.plan import kaplan_size_penalty, overfit_threshold, parse_compute, plan_compute
+from scalinglab.laws import fit_law
+from scalinglab.laws.forms import get_form
+from scalinglab.plan import Plan, kaplan_size_penalty, overfit_threshold, parse_compute, plan_compute
+from scalinglab.published import CHINCHILLA2022, KAPLAN2020_LAWS
+
+TRUE = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
 
 
-def test_plan_chinchilla2022_matches_closed_form(capsys):
-    rc = main(["plan", "--compute", "5.76e23", "--law", "chinchilla2022", "--json"])
+def chinchilla_runs(n=40, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n))
+    D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), n))
+    loss = (TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]) * \
+        np.exp(noise * rng.standard_normal(n))
+    return pd.DataFrame({"N": N, "D": D, "loss": loss})
+
+
+@pytest.fixture(scope="module")
+def law_file(tmp_path_factory):
+    """`scalinglab fit --json` on synthetic Chinchilla-form runs, as a user would write it."""
+    path = tmp_path_factory.mktemp("law") / "runs.csv"
+    chinchilla_runs().to_csv(path, index=False)
+    law = fit_law(path, n_resamples=100, seed=0)
+    out = path.with_name("law.json")
+    out.write_text(json.dumps(law.to_dict()))
+    return out
+
+
+def loss_along_budget(form, params, C, N):
+    return float(form.predict(params, {"N": np.array([N]), "D": np.array([C / (6 * N)])})[0])
+
+
+@pytest.mark.parametrize("law", ["chinchilla2022", "epoch2024"])
+def test_published_plan_is_the_minimum_along_the_budget(law, capsys):
+    rc = main(["plan", "--compute", "5.76e23", "--law", law, "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0
-    # Hoffmann et al. eq. 4: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, G = (alpha A / (beta B))^(1/(alpha+beta))
-    E, A, B, alpha, beta = 1.69, 406.4, 410.7, 0.34, 0.28
-    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
-    a, b = beta / (alpha + beta), alpha / (alpha + beta)
+    assert rc == 0 and out["kind"] == "Plan" and out["converged"]
+    p = out["params"]
     C = 5.76e23
-    assert out["N_opt"] == pytest.approx(G * (C / 6) ** a, rel=1e-9)
-    assert out["D_opt"] == pytest.approx((C / 6) ** b / G, rel=1e-9)
-    assert 6 * out["N_opt"] * out["D_opt"] == pytest.approx(C, rel=1e-9)
-    assert out["loss"] == pytest.approx(E + A / out["N_opt"] ** alpha + B / out["D_opt"] ** beta)
-    assert out["steps"] == pytest.approx(out["D_opt"] / out["B_crit"])
+    assert 6 * p["N_opt"] * p["D_opt"] == pytest.approx(C, rel=1e-9)
+    from scalinglab.published import PUBLISHED
+
+    params, form = PUBLISHED[law][1], get_form("chinchilla")
+    best = loss_along_budget(form, params, C, p["N_opt"])
+    assert best == pytest.approx(p["loss"], rel=1e-12)
+    for x in (0.8, 0.95, 1.05, 1.25):  # any other split of the same compute is worse
+        assert loss_along_budget(form, params, C, x * p["N_opt"]) > best
+    assert p["steps"] == pytest.approx(p["D_opt"] / p["B_crit"])
+    assert all(v == [None, None] for v in out["ci"].values())  # published constants: no intervals
+
+
+def test_chinchilla2022_exponent_is_the_papers():
+    # N_opt ~ C^a with a = beta/(alpha+beta) = 0.28/0.62 for the paper's rounded constants (their eq. 4)
+    n1, n2 = plan_compute(1e21).N_opt, plan_compute(1e23).N_opt
+    assert math.log(n2 / n1) / math.log(100) == pytest.approx(
+        CHINCHILLA2022["beta"] / (CHINCHILLA2022["alpha"] + CHINCHILLA2022["beta"]), rel=1e-6)
 
 
 def test_plan_table_and_units(capsys):
     assert main(["plan", "--compute", "3e3PF-days", "--law", "epoch2024"]) == 0
     text = capsys.readouterr().out
-    assert "N_opt" in text and "expected loss" in text
+    assert "N_opt" in text and "expected loss" in text and "overfitting" in text
     assert parse_compute("3e3PF-days") == pytest.approx(3e3 * 8.64e19)
     assert parse_compute("1e21 FLOP") == 1e21
     assert main(["plan", "--compute", "lots"]) == 2
     assert "compute 'lots'" in capsys.readouterr().err
 
 
-def test_plan_with_a_fitted_law(tmp_path, capsys):
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 40))
-    D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 40))
-    loss = (1.8 + 480 / N ** 0.35 + 2000 / D ** 0.37) * np.exp(0.01 * rng.standard_normal(40))
-    pd.DataFrame({"N": N, "D": D, "loss": loss}).to_csv(tmp_path / "r.csv", index=False)
-    assert main(["fit", str(tmp_path / "r.csv"), "--bootstrap", "60", "--json"]) == 0
-    (tmp_path / "law.json").write_text(capsys.readouterr().out)
-    assert main(["plan", "--compute", "1e22", "--fit-json", str(tmp_path / "law.json"), "--json"]) == 0
+def test_plan_from_a_fit_json_file_propagates_intervals(law_file, capsys):
+    assert main(["plan", "--compute", "1e22", "--law", str(law_file), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    lo, hi = out["ci95"]["N_opt"]
-    assert lo <= out["N_opt"] <= hi
-    lo, hi = out["ci95"]["loss"]
-    assert lo <= out["loss"] <= hi
+    assert out["law"].startswith("fitted: L(N, D)")
+    assert out["n_resamples"] == 100 and out["n_resamples_ok"] >= 90
+    for q in ("N_opt", "D_opt", "loss", "B_crit", "steps"):
+        lo, hi = out["ci"][q]
+        assert lo < out["params"][q] < hi, q
+        assert out["se"][q] > 0
+    # the user's law, not the published one: the plan follows the fitted exponents
+    published = plan_compute("1e22", "chinchilla2022")
+    assert out["params"]["N_opt"] != pytest.approx(published.N_opt, rel=0.05)
+    # and the law's truth lies inside the interval of N_opt (the data were made from TRUE with 1% noise)
+    truth = plan_compute("1e22", {"form": "chinchilla", "params": TRUE, "converged": True})
+    lo, hi = out["ci"]["N_opt"]
+    assert lo < truth.N_opt < hi
+    assert all(math.isnan(v) for v in truth.ci["N_opt"])  # a law without bootstrap draws: no interval
+
+
+def test_interval_narrows_with_more_data(tmp_path):
+    widths = []
+    for n, noise in ((20, 0.03), (200, 0.005)):
+        law = fit_law(chinchilla_runs(n, seed=1, noise=noise), n_resamples=100, seed=0)
+        lo, hi = plan_compute(1e22, law).ci["N_opt"]
+        widths.append(math.log(hi / lo))
+    assert widths[1] < widths[0] / 2
+
+
+def test_plan_from_a_study_fits_json_uses_its_law_of_n_and_d(tmp_path, capsys):
+    """A study's report/fits.json holds several laws; the planner takes its one law of N and D (Kaplan's eq. 1.5
+    here), minimised numerically along 6 N D = C."""
+    rng = np.random.default_rng(2)
+    K = KAPLAN2020_LAWS["L(N,D)"]
+    form = get_form("kaplan_nd")
+    N = np.exp(rng.uniform(np.log(1e6), np.log(1e9), 60))
+    D = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 60))
+    loss = form.predict(K, {"N": N, "D": D}) * np.exp(0.005 * rng.standard_normal(60))
+    nd = fit_law(pd.DataFrame({"N": N, "D": D, "loss": loss}), form="kaplan_nd", n_resamples=60)
+    ln = fit_law(pd.DataFrame({"N": N, "loss": loss}), form="kaplan_n", n_resamples=0)
+    fits = {"L(N)": {"fingerprint": "a", "law": ln.to_dict()}, "L(N,D)": {"fingerprint": "b", "law": nd.to_dict()}}
+    path = tmp_path / "fits.json"
+    path.write_text(json.dumps(fits))
+    assert main(["plan", "--compute", "1e20", "--law", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "Kaplan" not in out["law"] and out["law"].startswith("fitted: L(N, D) = [")
+    C, p = 1e20, out["params"]
+    best = loss_along_budget(form, nd.params, C, p["N_opt"])
+    assert best == pytest.approx(p["loss"], rel=1e-6)
+    for x in (0.9, 1.1):
+        assert loss_along_budget(form, nd.params, C, x * p["N_opt"]) > best
+    assert out["overfitting"]["law"] == "Kaplan eq. 4.3 with the fitted L(N, D)"
+    lo, hi = out["ci"]["N_opt"]
+    assert lo < p["N_opt"] < hi
+    # naming a law that cannot plan, or one the file does not hold: one line, exit 2
+    assert main(["plan", "--compute", "1e20", "--law", str(path), "--law-key", "L(N)"]) == 2
+    assert "needs a law of model size N and tokens D" in capsys.readouterr().err
+    assert main(["plan", "--compute", "1e20", "--law", str(path), "--law-key", "L(Q)"]) == 2
+    assert "no law 'L(Q)'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "cannot read a fitted law"),
+    ("not json", "cannot read a fitted law"),
+    ('{"a": 1}', "holds no fitted law"),
+    ('[1, 2]', "not a fitted law"),
+    ('{"form": "chinchilla", "params": {"E": 1}}', "missing or has a bad field"),
+    ('{"form": "chinchilla", "params": {"E": 1.8, "A": 480, "B": 2000, "alpha": 0.35, "beta": 0.37}, '
+     '"converged": false, "message": "max iterations"}', "did not converge"),
+])
+def test_bad_law_file_is_one_line_exit_2(tmp_path, capsys, content, words):
+    path = tmp_path / "law.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["plan", "--compute", "1e21", "--law", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
+def test_plan_follows_the_result_protocol(law_file):
+    p = plan_compute("1e22", str(law_file))
+    assert isinstance(p, Plan)
+    for attr in ("params", "ci", "se", "converged", "message", "n_points", "n_resamples", "n_resamples_ok"):
+        assert hasattr(p, attr)
+    assert p.n_points == 40 and p.converged
+    back = Plan.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert back.params == pytest.approx(p.params) and back.ci["N_opt"] == pytest.approx(p.ci["N_opt"])
+    assert back.size_penalty == pytest.approx(p.size_penalty)
+    # predict: the loss at the optimum of other budgets; more compute, lower loss, this budget's own value
+    l1, l2 = p.predict([1e22, 1e24])
+    assert l1 == pytest.approx(p.loss) and l2 < l1
+    assert "N_opt" in p.summary() and "early-stopping step" in p.summary()
 
 
 def test_kaplan_checks():
@@ -65,3 +182,5 @@ def test_kaplan_checks():
     assert p.size_penalty[1.0] == pytest.approx(1.0)
     assert p.size_penalty[0.5] > 1 and p.size_penalty[2.0] > 1
     assert p.early_stopping_step > 0
+    # a model far too small can never reach the optimal loss: infinite compute, said as such
+    assert plan_compute("1e21", "chinchilla2022", size_factors=(1e-4,)).size_penalty[1e-4] == math.inf

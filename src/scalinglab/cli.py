@@ -7,13 +7,31 @@ import argparse
 import importlib
 import sys
 
+from scalinglab import __version__
 from scalinglab.errors import ScalingLabError
 
 COMMANDS = ["train", "runs", "data", "study", "fit", "plan", "batch", "report", "reproduce"]
 
+DESCRIPTION = """\
+Measure, fit and use the scaling laws of language models (Kaplan et al. 2020; the Chinchilla methods of
+Hoffmann et al. 2022): prepare text data, train families of small Transformers over model size, data, compute
+and batch size, record every learning curve in a run store, fit the laws with 95% bootstrap intervals, plan
+compute-optimal runs and write a report with the paper's figures."""
+
+EPILOG = """\
+start here:
+  scalinglab reproduce                      the smoke preset end to end: data, runs, fits, report (resumable)
+  scalinglab fit runs.csv --n N --d D --loss loss   fit a law to your own runs (no torch needed)
+  scalinglab plan --compute 1e21            the compute-optimal model size, tokens and loss for a budget
+
+`scalinglab COMMAND --help` gives a command's options. A bad input prints one line and exits with code 2;
+nothing already stored is lost. In Python: `import scalinglab; help(scalinglab)`."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scalinglab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scalinglab", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"scalinglab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

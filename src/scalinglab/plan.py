@@ -1,21 +1,28 @@
 """Compute-optimal allocation: for a budget C, the model size, tokens, batch, steps and the loss to expect.
 
-Laws to plan with: the published constants below (copied from the papers, see each `source`), or a fitted
-Chinchilla-form law (from `scalinglab fit --json`, or fitted here on a run store). Also Kaplan's checks:
-the overfitting bound D >= k N^(alpha_N/alpha_D) (eq. 4.4), the early-stopping step (eq. 5.7), and the extra
-compute of a model x times the optimal size. No torch.
+Laws to plan with: the published constants (scalinglab.published, each with its source), or a law the user
+fitted: a FittedLaw, or its JSON (`scalinglab fit --json`, or a study's report/fits.json). Any fitted law of N
+and D plans: the Chinchilla form by the closed form of laws.frontier (the one Chinchilla allocation), any other
+(Kaplan's eq. 1.5, ...) by minimising the law along 6 N D = C. A fitted law's bootstrap draws are carried
+through, so N_opt, D_opt, the loss, B_crit and the steps come with 95% intervals. Also Kaplan's checks: the
+overfitting bound D >= k N^(alpha_N/alpha_D) (eq. 4.4), the early-stopping step (eq. 5.7), and the extra compute
+of a model x times the optimal size. No torch.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from scalinglab.published import CHINCHILLA2022, EPOCH2024, KAPLAN2020, PF_DAY, PUBLISHED  # noqa: F401
-from scalinglab.errors import ConfigError, FitError
+from scalinglab.errors import ConfigError, DataError, FitError
+from scalinglab.laws.result import NAN2, Result, _num, _pair, percentile_ci
+from scalinglab.published import KAPLAN2020, PF_DAY, PUBLISHED
 
 # ------------------------------------------------------------------------------------------------ units
 
@@ -41,26 +48,116 @@ def parse_compute(text) -> float:
     return flop
 
 
+# ------------------------------------------------------------------------------------------------ laws
+
+
+def _plannable(form) -> bool:
+    return form.response == "L" and set(form.inputs) == {"N", "D"}
+
+
+def load_law(source, key: str | None = None):
+    """A fitted law to plan with, from a FittedLaw, its to_dict(), or a JSON file holding either one law
+    (`scalinglab fit --json`) or a study's fits (report/fits.json: name -> {"law": ...}). In a file of several
+    laws `key` names one; without it the one law of N and D is taken (a Chinchilla-form law first)."""
+    from scalinglab.laws.fit import FittedLaw
+
+    if isinstance(source, FittedLaw):
+        return source
+    where = "fitted law"
+    if isinstance(source, (str, os.PathLike)):
+        where = str(source)
+        try:
+            source = json.loads(Path(source).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DataError(f"{where}: cannot read a fitted law ({type(exc).__name__}: {exc}); write one with "
+                            "`scalinglab fit ... --json`") from None
+    if not isinstance(source, dict):
+        raise DataError(f"{where}: not a fitted law (expected a JSON object from `scalinglab fit --json` or a "
+                        "study's fits.json)")
+    if "form" in source:
+        laws = {"": source}
+    else:  # a study's fits: name -> {"fingerprint", "law"}
+        laws = {k: v["law"] for k, v in source.items() if isinstance(v, dict) and isinstance(v.get("law"), dict)}
+        if not laws:
+            raise DataError(f"{where}: holds no fitted law (expected the output of `scalinglab fit --json` or a "
+                            "study's fits.json)")
+    if key is not None:
+        if key not in laws:
+            raise DataError(f"{where}: no law {key!r}; it holds {', '.join(map(repr, laws)) or 'one unnamed law'}")
+        chosen = {key: laws[key]}
+    else:
+        chosen = laws
+    try:
+        fitted = {k: FittedLaw.from_dict(v) for k, v in chosen.items()}
+    except FitError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    if key is not None or len(fitted) == 1:
+        return next(iter(fitted.values()))
+    usable = {k: v for k, v in fitted.items() if _plannable(v.form)}
+    best = [k for k, v in usable.items() if v.form.name == "chinchilla"] or list(usable)
+    if len(best) != 1:
+        raise DataError(f"{where}: {len(usable)} laws of N and D ({', '.join(usable) or 'none'}); name one with "
+                        f"--law-key (the file holds {', '.join(fitted)})")
+    return fitted[best[0]]
+
+
+def optimal_allocation(form, params: dict, C: float):
+    """N_opt, D_opt and the loss there at compute C (FLOP = 6 N D), for each row of `params` (name -> array of K
+    values, or floats). The Chinchilla form by its closed form (laws.frontier.chinchilla_optimal); any other law
+    of N and D by minimising it along 6 N D = C in log N. NaN where the law has no minimum in N_opt within 1e7x
+    of sqrt(C/6) either way."""
+    from scalinglab.laws.frontier import chinchilla_optimal
+
+    rows = {k: np.atleast_1d(np.asarray(v, float)) for k, v in params.items()}
+    K = len(next(iter(rows.values())))
+    if form.name == "chinchilla":
+        t = chinchilla_optimal(rows, np.full(K, float(C)))
+        return t["N_opt"].to_numpy(), t["D_opt"].to_numpy(), t["loss"].to_numpy()
+    if not _plannable(form):
+        raise FitError(f"planning needs a law of model size N and tokens D (chinchilla, kaplan_nd, ...); "
+                       f"got {form.name}, a law of {', '.join(form.inputs)}")
+    Z = form.to_internal(np.column_stack([rows[p] for p in form.param_names]))
+    lnN = 0.5 * math.log(C / 6.0) + np.linspace(-7, 7, 1401) * math.log(10)
+    N = np.exp(lnN)
+    lp = form.log_predict(Z, {"N": N, "D": C / (6.0 * N)})
+    lp = np.where(np.isfinite(lp), lp, np.inf)
+    i = np.argmin(lp, axis=1)
+    inside = (i > 0) & (i < N.size - 1) & np.isfinite(lp[np.arange(K), i])
+    j = np.clip(i, 1, N.size - 2)
+    y0, y1, y2 = (lp[np.arange(K), j + d] for d in (-1, 0, 1))
+    curv = y0 - 2 * y1 + y2
+    shift = np.where(curv > 0, 0.5 * (y0 - y2) / np.where(curv > 0, curv, 1.0), 0.0)  # vertex of the parabola
+    x = lnN[j] + shift * (lnN[1] - lnN[0])
+    n_opt = np.where(inside, np.exp(x), np.nan)
+    d_opt = C / (6.0 * n_opt)
+    ok = np.isfinite(n_opt)
+    loss = np.full(K, np.nan)
+    if ok.any():
+        loss[ok] = np.exp(form.log_predict(Z[ok], {"N": n_opt[ok], "D": d_opt[ok]}).diagonal())
+    return n_opt, d_opt, loss
+
+
 # ------------------------------------------------------------------------------------------------ pieces
 
 
-def chinchilla_point(p: dict, C: float) -> tuple[float, float, float]:
-    """N_opt = G (C/6)^a, D_opt = (C/6)^b / G, and the loss there, for L = E + A/N^alpha + B/D^beta."""
-    al, be = p["alpha"], p["beta"]
-    G = (al * p["A"] / (be * p["B"])) ** (1.0 / (al + be))
-    N = G * (C / 6.0) ** (be / (al + be))
-    D = (C / 6.0) ** (al / (al + be)) / G
-    return N, D, p["E"] + p["A"] / N ** al + p["B"] / D ** be
-
-
-def chinchilla_size_penalty(p: dict, C: float, x: float) -> float:
+def size_penalty(form, params: dict, C: float, x: float) -> float:
     """Compute a model x times the optimal size needs to reach the optimal loss, over the optimal compute.
     inf when the model is too small to ever reach it."""
-    N, D, L = chinchilla_point(p, C)
-    rest = L - p["E"] - p["A"] / (x * N) ** p["alpha"]
-    if rest <= 0:
+    from scipy.optimize import brentq
+
+    N, D, L = (float(v[0]) for v in optimal_allocation(form, params, C))
+    if not np.isfinite(L):
+        return math.nan
+
+    def gap(log_d):
+        return float(form.predict(params, {"N": np.array([x * N]), "D": np.array([math.exp(log_d)])})[0]) - L
+
+    lo, hi = math.log(D) - 60.0, math.log(D) + 60.0
+    if gap(hi) > 0:  # even unlimited data leaves the smaller model above the optimal loss
         return math.inf
-    D2 = (p["B"] / rest) ** (1.0 / p["beta"])
+    if gap(lo) < 0:
+        return math.nan
+    D2 = math.exp(brentq(gap, lo, hi, xtol=1e-10))
     return (x * N * D2) / (N * D)
 
 
@@ -98,110 +195,210 @@ def early_stopping_step(N: float, D: float) -> float:
     return k["S_c"] / gap ** (1.0 / k["alpha_S"]) if gap > 0 else math.inf
 
 
-def bcrit_kaplan(L: float) -> float:
-    return KAPLAN2020["B_star"] / L ** (1.0 / KAPLAN2020["alpha_B"])
+def bcrit_kaplan(L):
+    return KAPLAN2020["B_star"] / np.asarray(L, float) ** (1.0 / KAPLAN2020["alpha_B"])
 
 
 # ------------------------------------------------------------------------------------------------ the plan
 
+PLAN_QUANTITIES = ("N_opt", "D_opt", "B_crit", "steps", "loss")
+
 
 @dataclass
-class Plan:
+class Plan(Result):
+    """A compute-optimal plan for one budget, in the result protocol: `params` holds N_opt (parameters), D_opt
+    (tokens), B_crit (tokens per step), steps and loss (nats per token), `ci` their 95% intervals from the
+    law's bootstrap draws (NaN for published constants, which carry no covariance)."""
+
     compute: float  # FLOP
-    law: str
-    N_opt: float
-    D_opt: float
-    B_crit: float  # tokens per step
-    steps: float
-    loss: float
-    intervals: dict = field(default_factory=dict)  # name -> (low, high), 95%
+    law: str  # the law planned with, as it prints
+    params: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    se: dict[str, float]
+    converged: bool
+    message: str
+    n_points: int = 0  # points the law was fitted on (0: published constants)
+    n_resamples: int = 0  # the law's bootstrap draws carried through
+    n_resamples_ok: int = 0  # draws with a finite optimum
     overfitting: dict = field(default_factory=dict)
     early_stopping_step: float = float("nan")
     size_penalty: dict = field(default_factory=dict)  # x -> compute ratio
     notes: list = field(default_factory=list)
+    _predictor: object = field(default=None, repr=False, compare=False)  # compute -> loss at the optimum
 
-    def to_dict(self):
-        def num(v):
-            return None if v is None or not np.isfinite(v) else float(v)
+    def __getattr__(self, name):  # plan.N_opt, plan.loss, ...
+        if name in PLAN_QUANTITIES and "params" in self.__dict__:
+            return self.params[name]
+        raise AttributeError(name)
 
-        return {"compute_flop": self.compute, "compute_pf_days": self.compute / PF_DAY, "law": self.law,
-                "N_opt": num(self.N_opt), "D_opt": num(self.D_opt), "B_crit": num(self.B_crit),
-                "steps": num(self.steps), "loss": num(self.loss),
-                "ci95": {k: [num(a), num(b)] for k, (a, b) in self.intervals.items()},
-                "overfitting": self.overfitting, "early_stopping_step": num(self.early_stopping_step),
-                "size_penalty": {str(k): num(v) for k, v in self.size_penalty.items()}, "notes": self.notes}
+    @property
+    def intervals(self) -> dict:
+        return self.ci
+
+    def predict(self, compute) -> np.ndarray:
+        """The loss to expect at the compute-optimal allocation of each budget (FLOP, or strings with units)."""
+        if self._predictor is None:
+            raise FitError("this plan was read back from JSON without its law; plan again to predict")
+        C = [parse_compute(c) for c in np.atleast_1d(np.asarray(compute, dtype=object))]
+        return np.array([self._predictor(c) for c in C], dtype=float)
+
+    def __str__(self):
+        from scalinglab.laws.forms import fmt_number
+
+        return (f"plan for C = {fmt_number(self.compute)} FLOP ({fmt_number(self.compute / PF_DAY)} PF-days) "
+                f"under {self.law}")
+
+    def summary(self) -> str:
+        return "\n".join([super().summary()] + self.checks())
+
+    def checks(self) -> list[str]:
+        """Kaplan's checks of the plan and the notes, one line each (below the numbers in summary())."""
+        from scalinglab.laws.forms import fmt_number
+
+        lines = []
+        o = self.overfitting
+        if o:
+            lines.append(f"  overfitting: D >= {fmt_number(o['k'])} N^{fmt_number(o['exponent'])} = "
+                         f"{fmt_number(o['D_needed'])} tokens -> {'ok' if o['D_ok'] else 'TOO FEW TOKENS'} "
+                         f"({o['law']})")
+        lines.append(f"  early-stopping step (Kaplan eq. 5.7): {fmt_number(self.early_stopping_step)}")
+        for x, r in self.size_penalty.items():
+            lines.append(f"  a model {x:g}x the optimal size needs {fmt_number(r)}x the compute for the same loss")
+        return lines + [f"  note: {n}" for n in self.notes]
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(compute_flop=self.compute, compute_pf_days=self.compute / PF_DAY, law=self.law,
+                 overfitting=self.overfitting, early_stopping_step=_num(self.early_stopping_step),
+                 size_penalty={str(k): _num(v) for k, v in self.size_penalty.items()}, notes=list(self.notes))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        nan = float("nan")
+        return cls(compute=float(d["compute_flop"]), law=d.get("law", ""),
+                   params={k: nan if v is None else float(v) for k, v in d["params"].items()},
+                   ci={k: _pair(v) for k, v in d.get("ci", {}).items()},
+                   se={k: nan if v is None else float(v) for k, v in d.get("se", {}).items()},
+                   converged=bool(d.get("converged", False)), message=d.get("message", ""),
+                   n_points=int(d.get("n_points", 0)), n_resamples=int(d.get("n_resamples", 0)),
+                   n_resamples_ok=int(d.get("n_resamples_ok", 0)), overfitting=d.get("overfitting", {}),
+                   early_stopping_step=nan if d.get("early_stopping_step") is None else d["early_stopping_step"],
+                   size_penalty={float(k): (math.inf if v is None else v) for k, v in
+                                 d.get("size_penalty", {}).items()},
+                   notes=list(d.get("notes", [])))
 
 
-def plan_compute(compute, law="chinchilla2022", *, bcrit_law=None, size_factors=(0.5, 0.75, 1.5, 2.0),
-                 overfit_tol: float = 0.02) -> Plan:
-    """Plan a run of `compute` FLOP (or a string with units) under a published law name or a FittedLaw."""
+def _kaplan_frontier(C: float):
+    """Kaplan's Table 6 compute-efficient frontier (C read as C_min in PF-days): N, D, loss, steps."""
+    k = KAPLAN2020
+    cm = C / PF_DAY
+    return (k["N_e"] * cm ** k["p_N"], k["D_e"] * cm ** k["p_D"], (k["C_c_min"] / cm) ** k["alpha_C_min"],
+            k["S_e"] * cm ** k["p_S"])
+
+
+def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, bcrit_law=None,
+                 size_factors=(0.5, 0.75, 1.5, 2.0), overfit_tol: float = 0.02) -> Plan:
+    """Plan a run of `compute` FLOP (or a string with units) under a published law name, a FittedLaw, its
+    to_dict(), or a fitted-law JSON file (see load_law; `law_key` picks one law of a study's fits.json)."""
     C = parse_compute(compute)
     notes = []
-    samples, names = None, None
-    if isinstance(law, str):
-        if law not in PUBLISHED:
-            raise ConfigError(f"unknown law {law!r}; choose one of {', '.join(PUBLISHED)} or give a fitted law")
+    form = None
+    n_points = 0
+    if isinstance(law, str) and law in PUBLISHED:
         kind, params, source = PUBLISHED[law]
         label = law
         notes.append(f"constants: {source}")
-    else:
-        if law.form.name != "chinchilla":
-            raise FitError(f"planning needs a chinchilla-form law (E + A/N^alpha + B/D^beta), got {law.form.name}")
-        if not law.converged:
-            raise FitError(f"the fitted law did not converge ({law.message}); refit before planning with it")
-        kind, params, label = "chinchilla", law.params, "fitted: " + law.text()
-        samples, names = law.samples, law.form.param_names
+        draws_params = None
+        if kind == "chinchilla":
+            from scalinglab.laws.forms import get_form
 
-    intervals = {}
+            form = get_form("chinchilla")
+    elif isinstance(law, str) and not (law.endswith(".json") or Path(law).exists()):
+        raise ConfigError(f"unknown law {law!r}; choose one of {', '.join(PUBLISHED)}, or give a fitted-law JSON "
+                          "file (`scalinglab fit --json`)")
+    else:
+        fitted = load_law(law, law_key)
+        if not fitted.converged:
+            raise FitError(f"the fitted law did not converge ({fitted.message}); refit before planning with it")
+        kind, form, params = "fitted", fitted.form, fitted.params
+        if not _plannable(form):
+            raise FitError(f"planning needs a law of model size N and tokens D (chinchilla, kaplan_nd, ...); got "
+                           f"{form.name}, a law of {', '.join(form.inputs)}")
+        label, n_points = "fitted: " + fitted.text(), fitted.n_points
+        samples = fitted.samples if fitted.samples is not None else np.empty((0, form.n_params))
+        draws_params = dict(zip(form.param_names, samples.T)) if len(samples) >= 2 else None
+
+    ci, se = {}, {}
+    n_res = n_ok = 0
     if kind == "kaplan":
-        k = KAPLAN2020
-        cm = C / PF_DAY
-        N, D = k["N_e"] * cm ** k["p_N"], k["D_e"] * cm ** k["p_D"]
-        loss = (k["C_c_min"] / cm) ** k["alpha_C_min"]
-        B_crit = bcrit_kaplan(loss)
-        steps = k["S_e"] * cm ** k["p_S"]
+        N, D, loss, steps = _kaplan_frontier(C)
+        B_crit = float(bcrit_kaplan(loss))
         notes.append("Kaplan's frontier treats C as C_min (PF-days) and N as non-embedding parameters; steps are "
                      "S_min of Table 6; published constants carry no covariance, so no intervals")
         penalty = {x: kaplan_size_penalty(x) for x in size_factors}
-    else:
-        N, D, loss = chinchilla_point(params, C)
-        if bcrit_law is not None:
-            from scalinglab.laws.batch import bcrit_of
 
-            B_crit = float(bcrit_of(bcrit_law, loss))
-        else:
-            B_crit = bcrit_kaplan(loss)
+        def predictor(c):
+            return _kaplan_frontier(c)[2]
+    else:
+        N, D, loss = (float(v[0]) for v in optimal_allocation(form, params, C))
+        if not np.isfinite(N):
+            raise FitError(f"{label}: no compute-optimal size at C = {C:.3g} FLOP (the law keeps falling with N "
+                           "or with D along 6 N D = C); it cannot be planned with")
+
+        def bcrit_at(L):
+            if bcrit_law is not None:
+                from scalinglab.laws.batch import bcrit_of
+
+                return np.asarray(bcrit_of(bcrit_law, L), float)
+            return bcrit_kaplan(L)
+
+        B_crit = float(bcrit_at(loss))
+        if bcrit_law is None:
             notes.append("B_crit from Kaplan's B*/L^(1/alpha_B) (WebText2 losses): a rough transfer; fit your own "
                          "with a batch-size sweep")
         steps = D / B_crit
-        penalty = {x: chinchilla_size_penalty(params, C, x) for x in size_factors}
-        if samples is not None and len(samples) >= 2:
-            draws = np.array([chinchilla_point(dict(zip(names, s)), C) for s in samples])
-            lo, hi = np.nanpercentile(draws, [2.5, 97.5], axis=0)
-            intervals = {"N_opt": (lo[0], hi[0]), "D_opt": (lo[1], hi[1]), "loss": (lo[2], hi[2])}
-            if bcrit_law is None:
-                bl = [bcrit_kaplan(x) for x in (hi[2], lo[2])]
-                intervals["B_crit"] = (min(bl), max(bl))
-            intervals["steps"] = (lo[1] / B_crit, hi[1] / B_crit)
+        penalty = {x: size_penalty(form, params, C, x) for x in size_factors}
+        if draws_params is not None:
+            dN, dD, dL = optimal_allocation(form, draws_params, C)
+            dB = bcrit_at(dL)
+            draws = np.column_stack([dN, dD, dB, dD / dB, dL])
+            n_res, n_ok = len(draws), int(np.isfinite(draws).all(axis=1).sum())
+            for name, interval, col in zip(PLAN_QUANTITIES, percentile_ci(draws), draws.T):
+                ci[name] = interval
+                se[name] = float(np.nanstd(col, ddof=1)) if np.isfinite(col).sum() >= 2 else float("nan")
+            if n_ok < n_res:
+                notes.append(f"{n_res - n_ok} of {n_res} bootstrap draws of the law have no optimum at this "
+                             "budget; the intervals use the others")
         elif label == "epoch2024":
             notes.append("Epoch's published standard errors are per parameter, without covariance; intervals "
                          "of derived quantities are not computed")
         if label == "chinchilla2022":
             notes.append("Chinchilla's N counts all parameters, embeddings included")
 
-    kk, ex = overfit_threshold(KAPLAN2020["nd_N_c"], KAPLAN2020["nd_D_c"], KAPLAN2020["nd_alpha_N"],
-                               KAPLAN2020["nd_alpha_D"], overfit_tol)
+        def predictor(c):
+            return float(optimal_allocation(form, params, c)[2][0])
+
+    values = {"N_opt": N, "D_opt": D, "B_crit": B_crit, "steps": steps, "loss": loss}
+    for name in PLAN_QUANTITIES:
+        ci.setdefault(name, NAN2)
+        se.setdefault(name, float("nan"))
+
+    if form is not None and form.name == "kaplan_nd":  # the user's own L(N, D) gives the overfitting bound
+        p = params
+        kk, ex = overfit_threshold(p["N_c"], p["D_c"], p["alpha_N"], p["alpha_D"], overfit_tol)
+        source = "Kaplan eq. 4.3 with the fitted L(N, D)"
+    else:
+        kk, ex = overfit_threshold(KAPLAN2020["nd_N_c"], KAPLAN2020["nd_D_c"], KAPLAN2020["nd_alpha_N"],
+                                   KAPLAN2020["nd_alpha_D"], overfit_tol)
+        source = "Kaplan eq. 4.3 with the published L(N, D) constants"
     D_need = kk * N ** ex
     over = {"k": kk, "exponent": ex, "tolerance": overfit_tol, "D_needed": D_need, "D_ok": bool(D >= D_need),
-            "law": "Kaplan eq. 4.3 with the published L(N, D) constants"}
-    return Plan(compute=C, law=label, N_opt=float(N), D_opt=float(D), B_crit=float(B_crit), steps=float(steps),
-                loss=float(loss), intervals=intervals, overfitting=over,
-                early_stopping_step=float(early_stopping_step(N, D)), size_penalty=penalty, notes=notes)
-
-
-def overfit_threshold_from_law(law, tol: float = 0.02):
-    """(k, exponent) from a fitted kaplan_nd law: the fitted k of D >= k N^(alpha_N/alpha_D)."""
-    if law.form.name != "kaplan_nd":
-        raise FitError(f"the overfitting bound needs a kaplan_nd law, got {law.form.name}")
-    p = law.params
-    return overfit_threshold(p["N_c"], p["D_c"], p["alpha_N"], p["alpha_D"], tol)
+            "law": source}
+    msg = "published constants" if kind != "fitted" else (
+        f"{n_ok}/{n_res} bootstrap draws of the law carried through" if n_res else "the law has no bootstrap "
+        "draws: no intervals")
+    return Plan(compute=C, law=label, params={k: float(v) for k, v in values.items()}, ci=ci, se=se,
+                converged=True, message=msg, n_points=n_points, n_resamples=n_res, n_resamples_ok=n_ok,
+                overfitting=over, early_stopping_step=float(early_stopping_step(N, D)), size_penalty=penalty,
+                notes=notes, _predictor=predictor)

@@ -1,21 +1,26 @@
-"""`scalinglab plan --compute 5.76e23 --law chinchilla2022`: the compute-optimal N, D, batch, steps and loss."""
+"""`scalinglab plan --compute 5.76e23 [--law chinchilla2022 | --law FILE]`: the compute-optimal model size N, tokens
+D, critical batch, steps and the loss to expect for a budget. FILE is a fitted law (`scalinglab fit --json`, or a
+study's report/fits.json): the plan then uses your own law, with 95% intervals from its bootstrap draws."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from pathlib import Path
+import math
 
 from scalinglab.laws.forms import fmt_number
-from scalinglab.published import PF_DAY
+from scalinglab.published import PF_DAY, PUBLISHED
 
 
 def register(subparsers):
     p = subparsers.add_parser("plan", help="compute-optimal model size, tokens, batch and expected loss",
                               description=__doc__)
     p.add_argument("--compute", required=True, help="budget in FLOP, or with a unit: 3e3PF-days")
-    p.add_argument("--law", default="chinchilla2022", choices=["chinchilla2022", "epoch2024", "kaplan2020"],
-                   help="published constants to plan with (default chinchilla2022)")
-    p.add_argument("--fit-json", help="a fitted chinchilla law: the output of `scalinglab fit --json`")
+    p.add_argument("--law", default="chinchilla2022", metavar="NAME|FILE",
+                   help=f"published constants ({', '.join(PUBLISHED)}; default chinchilla2022) or a fitted-law "
+                        "JSON file: the output of `scalinglab fit --json`, or a study's report/fits.json")
+    p.add_argument("--law-key", help="which law of a study's fits.json (default: its one law of N and D)")
+    p.add_argument("--fit-json", help=argparse.SUPPRESS)  # the older name of --law FILE
     p.add_argument("--store", help="a run store: fit the chinchilla law to its finished runs and plan with it")
     p.add_argument("--bcrit-json", help="a fitted B_crit(L) law (`scalinglab fit --form bcrit --json`)")
     p.add_argument("--size-factor", type=float, nargs="*", default=[0.5, 0.75, 1.5, 2.0],
@@ -24,28 +29,17 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
-def _read_law(path):
-    from scalinglab.errors import DataError
-    from scalinglab.laws.fit import FittedLaw
-
-    try:
-        return FittedLaw.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read a fitted law ({exc}); write one with `scalinglab fit ... --json`")
-
-
 def run(args) -> int:
-    from scalinglab.plan import plan_compute
+    from scalinglab.plan import load_law, plan_compute
 
-    law = args.law
-    if args.fit_json:
-        law = _read_law(args.fit_json)
-    elif args.store:
+    law = args.fit_json or args.law
+    if args.store:
         from scalinglab.laws import fit_law
 
         law = fit_law(args.store, form="chinchilla", n_resamples=400, strict=True)
-    bcrit = _read_law(args.bcrit_json) if args.bcrit_json else None
-    plan = plan_compute(args.compute, law, bcrit_law=bcrit, size_factors=tuple(args.size_factor))
+    bcrit = load_law(args.bcrit_json) if args.bcrit_json else None
+    plan = plan_compute(args.compute, law, law_key=args.law_key, bcrit_law=bcrit,
+                        size_factors=tuple(args.size_factor))
     if args.json:
         print(json.dumps(plan.to_dict()))
         return 0
@@ -57,19 +51,15 @@ def run(args) -> int:
                     f"law: {plan.law}")
     for col in ("quantity", "value", "95% low", "95% high"):
         t.add_column(col, justify="left" if col == "quantity" else "right")
+
+    def cell(v):
+        return fmt_number(v) if v is not None and math.isfinite(v) else "-"
+
     for name, label in (("N_opt", "N_opt (parameters)"), ("D_opt", "D_opt (tokens)"),
                         ("B_crit", "B_crit (tokens/step)"), ("steps", "steps"), ("loss", "expected loss (nats)")):
-        lo, hi = plan.intervals.get(name, (None, None))
-        t.add_row(label, fmt_number(getattr(plan, name)), fmt_number(lo) if lo else "-",
-                  fmt_number(hi) if hi else "-")
+        lo, hi = plan.ci.get(name, (None, None))
+        t.add_row(label, cell(plan.params[name]), cell(lo), cell(hi))
     con.print(t)
-    o = plan.overfitting
-    con.print(f"  overfitting: D >= {fmt_number(o['k'])} N^{fmt_number(o['exponent'])} = {fmt_number(o['D_needed'])} "
-              f"tokens -> {'ok' if o['D_ok'] else 'TOO FEW TOKENS'} ({o['law']})", highlight=False)
-    con.print(f"  early-stopping step (Kaplan eq. 5.7): {fmt_number(plan.early_stopping_step)}", highlight=False)
-    for x, r in plan.size_penalty.items():
-        con.print(f"  a model {x:g}x the optimal size needs {fmt_number(r)}x the compute for the same loss",
-                  highlight=False)
-    for note in plan.notes:
-        con.print(f"  note: {note}", highlight=False)
+    for line in plan.checks():
+        con.print(line, highlight=False)
     return 0
