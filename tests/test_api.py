@@ -134,3 +134,30 @@ def test_example_train_tiny_run(tmp_path):
         assert len(ev) >= 3 and ev["loss"].iloc[-1] < ev["loss"].iloc[0] - 0.5  # it learned
     finally:
         store.close()
+
+
+def test_readme_layout_matches_the_tree():
+    """Every public module and package under src/scalinglab is in the README's layout block, and every entry of
+    the block exists."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Where things are\n```\n")[1].split("```")[0]
+    listed, parent = set(), None
+    for line in block.splitlines():
+        m = re.match(r"^( *)(\S+)", line)
+        if not m or m.group(2) == "src/scalinglab/":
+            continue
+        indent, name = len(m.group(1)), m.group(2).rstrip("/")
+        if indent == 0:
+            parent = None
+            assert (REPO / name).exists(), name
+        elif indent == 2:
+            parent = name
+            listed.add(name)
+        else:
+            assert (REPO / "src" / "scalinglab" / parent / name).exists(), f"{parent}/{name}"
+    pkg = REPO / "src" / "scalinglab"
+    tree = {p.stem for p in pkg.glob("*.py") if not p.name.startswith("_")}
+    tree |= {p.name for p in pkg.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    tree |= {"__init__"}
+    listed = {n.removesuffix(".py") for n in listed}
+    assert listed == tree, f"in the tree, not the README: {tree - listed}; in the README, not the tree: {listed - tree}"
