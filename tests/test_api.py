@@ -161,3 +161,33 @@ def test_readme_layout_matches_the_tree():
     tree |= {"__init__"}
     listed = {n.removesuffix(".py") for n in listed}
     assert listed == tree, f"in the tree, not the README: {tree - listed}; in the README, not the tree: {listed - tree}"
+
+
+def test_fits_and_derived_results_speak_one_protocol():
+    import numpy as np
+    import pandas as pd
+
+    from scalinglab.laws.batch import fit_tradeoff
+    from scalinglab.laws.fit import FittedLaw, fit_law
+    from scalinglab.laws.result import Result, power_law_fit
+    from scalinglab.plan import plan_compute
+
+    rng = np.random.default_rng(0)
+    N = np.geomspace(1e6, 1e9, 12)
+    law = fit_law(pd.DataFrame({"N": N, "loss": (8.8e13 / N) ** 0.076 * np.exp(0.01 * rng.standard_normal(12))}),
+                  form="kaplan_n", n_resamples=50)
+    B = np.geomspace(2**14, 2**22, 5)
+    S = 3000 * (1 + 5e5 / B)
+    results = [law, plan_compute("1e21"), fit_tradeoff(S, S * B, 3.0), power_law_fit(N, N ** 0.5 * 3)]
+    keys = {"kind", "params", "ci", "se", "converged", "message", "n_points", "n_resamples", "n_resamples_ok"}
+    for r in results:
+        assert isinstance(r, Result), type(r)
+        d = json.loads(json.dumps(r.to_dict()))
+        assert keys <= set(d) and d["kind"] == type(r).__name__
+        back = type(r).from_dict(d)
+        assert back.params == pytest.approx(r.params) and back.converged == r.converged
+        assert callable(r.predict) and isinstance(r.summary(), str)
+    # a law file written before the protocol (intervals under "ci95" only) still reads with its intervals
+    old = law.to_dict()
+    old.pop("ci")
+    assert FittedLaw.from_dict(old).ci["alpha_N"] == pytest.approx(law.ci["alpha_N"])

@@ -65,3 +65,36 @@ def test_sweep_recovers_bcrit_law_and_corrections():
     smin = (2.1e3 ** 0.76 / (L - 1.5)) ** (1 / 0.76)
     at = corrected[np.isclose(corrected["loss"], corrected["loss"].iloc[(corrected["loss"] - L).abs().argmin()])]
     np.testing.assert_allclose(at["S_min"], smin, rtol=0.05)
+
+
+def test_tradeoff_reports_least_squares_verdict_and_speaks_the_protocol():
+    S_min, B_crit = 3000.0, 5e5
+    B = np.array([2**14, 2**16, 2**18, 2**20, 2**22], float)
+    S = S_min * (1 + B_crit / B) * np.exp(0.02 * np.random.default_rng(0).standard_normal(5))
+    t = fit_tradeoff(S, S * B, target=3.0)
+    assert t.converged and t.n_points == 5 and t.n_resamples == 0
+    lo, hi = t.ci["B_crit"]
+    assert lo < t.B_crit < hi and t.se["B_crit"] > 0
+    assert t.predict([t.B_crit])[0] == pytest.approx(2 * t.S_min)  # at the critical batch, twice the minimal steps
+    back = type(t).from_dict(t.to_dict())
+    assert back.params == pytest.approx(t.params) and back.converged
+    # stopped before it converged: said, not passed off as a measurement
+    stopped = fit_tradeoff(S, S * B, target=3.0, max_nfev=2)
+    assert not stopped.converged and "did not converge" in stopped.message
+    assert "did NOT converge" in stopped.summary()
+
+
+def test_batch_study_speaks_the_protocol():
+    study = fit_batch_sweep(sweep(), [3.4, 3.8, 4.2, 4.6, 5.0], n_resamples=50)
+    assert study.converged and study.n_points == 5 and "5 target losses" in study.message
+    assert set(study.params) == {"B_star", "alpha_B"}
+    lo, hi = study.ci["alpha_B"]
+    assert lo < study.params["alpha_B"] < hi
+    assert study.predict([4.0])[0] == pytest.approx(B_STAR / 4.0 ** (1 / ALPHA_B), rel=0.05)
+    back = type(study).from_dict(study.to_dict())
+    assert back.params == pytest.approx(study.params) and len(back.tradeoffs) == 5
+    # two targets reached by every run are too few for a law: not converged, and predict says why
+    few = fit_batch_sweep(sweep(), [4.2, 4.6], n_resamples=0)
+    assert not few.converged and "no B_crit(L) law" in few.message
+    with pytest.raises(Exception, match="no B_crit"):
+        few.predict(4.0)

@@ -19,6 +19,7 @@ from scipy.optimize import least_squares
 from scipy.stats import t as student_t
 
 from scalinglab.errors import DataError, FitError
+from scalinglab.laws.result import Result, _num, _pair
 
 
 def _need(df, cols, where):
@@ -58,19 +59,53 @@ def steps_to_targets(curves: pd.DataFrame, targets, *, run: str = "run_id", step
 
 
 @dataclass
-class Tradeoff:
-    """(S/S_min - 1)(E/E_min - 1) = 1 fitted at one target loss."""
+class Tradeoff(Result):
+    """(S/S_min - 1)(E/E_min - 1) = 1 fitted at one target loss, in the result protocol: params S_min (steps),
+    E_min (tokens) and B_crit = E_min/S_min (tokens per step); ci from the fit's covariance in log space (Student
+    t, not a bootstrap: n_resamples is 0); converged is least_squares' own verdict."""
 
     target: float
-    S_min: float
-    E_min: float
-    B_crit: float
-    ci: dict  # name -> (low, high), 95%, from the fit's covariance in log space
-    n_runs: int
+    params: dict[str, float]
+    ci: dict[str, tuple[float, float]]  # 95%
+    se: dict[str, float]  # delta-method standard errors of the natural parameters
+    converged: bool
+    message: str
+    n_points: int  # batch sizes (runs) that reached the target
     rmse_log: float
+    n_resamples: int = 0
+    n_resamples_ok: int = 0
+
+    S_min = property(lambda self: self.params["S_min"])
+    E_min = property(lambda self: self.params["E_min"])
+    B_crit = property(lambda self: self.params["B_crit"])
+    n_runs = property(lambda self: self.n_points)
+
+    def predict(self, B) -> np.ndarray:
+        """Steps to reach the target at batch size B (tokens per step): S = S_min (1 + B_crit/B)."""
+        return self.S_min * (1.0 + self.B_crit / np.asarray(B, float))
+
+    def __str__(self):
+        from scalinglab.laws.forms import fmt_number
+
+        return (f"(S/S_min - 1)(E/E_min - 1) = 1 at L = {self.target:g}: S_min = {fmt_number(self.S_min)}, "
+                f"E_min = {fmt_number(self.E_min)}, B_crit = {fmt_number(self.B_crit)}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(target=self.target, rmse_log=_num(self.rmse_log))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tradeoff":
+        nan = float("nan")
+        return cls(target=float(d["target"]), params={k: nan if v is None else v for k, v in d["params"].items()},
+                   ci={k: _pair(v) for k, v in d["ci"].items()},
+                   se={k: nan if v is None else v for k, v in d["se"].items()}, converged=bool(d["converged"]),
+                   message=d.get("message", ""), n_points=int(d["n_points"]),
+                   rmse_log=nan if d.get("rmse_log") is None else d["rmse_log"])
 
 
-def fit_tradeoff(S, E, target: float = float("nan")) -> Tradeoff:
+def fit_tradeoff(S, E, target: float = float("nan"), max_nfev: int | None = None) -> Tradeoff:
     """Fit S(B) = S_min (1 + B_crit/B) with B = E/S, by least squares in log S (equivalently in log E)."""
     S, E = np.asarray(S, float), np.asarray(E, float)
     if len(S) < 3:
@@ -82,7 +117,9 @@ def fit_tradeoff(S, E, target: float = float("nan")) -> Tradeoff:
         return p[0] + np.log1p(np.exp(p[1]) / B) - lS
 
     x0 = np.array([np.log(S.min()), np.log(np.median(B))])
-    r = least_squares(resid, x0, method="lm")
+    r = least_squares(resid, x0, method="lm", max_nfev=max_nfev)
+    converged = bool(r.success and np.all(np.isfinite(r.x)) and np.all(np.isfinite(r.fun)))
+    message = r.message if r.success else f"least_squares did not converge: {r.message}"
     dof = max(len(S) - 2, 1)
     s2 = float(np.sum(r.fun ** 2) / dof)
     try:
@@ -97,28 +134,71 @@ def fit_tradeoff(S, E, target: float = float("nan")) -> Tradeoff:
     ci = {"S_min": (np.exp(ls - tq * se[0]), np.exp(ls + tq * se[0])),
           "B_crit": (np.exp(lb - tq * se[1]), np.exp(lb + tq * se[1])),
           "E_min": (np.exp(ls + lb - tq * se_le), np.exp(ls + lb + tq * se_le))}
-    return Tradeoff(target=float(target), S_min=S_min, E_min=S_min * B_crit, B_crit=B_crit,
-                    ci={k: (float(a), float(b)) for k, (a, b) in ci.items()}, n_runs=len(S),
-                    rmse_log=float(np.sqrt(np.mean(r.fun ** 2))))
+    values = {"S_min": S_min, "E_min": S_min * B_crit, "B_crit": B_crit}
+    se_log = {"S_min": se[0], "B_crit": se[1], "E_min": se_le}
+    return Tradeoff(target=float(target), params=values,
+                    ci={k: (float(a), float(b)) for k, (a, b) in ci.items()},
+                    se={k: float(values[k] * se_log[k]) for k in values}, converged=converged, message=message,
+                    n_points=len(S), rmse_log=float(np.sqrt(np.mean(r.fun ** 2))))
 
 
 @dataclass
-class BatchStudy:
+class BatchStudy(Result):
+    """The section-5 analysis of one batch-size sweep, in the result protocol: params, ci, se and predict(L) are
+    those of the fitted B_crit(L) = B*/L^(1/alpha_B); n_points counts the target losses with a converged
+    trade-off (the rows of `tradeoffs`)."""
+
     points: pd.DataFrame  # run, B, target, S, E
-    tradeoffs: pd.DataFrame  # per target: S_min, E_min, B_crit with intervals
+    tradeoffs: pd.DataFrame  # per converged target: S_min, E_min, B_crit with intervals
     bcrit_law: object  # FittedLaw of form bcrit, or None with fewer than 3 targets
+    message: str = ""
+
+    params = property(lambda self: dict(self.bcrit_law.params) if self.bcrit_law is not None else {})
+    ci = property(lambda self: dict(self.bcrit_law.ci) if self.bcrit_law is not None else {})
+    se = property(lambda self: dict(self.bcrit_law.se) if self.bcrit_law is not None else {})
+    converged = property(lambda self: bool(self.bcrit_law is not None and self.bcrit_law.converged))
+    n_points = property(lambda self: len(self.tradeoffs))
+    n_resamples = property(lambda self: self.bcrit_law.n_resamples if self.bcrit_law is not None else 0)
+    n_resamples_ok = property(lambda self: self.bcrit_law.n_resamples_ok if self.bcrit_law is not None else 0)
+
+    def predict(self, L) -> np.ndarray:
+        """B_crit (tokens per step) at loss L."""
+        if self.bcrit_law is None:
+            raise FitError(f"no B_crit(L) law: {self.message}")
+        return bcrit_of(self.bcrit_law, L)
+
+    def __str__(self):
+        return f"batch-size sweep: {self.bcrit_law.text() if self.bcrit_law is not None else self.message}"
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(tradeoffs=self.tradeoffs.to_dict(orient="records"), points=self.points.to_dict(orient="records"),
+                 bcrit_law=self.bcrit_law.to_dict() if self.bcrit_law is not None else None)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BatchStudy":
+        from scalinglab.laws.fit import FittedLaw
+
+        law = FittedLaw.from_dict(d["bcrit_law"]) if d.get("bcrit_law") else None
+        return cls(points=pd.DataFrame(d.get("points", [])), tradeoffs=pd.DataFrame(d.get("tradeoffs", [])),
+                   bcrit_law=law, message=d.get("message", ""))
 
 
 def fit_batch_sweep(curves: pd.DataFrame, targets, *, n_resamples: int = 500, seed: int = 0, **cols) -> BatchStudy:
-    """The whole section-5 analysis of one batch-size sweep: points, one trade-off per target, B_crit(L)."""
+    """The whole section-5 analysis of one batch-size sweep: points, one trade-off per target, B_crit(L).
+    A trade-off whose least squares did not converge is left out of the table (and said in the message)."""
     from scalinglab.laws.fit import fit_law
 
     pts = steps_to_targets(curves, targets, **cols)
-    rows = []
+    rows, failed = [], []
     for L, part in pts.groupby("target"):
         if part["B"].nunique() < 3:
             continue
         t = fit_tradeoff(part["S"], part["E"], L)
+        if not t.converged:
+            failed.append(f"L = {L:g} ({t.message})")
+            continue
         rows.append({"target": L, "S_min": t.S_min, "E_min": t.E_min, "B_crit": t.B_crit,
                      "B_crit_low": t.ci["B_crit"][0], "B_crit_high": t.ci["B_crit"][1],
                      "S_min_low": t.ci["S_min"][0], "S_min_high": t.ci["S_min"][1],
@@ -129,7 +209,10 @@ def fit_batch_sweep(curves: pd.DataFrame, targets, *, n_resamples: int = 500, se
     if len(trade) >= 3:
         law = fit_law(trade.rename(columns={"target": "L"}), form="bcrit", loss="B_crit", l="L",
                       n_resamples=n_resamples, seed=seed)
-    return BatchStudy(points=pts, tradeoffs=trade, bcrit_law=law)
+    message = (f"{len(trade)} target losses with a converged trade-off" +
+               (f"; left out: {', '.join(failed)}" if failed else "") +
+               ("" if law is not None else "; fewer than 3: no B_crit(L) law"))
+    return BatchStudy(points=pts, tradeoffs=trade, bcrit_law=law, message=message)
 
 
 def bcrit_of(law_or_params, L):

@@ -19,6 +19,7 @@ from scalinglab.errors import FitError
 from scalinglab.laws.data import Prepared, prepare, read_table
 from scalinglab.laws.estimate import Objective, Optimum, lbfgs_batched, multistart, process_pool
 from scalinglab.laws.forms import Form, fmt_number, get_form
+from scalinglab.laws.result import Result
 
 
 class FitWarning(UserWarning):
@@ -26,8 +27,10 @@ class FitWarning(UserWarning):
 
 
 @dataclass
-class FittedLaw:
-    """A fitted law: its form, parameters, 95% intervals, the data it saw, and predict()."""
+class FittedLaw(Result):
+    """A fitted law: its form, parameters, 95% intervals, the data it saw, and predict(). Speaks the result
+    protocol of laws/result.py (params, ci, se, converged, message, n_points, n_resamples, n_resamples_ok,
+    predict, to_dict/from_dict, summary)."""
 
     form: Form
     params: dict[str, float]
@@ -113,27 +116,21 @@ class FittedLaw:
         def num(x):
             return None if x is None or not np.isfinite(x) else float(x)
 
-        d = {
+        d = super().to_dict()  # kind, params, ci, se, converged, message, n_points, n_resamples, n_resamples_ok
+        d.update({
             "form": self.form.name,
             "irreducible": bool(getattr(self.form, "irreducible", False)),
             "formula": self.text(),
             "latex": self.latex(),
-            "params": {k: num(v) for k, v in self.params.items()},
-            "ci95": {k: [num(lo), num(hi)] for k, (lo, hi) in self.ci.items()},
-            "se": {k: num(v) for k, v in self.se.items()},
-            "n_points": self.n_points,
+            "ci95": d["ci"],  # the older name of `ci`, kept for files and readers written before the protocol
             "n_groups": self.n_groups,
-            "converged": bool(self.converged),
-            "message": self.message,
             "objective": num(self.objective),
             "rmse_log": num(self.rmse_log),
             "r2_log": num(self.r2_log),
             "huber_delta": self.delta,
             "columns": self.columns,
-            "n_resamples": self.n_resamples,
-            "n_resamples_ok": self.n_resamples_ok,
             "diagnostics": self.diagnostics,
-        }
+        })
         if self.samples is not None and len(self.samples):
             s = self.samples[:max_samples]
             d["bootstrap_samples"] = [[float(f"{v:.7g}") for v in row] for row in s]
@@ -150,8 +147,8 @@ class FittedLaw:
                            "`scalinglab fit ... --json`") from exc
         samples = np.array(d.get("bootstrap_samples") or np.empty((0, form.n_params)), dtype=float)
         nan = float("nan")
-        ci = {k: tuple(nan if v is None else v for v in d.get("ci95", {}).get(k, [nan, nan])) for k in
-              form.param_names}
+        intervals = d.get("ci") or d.get("ci95") or {}
+        ci = {k: tuple(nan if v is None else v for v in intervals.get(k, [nan, nan])) for k in form.param_names}
         se = {k: (d.get("se", {}).get(k) or nan) for k in form.param_names}
         return cls(form=form, params=params, ci=ci, se=se, converged=bool(d.get("converged", False)),
                    message=str(d.get("message", "")), n_points=int(d.get("n_points", 0)),
