@@ -12,7 +12,7 @@ from pathlib import Path
 
 from scalinglab.laws import fit_law
 
-POINTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "chinchilla_points_epoch2024.csv"
+POINTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_points_epoch2024.csv"  # vendored, see its README
 
 
 def main():
