@@ -121,3 +121,16 @@ def test_no_tracked_file_under_src_is_over_1_mb():
         paths = [p for p in SRC.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     big = [str(p.relative_to(REPO)) for p in paths if p.is_file() and p.stat().st_size > 1_000_000]
     assert not big, f"files over 1 MB under src/: {big}"
+
+
+def test_batch_preset_prepares_its_data_instead_of_shipping_it():
+    """The batch-size preset once shipped 23 MB of token shards; it now carries the recipe to prepare them."""
+    from scalinglab.sweep.spec import load_study
+
+    spec = SRC / "scalinglab" / "studies" / "batch" / "batch_size.toml"
+    study = load_study(spec, prepare=False)
+    assert study.data_recipe and study.data_recipe["corpus"] and study.data_recipe["tokenizer"]
+    assert len(study.runs) == 12
+    if (REPO / ".git").exists():  # whatever a user prepared there stays out of git
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(study.data_dir / "train.bin")], cwd=REPO)
+        assert ignored.returncode == 0
