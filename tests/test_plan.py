@@ -135,6 +135,10 @@ def test_plan_from_a_study_fits_json_uses_its_law_of_n_and_d(tmp_path, capsys):
     assert "needs a law of model size N and tokens D" in capsys.readouterr().err
     assert main(["plan", "--compute", "1e20", "--law", str(path), "--law-key", "L(Q)"]) == 2
     assert "no law 'L(Q)'" in capsys.readouterr().err
+    # a study without data subsets has no law of N and D: said, with what to do
+    path.write_text(json.dumps({"L(N)": fits["L(N)"]}))
+    assert main(["plan", "--compute", "1e20", "--law", str(path)]) == 2
+    assert "no converged law of N and D to plan with (it holds L(N))" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, words", [
@@ -153,6 +157,22 @@ def test_bad_law_file_is_one_line_exit_2(tmp_path, capsys, content, words):
     assert main(["plan", "--compute", "1e21", "--law", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_plan_with_a_fitted_critical_batch_law(law_file, tmp_path, capsys):
+    L = np.linspace(3.0, 5.0, 8)
+    rng = np.random.default_rng(3)
+    bc = 1e8 / L ** (1 / 0.3) * np.exp(0.02 * rng.standard_normal(8))
+    bcrit = fit_law(pd.DataFrame({"L": L, "B_crit": bc}), form="bcrit", loss="B_crit", l="L", n_resamples=0)
+    path = tmp_path / "bcrit.json"
+    path.write_text(json.dumps(bcrit.to_dict()))
+    assert main(["plan", "--compute", "1e22", "--law", str(law_file), "--bcrit-json", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"]["B_crit"] == pytest.approx(bcrit.predict(L=[out["params"]["loss"]])[0])
+    assert not any("Kaplan's B*" in n for n in out["notes"])
+    # a law of another kind given as the critical-batch law: one line, exit 2
+    assert main(["plan", "--compute", "1e22", "--bcrit-json", str(law_file)]) == 2
+    assert "must be a B_crit(L) fit" in capsys.readouterr().err
 
 
 def test_plan_follows_the_result_protocol(law_file):

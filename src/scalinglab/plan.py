@@ -87,17 +87,22 @@ def load_law(source, key: str | None = None):
         chosen = {key: laws[key]}
     else:
         chosen = laws
-    try:
-        fitted = {k: FittedLaw.from_dict(v) for k, v in chosen.items()}
-    except FitError as exc:
-        raise DataError(f"{where}: {exc}") from None
-    if key is not None or len(fitted) == 1:
+    fitted = {}
+    for k, v in chosen.items():
+        try:
+            fitted[k] = FittedLaw.from_dict(v)
+        except FitError as exc:  # one law: its error; a study's fits: the laws this version can read
+            if len(chosen) == 1:
+                raise DataError(f"{where}: {exc}") from None
+    if key is not None or "form" in source:
         return next(iter(fitted.values()))
-    usable = {k: v for k, v in fitted.items() if _plannable(v.form)}
+    usable = {k: v for k, v in fitted.items() if _plannable(v.form) and v.converged}
+    if not usable:
+        raise DataError(f"{where}: no converged law of N and D to plan with (it holds {', '.join(fitted)}); fit "
+                        "one with `scalinglab fit --form chinchilla --json`, or run a study with data subsets")
     best = [k for k, v in usable.items() if v.form.name == "chinchilla"] or list(usable)
     if len(best) != 1:
-        raise DataError(f"{where}: {len(usable)} laws of N and D ({', '.join(usable) or 'none'}); name one with "
-                        f"--law-key (the file holds {', '.join(fitted)})")
+        raise DataError(f"{where}: {len(best)} laws of N and D ({', '.join(best)}); name one with --law-key")
     return fitted[best[0]]
 
 
@@ -231,10 +236,6 @@ class Plan(Result):
             return self.params[name]
         raise AttributeError(name)
 
-    @property
-    def intervals(self) -> dict:
-        return self.ci
-
     def predict(self, compute) -> np.ndarray:
         """The loss to expect at the compute-optimal allocation of each budget (FLOP, or strings with units)."""
         if self._predictor is None:
@@ -302,6 +303,11 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
     """Plan a run of `compute` FLOP (or a string with units) under a published law name, a FittedLaw, its
     to_dict(), or a fitted-law JSON file (see load_law; `law_key` picks one law of a study's fits.json)."""
     C = parse_compute(compute)
+    if bcrit_law is not None:
+        bcrit_law = load_law(bcrit_law)
+        if bcrit_law.form.name != "bcrit":
+            raise FitError(f"the critical-batch law must be a B_crit(L) fit (`scalinglab fit --form bcrit`), got "
+                           f"{bcrit_law.form.name}")
     notes = []
     form = None
     n_points = 0

@@ -30,15 +30,14 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from scalinglab.plan import load_law, plan_compute
+    from scalinglab.plan import plan_compute
 
     law = args.fit_json or args.law
     if args.store:
         from scalinglab.laws import fit_law
 
         law = fit_law(args.store, form="chinchilla", n_resamples=400, strict=True)
-    bcrit = load_law(args.bcrit_json) if args.bcrit_json else None
-    plan = plan_compute(args.compute, law, law_key=args.law_key, bcrit_law=bcrit,
+    plan = plan_compute(args.compute, law, law_key=args.law_key, bcrit_law=args.bcrit_json,
                         size_factors=tuple(args.size_factor))
     if args.json:
         print(json.dumps(plan.to_dict()))
