@@ -1,6 +1,6 @@
 """Fit a scaling law to a CSV of your own runs and use it: Chinchilla's L(N, D) = E + A/N^alpha + B/D^beta with
 95% bootstrap intervals, a prediction with its interval, and the law saved as JSON for `plan_from_law.py` (or
-`scalinglab plan --law-file`). No torch is imported.
+`scalinglab plan --law law.json`). No torch is imported.
 
     python docs/examples/fit_csv.py tests/data/chinchilla_points_epoch2024.csv --n "Model Size" \
         --c "Training FLOP" --loss loss --drop-highest-loss 5 --out law.json
