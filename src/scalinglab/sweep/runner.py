@@ -161,8 +161,9 @@ def study_lock(store_path: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StoreError(f"{store_path}: another `scalinglab study run` (pid {other}) is running this store; "
-                             "wait for it to finish or stop it") from None
+            raise StoreError(f"{store_path}: another scalinglab driver (pid {other}: `study run`, or torchrun on "
+                             "scalinglab.sweep.ddp_worker) is running this store; wait for it to finish or stop it"
+                             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
