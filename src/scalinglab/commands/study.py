@@ -51,7 +51,8 @@ def cmd_run(args) -> int:
 
         store = RunStore(study.store_path, readonly=True) if study.store_path.exists() else None
         plan = plan_study(study, store=store, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                          retry_failed=args.retry_failed, probe=not args.no_probe, nproc_per_node=args.nproc_per_node)
+                          retry_failed=args.retry_failed, probe=not args.no_probe, nproc_per_node=args.nproc_per_node,
+                          log=lambda msg: console.print(msg, highlight=False))
         _print_plan(plan)
         return 0
     executor = "ray" if args.ray else "sequential" if args.sequential else "local"

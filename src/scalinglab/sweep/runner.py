@@ -24,6 +24,7 @@ from pathlib import Path
 from scalinglab.config import RunConfig
 from scalinglab.errors import ConfigError, StoreError
 from scalinglab.sweep.estimate import (
+    PROBE_BUDGET_S,
     Throughput,
     available_cores,
     probe_throughput,
@@ -175,8 +176,10 @@ def study_lock(store_path: Path):
 
 
 def plan_study(study: Study, *, store=None, workers: int | None = None, threads_per_worker: int | None = None,
-               retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None) -> StudyPlan:
-    """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time."""
+               retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None,
+               log=None) -> StudyPlan:
+    """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time. The probe
+    takes a few seconds at most (sweep.estimate.probe_throughput); `log(message)` hears what it does."""
     from scalinglab.config import describe
 
     vocab = _vocab_size(study)
@@ -200,7 +203,9 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
     plan = StudyPlan(study, runs, cores, workers or cores, retry_failed)
     todo = plan.todo
     if probe and todo:
-        plan.throughput = probe_throughput([r.config for r in todo], vocab, cores)
+        if log:
+            log(f"probing throughput for the time estimate (at most {PROBE_BUDGET_S:g} s of training)")
+        plan.throughput = probe_throughput([r.config for r in todo], vocab, cores, log=log)
         for r in todo:
             r.est_s = plan.throughput.seconds(r.config, vocab)
         if nproc_per_node:
@@ -322,7 +327,7 @@ def run_study(
         try:
             plan = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
                               retry_failed=retry_failed, probe=bool(progress) if probe is None else probe,
-                              nproc_per_node=nproc_per_node if ddp else None)
+                              nproc_per_node=nproc_per_node if ddp else None, log=_stderr_line if progress else None)
             todo = plan.todo
             already = sum(r.status in TERMINAL for r in plan.runs)
             if ddp:
@@ -421,6 +426,12 @@ def run_ddp(tasks: list[RunTask], nproc: int, *, on_start, on_done) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ printing
+
+
+def _stderr_line(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(msg, highlight=False)
 
 
 def _print_header(plan: StudyPlan, how: str) -> None:
