@@ -152,21 +152,36 @@ class RunStore:
             )
 
     class _Tx:
-        def __init__(self, conn):
-            self.conn = conn
+        """One write transaction. A write that fails (the disk is full, an I/O error) rolls the whole transaction
+        back, so the file keeps what it held before, and becomes a StoreError with one line."""
+
+        def __init__(self, conn, path: Path):
+            self.conn, self.path = conn, path
 
         def __enter__(self):
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _write_error(self.path, exc) from None
             return self.conn
 
         def __exit__(self, typ, exc, tb):
-            self.conn.execute("COMMIT" if typ is None else "ROLLBACK")
+            if typ is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return False
+                except sqlite3.Error as commit_exc:
+                    exc = commit_exc
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise _write_error(self.path, exc) from None
             return False
 
     def _tx(self) -> "_Tx":
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
-        return RunStore._Tx(self._conn)
+        return RunStore._Tx(self._conn, self.path)
 
     def close(self) -> None:
         self._conn.close()
@@ -351,6 +366,14 @@ class RunStore:
             df.to_csv(p, index=False) if fmt == "csv" else df.to_parquet(p, index=False)
             paths.append(p)
         return paths
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    msg = str(exc)
+    if "full" in msg or "I/O" in msg:
+        return StoreError(f"{path}: cannot write the run store: the disk is full or failing ({msg}); nothing stored "
+                          "was changed; free space, then `scalinglab study run --retry-failed`")
+    return StoreError(f"{path}: cannot write the run store ({msg})")
 
 
 def _sql_values(values: Iterable) -> list:

@@ -20,6 +20,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from scalinglab.store import RunStore
+
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None
 
@@ -102,7 +104,6 @@ def _exit_now() -> None:
 def run_task(task: RunTask, write_store: bool = True) -> Outcome:
     from scalinglab.config import RunConfig
     from scalinglab.errors import ScalingLabError
-    from scalinglab.store import RunStore
     from scalinglab.train import train_run
 
     run_id = task.run_id
