@@ -157,8 +157,11 @@ class RunStore:
 
         def __init__(self, conn, path: Path):
             self.conn, self.path = conn, path
+            self.nested = conn.in_transaction  # inside another write: part of that transaction
 
         def __enter__(self):
+            if self.nested:
+                return self.conn
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -166,6 +169,8 @@ class RunStore:
             return self.conn
 
         def __exit__(self, typ, exc, tb):
+            if self.nested:
+                return False
             if typ is None:
                 try:
                     self.conn.execute("COMMIT")
@@ -257,12 +262,11 @@ class RunStore:
         """Record the outcome (and optionally the whole curve) in one transaction."""
         if status not in STATUSES:
             raise ValueError(f"bad status {status!r}")
-        with self._tx() as c:
+        with self._tx() as c:  # one transaction: a failed write (disk full) leaves the run as it was
             if replace_curve:
                 c.execute("DELETE FROM points WHERE run_id = ?", (run_id,))
                 c.execute("DELETE FROM evals WHERE run_id = ?", (run_id,))
-        self.add_curve(run_id, points, evals)
-        with self._tx() as c:
+            self.add_curve(run_id, points, evals)  # inside this transaction
             self._update(c, run_id, {**(summary or {}), "status": status, "finished_at": time.time()})
 
     def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
