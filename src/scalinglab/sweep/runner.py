@@ -308,6 +308,8 @@ def run_study(
         raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if nproc_per_node is not None and nproc_per_node < 1:
         raise ConfigError(f"nproc_per_node must be at least 1, got {nproc_per_node}")
+    if max_attempts < 1:
+        raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
     ddp = bool(nproc_per_node and nproc_per_node > 1)
     t0 = time.perf_counter()
     with study_lock(study.store_path):
