@@ -10,12 +10,12 @@ import sys
 import time
 
 import pytest
+from test_study import write_spec
 
 from scalinglab.errors import StoreError
 from scalinglab.store import RunStore
 from scalinglab.sweep import load_study, run_study
 from scalinglab.sweep.runner import study_lock
-from test_study import write_spec
 
 
 def _torchrun(spec, *extra) -> list[str]:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import resource
 import signal
-import sqlite3
 import subprocess
 import sys
 
 import pytest
+from test_study import results, write_spec
 
 import scalinglab.sweep.worker as worker
 from scalinglab.store import RunStore
 from scalinglab.sweep import load_study, run_study
-from test_study import results, write_spec
 
 
 class _FullDiskStore(RunStore):
@@ -41,7 +40,8 @@ def _snapshot(path) -> dict:
 def test_store_full_mid_run_fails_the_run_with_its_reason_and_retry_finishes_it(byte_dataset, tmp_path,
                                                                                 monkeypatch):
     # two specs on one store: "a" has one of "b"'s two runs (a point every step: the curves need new pages)
-    axes_a, axes_b = "[[axes]]\nd_model = [16]\ntrain_log_every = [1]\n", "[[axes]]\nd_model = [16, 32]\ntrain_log_every = [1]\n"
+    axes_a = "[[axes]]\nd_model = [16]\ntrain_log_every = [1]\n"
+    axes_b = "[[axes]]\nd_model = [16, 32]\ntrain_log_every = [1]\n"
     store = 'store = "full.sqlite"'
     first = load_study(write_spec(tmp_path, byte_dataset, name="a", axes=axes_a, extra=store))
     study = load_study(write_spec(tmp_path, byte_dataset, name="b", axes=axes_b, extra=store))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from conftest import run_cli
+
 from scalinglab.config import RunConfig
 from scalinglab.reproduce import preset_files
 from scalinglab.sweep import load_study, plan_study

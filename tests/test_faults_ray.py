@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_study import results, write_spec
 
 from scalinglab.store import RunStore
 from scalinglab.sweep import load_study, run_study
-from test_study import results, write_spec
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs ray (pip install 'scalinglab[ray]')")
 

@@ -7,8 +7,8 @@ run side by side; a run gets more threads once a step's work is large enough to 
 
 Wall time: a short throughput probe (a few seconds at most, PROBE_BUDGET_S) times a few training steps of the
 smallest and the largest model at the threads each will get (a model too large to time in that budget is estimated
-from its FLOP and the measured matmul peak); every run's time is its FLOP (training plus evaluations) divided by the throughput
-interpolated (log-log in FLOP per step) between the two probes, plus a fixed start-up cost measured alongside.
+from its FLOP and the measured matmul peak); every run's time is its FLOP (training plus evaluations) divided by
+the throughput interpolated (log-log in FLOP per step) between the two probes, plus a fixed start-up cost.
 """
 
 from __future__ import annotations
