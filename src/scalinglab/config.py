@@ -8,6 +8,7 @@ scaled down: AdamW, linear warm-up then cosine decay to zero, a fixed token budg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -179,7 +180,8 @@ class RunConfig:
         return cls.from_dict(d.get("run", d), where=str(path))
 
 
-def _field_kinds() -> dict[str, tuple[type, ...]]:
+@functools.cache
+def field_kinds() -> dict[str, tuple[type, ...]]:
     """RunConfig's field types, read from its annotations once: (kinds..., NoneType when optional)."""
     import typing
 
@@ -191,16 +193,11 @@ def _field_kinds() -> dict[str, tuple[type, ...]]:
     return kinds
 
 
-FIELD_KINDS: dict[str, tuple[type, ...]] = {}
-
-
 def field_value(name: str, value, where: str = "run config", what: str = ""):
     """`value` as RunConfig field `name` holds it, or a ConfigError with one line: an integral float (TOML writes
     2e6 as one) becomes an int for an int field, an int is a float where a float is expected, and a bool is
     never a number. The one place a run config's values are type-checked (run configs, [base], axes)."""
-    if not FIELD_KINDS:
-        FIELD_KINDS.update(_field_kinds())
-    kinds = FIELD_KINDS[name]
+    kinds = field_kinds()[name]
     if value is None and type(None) in kinds:
         return None
     for kind in kinds:
