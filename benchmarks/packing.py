@@ -41,7 +41,7 @@ def one_by_one(configs, threads: int) -> tuple[list[float], list[float]]:
     torch.set_num_threads(threads)
     walls, losses = [], []
     for cfg in configs:
-        out = run_task(RunTask(cfg.to_dict(), threads, "packing", None, None))
+        out = run_task(RunTask(cfg.run_id(), cfg.to_dict(), threads, "packing", None, None))
         if out.status != "done":
             raise SystemExit(f"run {cfg.name} {out.status}: {out.error}")
         walls.append(out.summary["wall_time_s"])

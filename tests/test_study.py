@@ -256,3 +256,25 @@ def test_every_shipped_preset_is_a_valid_study_with_one_store_and_one_dataset(pr
     assert len({s.data_dir for s in studies}) == 1
     ids = [rid for s in studies for rid in s.run_ids()]
     assert len(ids) == len(set(ids)), "two runs of a preset are the same run"
+
+
+def test_run_config_values_are_type_checked_in_one_place(byte_dataset, tmp_path):
+    """RunConfig, a spec's [base] and its axes share one check (config.field_value): TOML's 2e6 is an int, a
+    non-integral float or a bool is not, and a wrong type is one line naming the field."""
+    import numpy as np
+
+    from scalinglab.config import RunConfig
+
+    cfg = RunConfig(data=tmp_path, tokens=2e6, batch_size=np.int64(8), lr=1)
+    assert (cfg.tokens, cfg.batch_size, cfg.data) == (2_000_000, 8, str(tmp_path))
+    assert type(cfg.tokens) is int and type(cfg.batch_size) is int
+    for bad, needle in [(dict(tokens=2.5e3 + 0.5), "tokens value 2500.5 is not int"),
+                        (dict(n_layer=True), "n_layer value True is not int"),
+                        (dict(lr="fast"), "lr value 'fast' is not float"),
+                        (dict(noise_scale=1), "noise_scale value 1 is not bool")]:
+        with pytest.raises(ConfigError, match=needle):
+            RunConfig(**bad)
+    with pytest.raises(ConfigError, match=r"\[base\]: n_ctx value 32.5 is not int"):
+        study_from_dict(_raw(byte_dataset, {"seed": [0]}, base={"n_ctx": 32.5}), base_dir=tmp_path)
+    s = study_from_dict(_raw(byte_dataset, {"tokens": [4096.0]}), base_dir=tmp_path)
+    assert type(s.runs[0].tokens) is int

@@ -8,9 +8,12 @@ scaled down: AdamW, linear warm-up then cosine decay to zero, a fixed token budg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import numbers
+import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -79,10 +82,8 @@ class RunConfig:
 
     # ------------------------------------------------------------------------------------------ derived
     def __post_init__(self):
-        for f in fields(self):  # TOML writes 2e6 as a float: accept integral floats for integer fields
-            v = getattr(self, f.name)
-            if f.type in ("int", "int | None") and isinstance(v, float) and v.is_integer():
-                setattr(self, f.name, int(v))
+        for f in fields(self):  # each value checked against its field's type; 2e6 from TOML becomes an int
+            setattr(self, f.name, field_value(f.name, getattr(self, f.name)))
         self.validate()
 
     @property
@@ -145,7 +146,15 @@ class RunConfig:
 
     def run_id(self) -> str:
         """A stable id: hash of every field that changes what the run computes."""
-        defining = {k: v for k, v in self.to_dict().items() if k not in _NON_DEFINING}
+        return self._hash(_NON_DEFINING)
+
+    def model_id(self) -> str:
+        """The run id without the study's labels (`extra`): two runs with one model_id train the same model on the
+        same budget, whatever their axes were called."""
+        return self._hash(_NON_DEFINING | {"extra"})
+
+    def _hash(self, leave_out: set) -> str:
+        defining = {k: v for k, v in self.to_dict().items() if k not in leave_out}
         # the dataset by content, not by path: a moved or copied dataset keeps its runs' ids
         defining["data"] = dataset_fingerprint(self.data) or self.data
         blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))
@@ -161,11 +170,50 @@ class RunConfig:
             return cls(**d)
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        except ConfigError as exc:  # say where the bad value came from (a file, a spec's [base], one of its runs)
+            msg = str(exc)
+            raise ConfigError(f"{where}: {msg.removeprefix('run config: ')}") from None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
         d = load_toml(path, "config file")
         return cls.from_dict(d.get("run", d), where=str(path))
+
+
+@functools.cache
+def field_kinds() -> dict[str, tuple[type, ...]]:
+    """RunConfig's field types, read from its annotations once: (kinds..., NoneType when optional)."""
+    import typing
+
+    kinds = {}
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        args = typing.get_args(hint)
+        kinds[name] = tuple(typing.get_origin(a) or a for a in args) if args and typing.get_origin(hint) is not list \
+            else (typing.get_origin(hint) or hint,)
+    return kinds
+
+
+def field_value(name: str, value, where: str = "run config", what: str = ""):
+    """`value` as RunConfig field `name` holds it, or a ConfigError with one line: an integral float (TOML writes
+    2e6 as one) becomes an int for an int field, an int is a float where a float is expected, and a bool is
+    never a number. The one place a run config's values are type-checked (run configs, [base], axes)."""
+    kinds = field_kinds()[name]
+    if value is None and type(None) in kinds:
+        return None
+    for kind in kinds:
+        if kind is int and not isinstance(value, bool):
+            if isinstance(value, numbers.Integral):
+                return int(value)
+            if isinstance(value, numbers.Real) and float(value).is_integer():
+                return int(value)
+        elif kind is float and not isinstance(value, bool) and isinstance(value, numbers.Real):
+            return value
+        elif kind is str and isinstance(value, os.PathLike):
+            return str(value)
+        elif kind not in (int, float, type(None)) and isinstance(value, kind):
+            return value
+    expected = " or ".join(getattr(k, "__name__", str(k)) for k in kinds if k is not type(None))
+    raise ConfigError(f"{where}: {what}{name} value {value!r} is not {expected}")
 
 
 def load_toml(path: str | Path, what: str = "file") -> dict:

@@ -152,21 +152,41 @@ class RunStore:
             )
 
     class _Tx:
-        def __init__(self, conn):
-            self.conn = conn
+        """One write transaction. A write that fails (the disk is full, an I/O error) rolls the whole transaction
+        back, so the file keeps what it held before, and becomes a StoreError with one line."""
+
+        def __init__(self, conn, path: Path):
+            self.conn, self.path = conn, path
+            self.nested = conn.in_transaction  # inside another write: part of that transaction
 
         def __enter__(self):
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.nested:
+                return self.conn
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _write_error(self.path, exc) from None
             return self.conn
 
         def __exit__(self, typ, exc, tb):
-            self.conn.execute("COMMIT" if typ is None else "ROLLBACK")
+            if self.nested:
+                return False
+            if typ is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return False
+                except sqlite3.Error as commit_exc:
+                    exc = commit_exc
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise _write_error(self.path, exc) from None
             return False
 
     def _tx(self) -> "_Tx":
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
-        return RunStore._Tx(self._conn)
+        return RunStore._Tx(self._conn, self.path)
 
     def close(self) -> None:
         self._conn.close()
@@ -242,12 +262,11 @@ class RunStore:
         """Record the outcome (and optionally the whole curve) in one transaction."""
         if status not in STATUSES:
             raise ValueError(f"bad status {status!r}")
-        with self._tx() as c:
+        with self._tx() as c:  # one transaction: a failed write (disk full) leaves the run as it was
             if replace_curve:
                 c.execute("DELETE FROM points WHERE run_id = ?", (run_id,))
                 c.execute("DELETE FROM evals WHERE run_id = ?", (run_id,))
-        self.add_curve(run_id, points, evals)
-        with self._tx() as c:
+            self.add_curve(run_id, points, evals)  # inside this transaction
             self._update(c, run_id, {**(summary or {}), "status": status, "finished_at": time.time()})
 
     def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -351,6 +370,14 @@ class RunStore:
             df.to_csv(p, index=False) if fmt == "csv" else df.to_parquet(p, index=False)
             paths.append(p)
         return paths
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    msg = str(exc)
+    if "full" in msg or "I/O" in msg:
+        return StoreError(f"{path}: cannot write the run store: the disk is full or failing ({msg}); nothing stored "
+                          "was changed; free space, then `scalinglab study run --retry-failed`")
+    return StoreError(f"{path}: cannot write the run store ({msg})")
 
 
 def _sql_values(values: Iterable) -> list:

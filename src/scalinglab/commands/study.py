@@ -1,7 +1,8 @@
 """`scalinglab study`: run a declared sweep (resumable, local processes / Ray / torchrun) and show where it stands.
 
     scalinglab study run SPEC [--dry-run] [--workers W] [--threads-per-worker T] [--ray auto|ADDRESS]
-                              [--nproc-per-node K] [--sequential] [--retry-failed] [--store PATH]
+                              [--nproc-per-node K] [--sequential] [--retry-failed] [--max-attempts K]
+                              [--store PATH]
     scalinglab study status SPEC [--store PATH]
 """
 
@@ -30,6 +31,8 @@ def register(sub) -> None:
     how.add_argument("--nproc-per-node", type=int, default=None, metavar="K",
                      help="train each run across K processes (torchrun, DDP: gloo on CPU, nccl on CUDA)")
     rp.add_argument("--retry-failed", action="store_true", help="also re-run runs that failed")
+    rp.add_argument("--max-attempts", type=int, default=3, metavar="K",
+                    help="Ray: resubmit a run whose worker process died, up to K attempts in all (default 3)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar (a line per finished run stays)")
     rp.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimate)")
     rp.set_defaults(func=cmd_run)
@@ -51,14 +54,15 @@ def cmd_run(args) -> int:
 
         store = RunStore(study.store_path, readonly=True) if study.store_path.exists() else None
         plan = plan_study(study, store=store, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                          retry_failed=args.retry_failed, probe=not args.no_probe, nproc_per_node=args.nproc_per_node)
+                          retry_failed=args.retry_failed, probe=not args.no_probe, nproc_per_node=args.nproc_per_node,
+                          log=lambda msg: console.print(msg, highlight=False))
         _print_plan(plan)
         return 0
     executor = "ray" if args.ray else "sequential" if args.sequential else "local"
     summary = run_study(study, executor=executor, workers=args.workers, threads_per_worker=args.threads_per_worker,
                         ray_address=args.ray, retry_failed=args.retry_failed,
                         progress="lines" if args.no_progress else True, nproc_per_node=args.nproc_per_node,
-                        probe=False if args.no_probe else None)
+                        probe=False if args.no_probe else None, max_attempts=args.max_attempts)
     if summary.failed:
         console.print(f"{summary.failed} run(s) failed (see `scalinglab study status {args.spec}`); "
                       "re-run with --retry-failed", highlight=False)

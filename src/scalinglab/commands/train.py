@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 
 from scalinglab.commands._common import add_store_arg, console, fmt_num, out
@@ -13,24 +12,23 @@ _SKIP = {"extra", "eval_sets"}
 
 
 def register(sub) -> None:
-    from scalinglab.config import RunConfig
+    from scalinglab.config import RunConfig, field_kinds
 
     p = sub.add_parser("train", help="train one model and record it in a run store")
     p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
     add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("run config (override the file)")
-    hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:
             continue
         flag = "--" + f.name.replace("_", "-")
-        t = hints[f.name]
-        if t is bool:
+        base = field_kinds()[f.name][0]
+        if base is bool:
             g.add_argument(flag, dest=f.name, default=None, action=argparse_bool())
         else:
-            base = next((a for a in typing.get_args(t) if a is not type(None)), t)
-            g.add_argument(flag, dest=f.name, default=None, type=_number(base) if base in (int, float) else base)
+            kind = _number(f.name, base) if base in (int, float) else base
+            g.add_argument(flag, dest=f.name, default=None, type=kind)
     g.add_argument("--eval-sets", dest="eval_sets", default=None, help="comma-separated evaluation sets")
     p.set_defaults(func=run)
 
@@ -41,14 +39,14 @@ def argparse_bool():
     return argparse.BooleanOptionalAction
 
 
-def _number(kind):
+def _number(name: str, kind):
     def parse(s: str):
-        v = float(s)  # accepts 2e6 for integers
-        if kind is int:
-            if not v.is_integer():
-                raise ValueError(s)
-            return int(v)
-        return v
+        from scalinglab.config import field_value
+
+        try:
+            return field_value(name, float(s))  # 2e6 is an int where the field is one
+        except ConfigError:
+            raise ValueError(s) from None
 
     parse.__name__ = kind.__name__
     return parse

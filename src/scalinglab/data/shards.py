@@ -15,6 +15,7 @@ Files are raw little-endian uint16 (uint32 when the vocabulary needs it), read t
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -64,7 +65,8 @@ def write_dataset(
             arr = np.asarray(arr)
             if arr.size and int(arr.max()) >= vocab_size:
                 raise DataError(f"split {name!r} has token id {int(arr.max())} >= vocab_size {vocab_size}")
-            arr.astype(dtype).tofile(tmp / fname)
+            with open(tmp / fname, "wb") as f:  # not ndarray.tofile: its short write loses the errno (disk full)
+                f.write(np.ascontiguousarray(arr, dtype=dtype).data)
             table[name] = {"file": fname, "n_tokens": int(arr.size), "n_docs": int(n_docs.get(name, 0))}
         meta = {
             "format": FORMAT,
@@ -83,8 +85,11 @@ def write_dataset(
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise DataError(f"{out}: no space left to write the token shards ({exc.strerror}); nothing was "
+                            "changed: free space and run again") from None
         raise
     return out
 

@@ -3,14 +3,16 @@
     from scalinglab.sweep import load_study, run_study
     study = load_study("study.toml")          # .name, .runs (list[RunConfig]), .store_path, .data_dir
     summary = run_study(study, executor="local", workers=None, threads_per_worker=None, ray_address=None,
-                        retry_failed=False, progress=True)   # -> StudySummary
+                        retry_failed=False, progress=True, max_attempts=3)   # -> StudySummary
 
 spec.py      the TOML spec and its expansion into runs (axes, shapes at fixed N, validation)
 estimate.py  FLOP, threads per run, the throughput probe and the wall-time estimate
 runner.py    register runs, run what is not done, progress, the lock, the DDP launcher
+executor.py  the one executor interface, run(tasks, on_start, on_done): sequential, local, Ray, DDP
 local.py     the local executor (worker processes packed to fill the cores)
-ray_executor.py  the Ray executor (one task per run; the driver writes the store)
-worker.py    what runs one run in any executor; workers die with their driver
+ray_executor.py  the Ray executor (one task per run, resubmitted when its worker dies; the driver writes the store)
+worker.py    RunTask (a run's config and id, as plain data) and what runs it in any executor; workers die with
+             their driver
 ddp_worker.py    the torchrun entry point (one run across several processes)
 """
 

@@ -7,12 +7,15 @@
 
 The process group uses NCCL when the run is on CUDA and Gloo on CPU. train.py splits each global batch across
 the ranks (the same batch a single process would see), so the run matches a one-process run of the same config;
-rank 0 alone registers the runs and writes the store and the checkpoints.
+rank 0 alone registers the runs and writes the store and the checkpoints. Given a spec, rank 0 holds the study's
+store lock (<store>.lock) like `scalinglab study run`, so the two never drive one store at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -27,28 +30,37 @@ def _backend(device: str) -> str:
     return "gloo"
 
 
-def _tasks_from_spec(args, rank: int) -> list:
-    """Rank 0 loads the study (preparing its data), registers its runs and decides what to run; the others
-    receive the list."""
+def _tasks_from_spec(args, rank: int, hold) -> list:
+    """Rank 0 loads the study (preparing its data), takes the study's store lock (held by `hold`, an ExitStack,
+    until this process ends: one driver per store, as `study run` does), registers its runs and decides what to
+    run; the others receive the list, or rank 0's one-line error (then every rank stops)."""
     import torch.distributed as dist
 
+    from scalinglab.errors import ScalingLabError
     from scalinglab.sweep.estimate import available_cores
-    from scalinglab.sweep.runner import pending_runs, register_runs
+    from scalinglab.sweep.runner import pending_runs, register_runs, study_lock
     from scalinglab.sweep.spec import load_study
     from scalinglab.sweep.worker import RunTask
 
     payload = [None]
     if rank == 0:
-        study = load_study(args.spec, store=args.store)
-        from scalinglab.store import RunStore
+        try:
+            study = load_study(args.spec, store=args.store)
+            from scalinglab.store import RunStore
 
-        store = RunStore(study.store_path)
-        register_runs(study, store)
-        todo = pending_runs(study, store, retry_failed=args.retry_failed)
-        per_rank = max(1, available_cores() // dist.get_world_size())
-        payload = [[asdict(RunTask(c.to_dict(), c.threads or per_rank, study.name, str(study.store_path),
-                                   str(study.checkpoint_root / c.run_id()))) for c in todo]]
+            hold.enter_context(study_lock(study.store_path))
+            store = RunStore(study.store_path)
+            register_runs(study, store)
+            todo = pending_runs(study, store, retry_failed=args.retry_failed)
+            per_rank = max(1, available_cores() // dist.get_world_size())
+            payload = [[asdict(RunTask.for_run(c, c.threads or per_rank, study)) for c in todo]]
+        except ScalingLabError as exc:
+            payload = [{"error": str(exc), "exit_code": exc.exit_code}]
     dist.broadcast_object_list(payload, src=0)
+    if isinstance(payload[0], dict):
+        err = ScalingLabError(payload[0]["error"])
+        err.exit_code = payload[0]["exit_code"]
+        raise err
     return [RunTask(**t) for t in payload[0]]
 
 
@@ -75,19 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     first = json.loads(open(args.task).read()) if args.task else None
     device = (first or {}).get("config", {}).get("device", "auto")
     dist.init_process_group(_backend(device))
+    hold = contextlib.ExitStack()  # the store lock (spec mode: this is the driver; --task: `study run` is)
     try:
         try:
-            tasks = [RunTask(**first)] if first else _tasks_from_spec(args, rank)
+            tasks = [RunTask(**first)] if first else _tasks_from_spec(args, rank, hold)
         except ScalingLabError as exc:
-            print(f"scalinglab: error: {exc}", file=sys.stderr)
+            if rank == 0:
+                print(f"scalinglab: error: {exc}", file=sys.stderr)
             return exc.exit_code
         failed = 0
         for t in tasks:
             if t.threads:
                 torch.set_num_threads(t.threads)
             # every rank trains; run_task hands the store to the trainer, which writes it from rank 0 only
-            outcome = run_task(RunTask(t.config, t.threads, t.study, t.store_path if rank == 0 else None,
-                                       t.checkpoint_dir), write_store=True)
+            outcome = run_task(dataclasses.replace(t, store_path=t.store_path if rank == 0 else None),
+                               write_store=True)
             if rank == 0:
                 loss = outcome.summary.get("final_test_loss")
                 print(f"{outcome.status:8s} {outcome.name or outcome.run_id}  "
@@ -97,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     finally:
         dist.destroy_process_group()
+        hold.close()
 
 
 if __name__ == "__main__":

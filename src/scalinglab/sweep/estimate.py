@@ -5,9 +5,10 @@ Threads per run: a tiny model's step is a few small matrix products, too small f
 run side by side; a run gets more threads once a step's work is large enough to keep them busy
 (`threads_for`). The schedule then packs runs, largest first, while the threads in use fit the cores.
 
-Wall time: a short throughput probe times a few training steps of the smallest and the largest model at the
-threads each will get; every run's time is its FLOP (training plus evaluations) divided by the throughput
-interpolated (log-log in FLOP per step) between the two probes, plus a fixed start-up cost measured alongside.
+Wall time: a short throughput probe (a few seconds at most, PROBE_BUDGET_S) times a few training steps of the
+smallest and the largest model at the threads each will get (a model too large to time in that budget is estimated
+from its FLOP and the measured matmul peak); every run's time is its FLOP (training plus evaluations) divided by
+the throughput interpolated (log-log in FLOP per step) between the two probes, plus a fixed start-up cost.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import heapq
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scalinglab import accounting
 from scalinglab.config import RunConfig
@@ -56,11 +57,34 @@ def run_flop(config: RunConfig, vocab_size: int) -> float:
     return train + evals * (1 + 0.1 * (n_sets - 1))
 
 
+# The probe never trains for long: it times a model only when its steps fit in this many seconds (a model too large
+# for that is estimated from its FLOP and the measured matmul peak instead).
+PROBE_BUDGET_S = 4.0
+# Fraction of the matmul peak a training step of a model too large to time is assumed to reach.
+LARGE_MODEL_EFFICIENCY = 0.4
+# When deciding whether a model can be timed, assume a step reaches at least this fraction of the peak.
+_PESSIMISTIC_EFFICIENCY = 0.2
+
+
+@dataclass
+class Probe:
+    """How one model's throughput was found: `steps` timed training steps, or 0 when it was estimated from FLOP
+    over the measured matmul peak (the model was too large to time within the probe's budget)."""
+
+    n_params: int
+    flop_per_step: float
+    steps: int
+    flop_per_s: float
+    how: str
+
+
 @dataclass
 class Throughput:
     """Measured FLOP/s at a few FLOP-per-step points; interpolated log-log in between, flat outside."""
 
     points: list[tuple[float, float]]  # (flop_per_step, flop_per_s), sorted
+    probes: list[Probe] = field(default_factory=list)
+    peak_flop_s: float | None = None  # the measured matmul peak (FLOP/s)
 
     def rate(self, fps: float) -> float:
         pts = self.points
@@ -78,22 +102,74 @@ class Throughput:
         return RUN_STARTUP_S + run_flop(config, vocab_size) / self.rate(flop_per_step(config, vocab_size))
 
 
-def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, steps: int = 4) -> Throughput:
-    """Time `steps` training steps (after one warm-up step) of the smallest and the largest model, each at the
-    threads it will run with, on random tokens. Takes a second or so for small models."""
+def matmul_peak(device, seconds: float = 0.2) -> float:
+    """FLOP/s of square matrix products on `device` (bf16 on CUDA, as training autocasts; fp32 on CPU), timed for
+    about `seconds`: the ceiling a training step's arithmetic can reach."""
+    import torch
+
+    n = 2048 if device.type == "cuda" else 384
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    a @ b  # warm-up
+    sync()
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        a @ b
+        reps += 1
+        sync()
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return 2.0 * n**3 * reps / dt
+
+
+def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, steps: int = 4,
+                     budget_s: float = PROBE_BUDGET_S, log=None) -> Throughput:
+    """Throughput of the smallest and the largest model, each at the threads it will run with, on random tokens.
+
+    A model is timed over `steps` training steps (after one warm-up step) when, even at a pessimistic fraction of
+    the measured matmul peak, they fit in what is left of `budget_s`; fewer steps when only those fit; and a model
+    too large for even one step is not trained at all: its rate is LARGE_MODEL_EFFICIENCY of the matmul peak.
+    `log(message)` hears what the probe is doing. So the probe takes seconds whatever the study (the gpu preset's
+    85M-parameter model with 32k-token batches on a CPU would take minutes per step)."""
     import torch
 
     from scalinglab.model import Transformer
     from scalinglab.train import make_optimizer, resolve_device
 
+    say = log or (lambda _msg: None)
     by_size = sorted(configs, key=lambda c: flop_per_step(c, vocab_size))
     picks = [by_size[0]] if len(by_size) == 1 else [by_size[0], by_size[-1]]
     old_threads = torch.get_num_threads()
-    points = []
+    points, probes, peak = [], [], None
+    t_begin = time.perf_counter()
     try:
         for cfg in picks:
-            torch.set_num_threads(threads_for(cfg, vocab_size, cores))
+            threads = threads_for(cfg, vocab_size, cores)
+            torch.set_num_threads(threads)
             device = resolve_device(cfg.device)
+            fps = flop_per_step(cfg, vocab_size)
+            n = accounting.n_params(cfg.shape(vocab_size))
+            if peak is None:
+                peak = matmul_peak(device)
+                say(f"probe: matmul peak {peak / 1e9:.3g} GFLOP/s on {device} ({threads} thread(s))")
+            step_s = fps / (peak * _PESSIMISTIC_EFFICIENCY)  # a pessimistic guess of one step's time
+            left = budget_s - (time.perf_counter() - t_begin)
+            k = min(steps, int(left // step_s) - 1)  # timed steps that fit after the warm-up step
+            if k < 1:
+                rate = peak * LARGE_MODEL_EFFICIENCY
+                how = (f"estimated, not timed: one step of {fps:.3g} FLOP would take ~{step_s:.3g} s; "
+                       f"{LARGE_MODEL_EFFICIENCY:.0%} of the matmul peak")
+                say(f"probe: N={n:,} {how}")
+                points.append((fps, rate))
+                probes.append(Probe(n, fps, 0, rate, how))
+                continue
+            say(f"probe: timing {k} training step(s) of N={n:,} (B={cfg.batch_tokens:,} tokens) on {device}")
             torch.manual_seed(0)
             model = Transformer(cfg.shape(vocab_size)).to(device)
             opt = make_optimizer(model, cfg, 1e-4)
@@ -111,16 +187,17 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            for _ in range(steps):
+            for _ in range(k):
                 step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            dt = (time.perf_counter() - t0) / steps
-            fps = flop_per_step(cfg, vocab_size)
-            points.append((fps, fps / max(dt, 1e-9)))
+            dt = (time.perf_counter() - t0) / k
+            rate = fps / max(dt, 1e-9)
+            points.append((fps, rate))
+            probes.append(Probe(n, fps, k, rate, f"timed {k} step(s): {dt:.3g} s per step"))
     finally:
         torch.set_num_threads(old_threads)
-    return Throughput(sorted(points))
+    return Throughput(sorted(points), probes, peak)
 
 
 def simulate_schedule(durations: list[float], threads: list[int], cores: int, workers: int | None = None) -> float:

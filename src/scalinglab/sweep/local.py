@@ -63,12 +63,7 @@ def run_local(
     on_done: Callable[[Outcome], None],
 ) -> None:
     """Run every task; `flop[run_id]` orders them (largest first). Calls on_done once per task, in finish order."""
-    from scalinglab.config import RunConfig
-
-    def rid(t: RunTask) -> str:
-        return RunConfig.from_dict(t.config).run_id()
-
-    pending = sorted(tasks, key=lambda t: -flop.get(rid(t), 0.0))
+    pending = sorted(tasks, key=lambda t: -flop.get(t.run_id, 0.0))
     budget = max(cores, max((t.threads for t in tasks), default=1))
     running: dict[Future, RunTask] = {}
     free = budget
@@ -99,13 +94,11 @@ def run_local(
                 outcome = fut.result()
             except BrokenProcessPool:
                 broken = True
-                outcome = Outcome(rid(t), t.config.get("name", ""), "failed", {},
-                                  "its worker process died (killed, or out of memory); retry with --retry-failed")
+                outcome = t.failed("its worker process died (killed, or out of memory); retry with --retry-failed")
             on_done(outcome)
         if broken:
             for fut, t in list(running.items()):  # every run on the broken pool is lost with it
                 running.pop(fut)
                 free += t.threads
-                on_done(Outcome(rid(t), t.config.get("name", ""), "failed", {},
-                                "a worker process died during the run; retry with --retry-failed"))
+                on_done(t.failed("a worker process died during the run; retry with --retry-failed"))
             pool.restart()

@@ -39,36 +39,58 @@ def _run_remote(task: RunTask) -> Outcome:
     return run_task(task, write_store=False)
 
 
+def _gpus(config: dict) -> float:
+    """A whole GPU for a run on CUDA, or on 'auto' when the cluster has GPUs; none otherwise."""
+    import ray
+
+    device = config.get("device", "auto")
+    if device.startswith("cuda"):
+        return 1.0
+    return 1.0 if device == "auto" and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
 def run_ray(
     tasks: list[RunTask],
     *,
     address: str | None,
-    gpus: dict[str, float],
     on_start: Callable[[RunTask], None],
     on_done: Callable[[Outcome], None],
+    max_attempts: int = 3,
 ) -> None:
-    """Submit every task at once (Ray queues what does not fit) and hand results back as they finish."""
+    """Submit every task at once (Ray queues what does not fit) and hand results back as they finish.
+
+    A task whose worker process dies (killed, out of memory, its node lost) is submitted again, to whichever
+    worker Ray gives it (the dead one cannot take it), up to `max_attempts` in all; on_start is called for every
+    attempt (the driver counts it in the store) and on_done once per task. Ray's own retries are off, so a run is
+    trained by one live attempt at a time and recorded once. An error inside the run is not retried: run_task
+    returns it as a 'failed' outcome."""
     import ray
 
-    from scalinglab.config import RunConfig
-
+    if max_attempts < 1:
+        raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
     started = init_ray(address)
     try:
         remote = ray.remote(max_retries=0)(_run_remote)
-        refs = {}
-        for t in tasks:
-            run_id = RunConfig.from_dict(t.config).run_id()
-            ref = remote.options(num_cpus=t.threads, num_gpus=gpus.get(run_id, 0)).remote(t)
-            refs[ref] = (t, run_id)
+        refs: dict = {}
+
+        def submit(t: RunTask, attempt: int) -> None:
+            ref = remote.options(num_cpus=t.threads, num_gpus=_gpus(t.config)).remote(t)
+            refs[ref] = (t, attempt)
             on_start(t)
+
+        for t in tasks:
+            submit(t, 1)
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
-            t, run_id = refs.pop(ready[0])
+            t, attempt = refs.pop(ready[0])
             try:
                 outcome = ray.get(ready[0])
-            except Exception as exc:  # the task's worker died (RayTaskError, WorkerCrashedError, ...)
-                outcome = Outcome(run_id, t.config.get("name", ""), "failed", {},
-                                  f"Ray task failed: {str(exc).splitlines()[0][:200]}")
+            except Exception as exc:  # the task's worker died (WorkerCrashedError, NodeDiedError, ...)
+                why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                if attempt < max_attempts:
+                    submit(t, attempt + 1)  # resumes from the run's checkpoint where the new worker sees it
+                    continue
+                outcome = t.failed(f"its Ray worker died in each of {attempt} attempts (last: {why})")
             on_done(outcome)
     finally:
         if started:

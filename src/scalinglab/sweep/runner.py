@@ -24,6 +24,7 @@ from pathlib import Path
 from scalinglab.config import RunConfig
 from scalinglab.errors import ConfigError, StoreError
 from scalinglab.sweep.estimate import (
+    PROBE_BUDGET_S,
     Throughput,
     available_cores,
     probe_throughput,
@@ -31,8 +32,9 @@ from scalinglab.sweep.estimate import (
     simulate_schedule,
     threads_for,
 )
+from scalinglab.sweep.executor import DDPExecutor, Executor, LocalExecutor, RayExecutor, SequentialExecutor
 from scalinglab.sweep.spec import Study
-from scalinglab.sweep.worker import Outcome, RunTask, run_task
+from scalinglab.sweep.worker import Outcome, RunTask
 
 EXECUTORS = ("local", "sequential", "ray")
 TERMINAL = ("done", "diverged")
@@ -160,8 +162,9 @@ def study_lock(store_path: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StoreError(f"{store_path}: another `scalinglab study run` (pid {other}) is running this store; "
-                             "wait for it to finish or stop it") from None
+            raise StoreError(f"{store_path}: another scalinglab driver (pid {other}: `study run`, or torchrun on "
+                             "scalinglab.sweep.ddp_worker) is running this store; wait for it to finish or stop it"
+                             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -173,8 +176,10 @@ def study_lock(store_path: Path):
 
 
 def plan_study(study: Study, *, store=None, workers: int | None = None, threads_per_worker: int | None = None,
-               retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None) -> StudyPlan:
-    """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time."""
+               retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None,
+               log=None) -> StudyPlan:
+    """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time. The probe
+    takes a few seconds at most (sweep.estimate.probe_throughput); `log(message)` hears what it does."""
     from scalinglab.config import describe
 
     vocab = _vocab_size(study)
@@ -198,7 +203,9 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
     plan = StudyPlan(study, runs, cores, workers or cores, retry_failed)
     todo = plan.todo
     if probe and todo:
-        plan.throughput = probe_throughput([r.config for r in todo], vocab, cores)
+        if log:
+            log(f"probing throughput for the time estimate (at most {PROBE_BUDGET_S:g} s of training)")
+        plan.throughput = probe_throughput([r.config for r in todo], vocab, cores, log=log)
         for r in todo:
             r.est_s = plan.throughput.seconds(r.config, vocab)
         if nproc_per_node:
@@ -283,6 +290,7 @@ def run_study(
     *,
     nproc_per_node: int | None = None,
     probe: bool | None = None,
+    max_attempts: int = 3,
 ) -> StudySummary:
     """Run every run of `study` that is not done and return a StudySummary.
 
@@ -292,13 +300,16 @@ def run_study(
     per run by model size). retry_failed: also re-run 'failed' runs. progress: True = bar and a line per run,
     "lines" = lines only, False = quiet. nproc_per_node: K > 1 trains each run across K processes with torchrun
     (DDP), one run after another. probe: time a few steps first for the wall-time estimate (default: when
-    progress is shown)."""
+    progress is shown). max_attempts: Ray resubmits a run whose worker process died, up to this many attempts in
+    all (each one counted in the store's `attempts`)."""
     from scalinglab.store import RunStore
 
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if nproc_per_node is not None and nproc_per_node < 1:
         raise ConfigError(f"nproc_per_node must be at least 1, got {nproc_per_node}")
+    if max_attempts < 1:
+        raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
     ddp = bool(nproc_per_node and nproc_per_node > 1)
     t0 = time.perf_counter()
     with study_lock(study.store_path):
@@ -314,52 +325,44 @@ def run_study(
                 pool = LocalPool(min(plan0.workers, len(plan0.todo)))
                 if progress if probe is None else probe:
                     pool.wait_warm()  # then the probe below times the model, not the workers' start-up
+        ex: Executor | None = LocalExecutor(pool, cores=0, flop={}) if pool is not None else None
         try:
             plan = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
                               retry_failed=retry_failed, probe=bool(progress) if probe is None else probe,
-                              nproc_per_node=nproc_per_node if ddp else None)
+                              nproc_per_node=nproc_per_node if ddp else None, log=_stderr_line if progress else None)
             todo = plan.todo
             already = sum(r.status in TERMINAL for r in plan.runs)
+            if ddp:
+                ex = DDPExecutor(nproc_per_node)
+            elif executor == "sequential":
+                ex = SequentialExecutor()
+            elif executor == "ray":
+                ex = RayExecutor(ray_address, max_attempts=max_attempts)
+            elif ex is not None:
+                ex.cores = max(plan.cores, plan.workers * (threads_per_worker or 1))
+                ex.flop = {r.run_id: r.flop for r in todo}
             if progress:
                 _print_header(plan, executor if not ddp else f"torchrun x{nproc_per_node}")
             by_id = {r.run_id: r for r in plan.runs}
             failures: list[tuple[str, str, str]] = []
-            tasks = [RunTask(r.config.to_dict(), r.threads, study.name, str(study.store_path),
-                             str(study.checkpoint_root / r.run_id)) for r in todo]
+            tasks = [RunTask.for_run(r.config, r.threads, study) for r in todo]
 
             with _Progress(progress, plan) as bar:
                 def on_done(o: Outcome) -> None:
-                    if executor == "ray" and not ddp:
-                        _write_ray_result(store, o)
-                    elif o.status == "failed":
-                        store.set_status(o.run_id, "failed", o.error)
+                    _record_outcome(store, o, driver_writes=not ex.writes_store)
                     if o.status == "failed":
                         failures.append((o.run_id, o.name, o.error or ""))
                     bar.finished(o, by_id[o.run_id])
 
                 def on_start(t: RunTask) -> None:
-                    if executor == "ray":
-                        store.mark_running(RunConfig.from_dict(t.config).run_id(), device="ray")
+                    if not ex.writes_store:  # the workers will not mark it: the driver does, once per attempt
+                        store.mark_running(t.run_id, device=ex.name)
 
-                if not tasks:
-                    pass
-                elif ddp:
-                    run_ddp(tasks, nproc_per_node, on_start=on_start, on_done=on_done)
-                elif executor == "sequential":
-                    for t in tasks:
-                        on_start(t)
-                        on_done(run_task(t))
-                elif executor == "local":
-                    run_local(tasks, flop={r.run_id: r.flop for r in todo}, cores=max(plan.cores, plan.workers *
-                              (threads_per_worker or 1)), pool=pool, on_start=on_start, on_done=on_done)
-                else:
-                    from scalinglab.sweep.ray_executor import run_ray
-
-                    gpus = {r.run_id: 1.0 if _wants_gpu(r.config) else 0.0 for r in todo}
-                    run_ray(tasks, address=ray_address, gpus=gpus, on_start=on_start, on_done=on_done)
+                if tasks:
+                    ex.run(tasks, on_start=on_start, on_done=on_done)
         finally:
-            if pool is not None:
-                pool.shutdown()
+            if ex is not None:
+                ex.close()
         status = run_statuses(study, store)
         c_by_id = store.column("C")
         store.close()
@@ -377,28 +380,14 @@ def run_study(
     return summary
 
 
-def _wants_gpu(cfg: RunConfig) -> bool:
-    if cfg.device.startswith("cuda"):
-        return True
-    if cfg.device != "auto":
-        return False
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
-def _write_ray_result(store, o: Outcome) -> None:
-    if o.result is not None:
+def _record_outcome(store, o: Outcome, *, driver_writes: bool) -> None:
+    """The driver's share of recording a finished task: the whole run when the workers do not write the store
+    (Ray), else only a failure the worker could not record itself (it died, or its disk was full)."""
+    if driver_writes and o.result is not None:
         r = o.result
         store.finish_run(r.run_id, r.status, r.summary, points=r.points, evals=r.evals, replace_curve=True)
-    else:
+    elif o.status == "failed":
         store.set_status(o.run_id, "failed", o.error)
-
-
-def run_local(*args, **kwargs):
-    from scalinglab.sweep.local import run_local as _run_local
-
-    return _run_local(*args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ DDP launcher
@@ -417,7 +406,7 @@ def run_ddp(tasks: list[RunTask], nproc: int, *, on_start, on_done) -> None:
     from scalinglab.store import RunStore
 
     for t in tasks:
-        run_id = RunConfig.from_dict(t.config).run_id()
+        run_id = t.run_id
         task_file = Path(t.checkpoint_dir).with_suffix(".ddp.json")
         task_file.parent.mkdir(parents=True, exist_ok=True)
         task_file.write_text(json.dumps(asdict(t)))
@@ -431,15 +420,20 @@ def run_ddp(tasks: list[RunTask], nproc: int, *, on_start, on_done) -> None:
             row = store.run(run_id)
         if proc.returncode == 0 and row["status"] in TERMINAL:
             keep = ("N", "D", "B", "C", "final_test_loss", "wall_time_s")
-            on_done(Outcome(run_id, t.config.get("name", ""), row["status"], {k: row[k] for k in keep}))
+            on_done(Outcome(run_id, t.name, row["status"], {k: row[k] for k in keep}))
         else:
             lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
             why = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-            on_done(Outcome(run_id, t.config.get("name", ""), "failed", {},
-                            f"torchrun exited with {proc.returncode}: {why.strip()[:300]}"))
+            on_done(t.failed(f"torchrun exited with {proc.returncode}: {why.strip()[:300]}"))
 
 
 # ------------------------------------------------------------------------------------------------ printing
+
+
+def _stderr_line(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(msg, highlight=False)
 
 
 def _print_header(plan: StudyPlan, how: str) -> None:

@@ -39,11 +39,10 @@ Each run carries its axis values as `extra` labels (part of its id), so analyses
 from __future__ import annotations
 
 import itertools
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from scalinglab.config import RunConfig, load_toml
+from scalinglab.config import RunConfig, field_value, load_toml
 from scalinglab.errors import ConfigError, DataError, ScalingLabError
 
 STUDY_KEYS = {"name", "data", "store", "description"}
@@ -162,7 +161,7 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
         if rid in ids:
             raise ConfigError(f"{where}: runs {ids[rid]!r} and {cfg.name!r} are the same run; remove the duplicate")
         ids[rid] = cfg.name
-        model_key = RunConfig.from_dict({**cfg.to_dict(), "extra": {}, "name": ""}).run_id()
+        model_key = cfg.model_id()
         if model_key in models:
             study.merged.append((models[model_key], cfg.name))
             continue
@@ -253,21 +252,7 @@ def _check_axis_value(key: str, v, where: str) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             bad("a positive number")
         return
-    hint = typing.get_type_hints(RunConfig)[key]
-    kinds = tuple(a for a in typing.get_args(hint) if a is not type(None)) or (hint,)
-    if v is None and type(None) in typing.get_args(hint):
-        return
-    ok = False
-    for kind in kinds:
-        kind = typing.get_origin(kind) or kind
-        if kind is float:
-            ok |= isinstance(v, (int, float)) and not isinstance(v, bool)
-        elif kind is int:
-            ok |= (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
-        else:
-            ok |= isinstance(v, kind)
-    if not ok:
-        bad(" or ".join(getattr(k, "__name__", str(k)) for k in kinds))
+    field_value(key, v, where, what="axis ")
 
 
 def _make_run(base: dict, values: dict, study: Study, vocab_size: int | None, where: str) -> RunConfig:

@@ -20,17 +20,37 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from scalinglab.store import RunStore
+
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None
 
 
 @dataclass
 class RunTask:
-    config: dict  # RunConfig.to_dict() (plain data: crosses process and Ray boundaries)
+    """One run handed to an executor: plain data (it crosses process and Ray boundaries) that carries its run id,
+    so no executor rebuilds the RunConfig to learn it; the worker builds the RunConfig once, in `run_task`."""
+
+    run_id: str
+    config: dict  # RunConfig.to_dict()
     threads: int
     study: str
     store_path: str | None
     checkpoint_dir: str | None
+
+    @classmethod
+    def for_run(cls, config, threads: int, study) -> "RunTask":
+        """The task for `config` (a RunConfig) of `study`, checkpointing to <store>.ckpt/<run_id>."""
+        run_id = config.run_id()
+        return cls(run_id, config.to_dict(), threads, study.name, str(study.store_path),
+                   str(study.checkpoint_root / run_id))
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", "")
+
+    def failed(self, error: str) -> "Outcome":
+        return Outcome(self.run_id, self.name, "failed", {}, error)
 
 
 @dataclass
@@ -84,13 +104,13 @@ def _exit_now() -> None:
 def run_task(task: RunTask, write_store: bool = True) -> Outcome:
     from scalinglab.config import RunConfig
     from scalinglab.errors import ScalingLabError
-    from scalinglab.store import RunStore
     from scalinglab.train import train_run
 
-    config = RunConfig.from_dict({**task.config, "threads": task.threads})
-    run_id = config.run_id()
-    store = RunStore(task.store_path) if (write_store and task.store_path) else None
+    run_id = task.run_id
+    store = None
     try:
+        config = RunConfig.from_dict({**task.config, "threads": task.threads})
+        store = RunStore(task.store_path) if (write_store and task.store_path) else None
         result = train_run(config, store=store, study=task.study, checkpoint_dir=task.checkpoint_dir,
                            on_progress=lambda _info: exit_if_orphaned())
         return Outcome(run_id, config.name, result.status, _brief(result.summary), result.summary.get("error"),
@@ -100,8 +120,19 @@ def run_task(task: RunTask, write_store: bool = True) -> Outcome:
     except Exception as exc:  # a bug or a crash in one run: record it and keep the study going
         error = f"{type(exc).__name__}: {exc} (at {_where(exc)})"
     if store is not None:
+        record_failure(store, run_id, error)
+    return task.failed(error)
+
+
+def record_failure(store, run_id: str, error: str) -> None:
+    """Mark the run failed with its reason. When the store itself cannot be written (the disk is full), the
+    driver records it later: the error is already in the Outcome it receives."""
+    from scalinglab.errors import StoreError
+
+    try:
         store.set_status(run_id, "failed", error)
-    return Outcome(run_id, config.name, "failed", {}, error)
+    except StoreError:
+        pass
 
 
 def _brief(summary: dict) -> dict:
