@@ -30,3 +30,7 @@ class FitError(ScalingLabError):
 
 class DivergedError(ScalingLabError):
     """A training run produced NaN/inf or a loss far above its start."""
+
+
+class RunFailedError(ScalingLabError):
+    """A training run was stopped by a fault (disk full while checkpointing, its data changed under it)."""
