@@ -537,12 +537,11 @@ class Trainer:
             state.loss_sum += step_loss.double()
             state.loss_count += 1
             bad = ~torch.isfinite(step_loss) & (self._first_nonfinite < 0)
-            self._first_nonfinite = torch.where(bad, torch.tensor(state.step, device=self.device),
-                                                self._first_nonfinite)
+            self._first_nonfinite = torch.where(bad, state.step, self._first_nonfinite)
             step = state.step
-            # every rank logs at the same steps (the log is a collective under DDP); a fault seen by rank 0 stops
-            # all ranks at the next log
-            if step % cfg.train_log_every == 0 or step in evals_at or step == S or (fault and not self.dist):
+            # every rank logs at the same steps (the log is a collective under DDP); a fault seen by rank 0 (one
+            # process stops at once) stops all ranks at the next log
+            if step % cfg.train_log_every == 0 or step in evals_at or step == S:
                 error, any_fault = self.log_point(state, lr, fault is not None)
                 if any_fault and error is None:
                     status, error = "failed", fault or "stopped: another rank hit a fault"
