@@ -21,17 +21,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def byte_dataset(tmp_path_factory) -> Path:
-    """A byte-level (vocab 256) dataset of ~2 MB of real text with a held-out split and one transfer set."""
+    """A byte-level (vocab 256) dataset of ~2 MB of real text with validation and test splits and one transfer
+    set. Bytes have no end-of-text token: the held-out sets are cut into 4 KB documents (as prepare_dataset
+    chunks long documents), so their evaluation windows are spread over many documents."""
     from scalinglab.data.shards import write_dataset
 
     from scalinglab.data.corpora import stdlib_source_bytes
 
     text = np.frombuffer(stdlib_source_bytes(2_400_000, recursive=False), dtype=np.uint8).astype(np.uint16)
+    val = int(text.size * 0.80)
     cut = int(text.size * 0.85)
     xfer = int(text.size * 0.95)
     out = tmp_path_factory.mktemp("data") / "bytes"
-    write_dataset(out, train=text[:cut], test=text[cut:xfer], transfer={"tail": text[xfer:]}, vocab_size=256,
-                  tokenizer={"name": "bytes"})  # fmt: skip
+    docs = {k: np.arange(0, n, 4096) for k, n in (("validation", cut - val), ("test", xfer - cut),
+                                                  ("tail", text.size - xfer))}
+    write_dataset(out, train=text[:val], validation=text[val:cut], test=text[cut:xfer], transfer={"tail": text[xfer:]},
+                  vocab_size=256, tokenizer={"name": "bytes"}, doc_starts=docs)  # fmt: skip
     return out
 
 

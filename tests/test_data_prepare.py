@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from conftest import run_cli
+
 from scalinglab.data import TokenDataset, WindowSampler, prepare_dataset
 from scalinglab.data.corpora import load_corpus
 from scalinglab.data.tokenizer import EOT, get_tokenizer
@@ -126,3 +128,108 @@ def test_transfer_sets_exclude_training_documents(tmp_path, cache):
     with pytest.raises(DataError, match="not in the training corpus"):
         prepare_dataset("stdlib", tmp_path / "x", tokenizer="bpe-300", transfer=["stdlib"], max_bytes=10**9,
                         cache_dir=cache)
+
+
+# ------------------------------------------------------------------------------------------ evaluation sets
+
+
+def test_validation_and_test_are_disjoint_by_content(stdlib_ds):
+    ds = TokenDataset(stdlib_ds)
+    assert ds.has_validation
+    val, test, train = (set(map(_h, _documents(ds, s))) for s in ("validation", "test", "train"))
+    assert val and test and len(val) == ds.meta["splits"]["validation"]["n_docs"]
+    assert not val & test and not val & train and not test & train
+
+
+def test_long_documents_are_chunked_before_the_split(stdlib_ds, cache):
+    from scalinglab.data.prepare import CHUNK_CHARS, chunk_document
+
+    doc = load_corpus("stdlib", cache).docs
+    longest = max(doc, key=len)
+    pieces = chunk_document(longest)
+    assert "".join(pieces) == longest and len(pieces) >= len(longest) // (2 * CHUNK_CHARS)
+    assert all(len(p) <= CHUNK_CHARS * 3 // 2 for p in pieces)
+    assert all(len(p) >= CHUNK_CHARS // 2 for p in pieces[:-1])
+    # no held-out document is longer than a chunk can be (the longest source file is ~10x that)
+    ds = TokenDataset(stdlib_ds)
+    assert max(map(len, _documents(ds, "test"))) <= CHUNK_CHARS * 3 // 2 < len(longest)
+
+
+def test_eval_windows_cover_every_document_in_proportion_to_length(stdlib_ds):
+    ds = TokenDataset(stdlib_ds)
+    starts = ds.doc_starts("test")
+    n_docs = ds.meta["splits"]["test"]["n_docs"]
+    assert starts.size == n_docs >= 5
+    ev = ds.eval_set("test", n_ctx=32, max_tokens=ds.n_tokens("test") // 4)
+    assert ev.n_docs == n_docs and ev.n_docs_evaluated == n_docs
+    lengths = np.diff(np.append(starts, ds.n_tokens("test")))
+    per_doc = np.bincount(ev.doc, minlength=n_docs)
+    # windows follow length: the longest documents hold the most windows, and each window of a document starts
+    # inside it and holds the tokens found there
+    assert np.corrcoef(per_doc, lengths)[0, 1] > 0.9
+    assert np.all(ev.start >= starts[ev.doc]) and np.all(ev.start < starts[ev.doc] + lengths[ev.doc])
+    toks = np.asarray(ds.tokens("test"))
+    np.testing.assert_array_equal(ev.windows[:, 0], toks[ev.start])
+    np.testing.assert_array_equal(ev.windows[:, -1], toks[ev.start + 32])
+    # the same windows for every load of the dataset (another process would open it afresh)
+    again = TokenDataset(stdlib_ds).eval_set("test", n_ctx=32, max_tokens=ds.n_tokens("test") // 4)
+    np.testing.assert_array_equal(ev.windows, again.windows)
+    np.testing.assert_array_equal(ev.doc, again.doc)
+    # fewer windows than documents: documents drawn by length, one window each, all distinct
+    few = ds.eval_set("test", n_ctx=32, max_tokens=32 * (n_docs // 2))
+    assert few.windows.shape[0] == n_docs // 2 == few.n_docs_evaluated
+
+
+def test_data_info_json_reports_each_eval_set(stdlib_ds):
+    r = run_cli("data", "info", str(stdlib_ds), "--json", "--n-ctx", "32", "--eval-tokens", "4096")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)["eval_sets"]
+    assert set(info) == {"n_ctx", "validation", "test"}
+    for s in ("validation", "test"):
+        assert info[s]["n_docs"] == TokenDataset(stdlib_ds).meta["splits"][s]["n_docs"]
+        assert 0 < info[s]["n_docs_evaluated"] <= info[s]["n_docs"]
+        assert info[s]["eval_tokens"] == 4096
+
+
+def test_document_clustered_standard_error():
+    from scalinglab.data.shards import make_eval_set
+
+    # 40 documents of 400 tokens, 8 windows each. When every window of a document has that document's loss,
+    # the windows add nothing: the SE is that of 40 document means, not of 320 independent windows.
+    toks = np.zeros(40 * 400, dtype=np.uint16)
+    ev = make_eval_set(toks, np.arange(0, 40 * 400, 400), n_ctx=50, max_tokens=320 * 50, split="x")
+    assert ev.windows.shape[0] == 320 and np.all(np.bincount(ev.doc) == 8)
+    doc_loss = np.random.default_rng(0).normal(3.0, 0.2, size=40)
+    mean, se = ev.mean_and_se(doc_loss[ev.doc])
+    assert mean == pytest.approx(doc_loss.mean())
+    assert se == pytest.approx(doc_loss.std(ddof=1) / np.sqrt(40), rel=1e-9)
+    naive = doc_loss[ev.doc].std(ddof=1) / np.sqrt(320)
+    assert se > 2.5 * naive
+    # one document: no between-document spread to measure
+    one = make_eval_set(toks, np.array([0]), n_ctx=50, max_tokens=800, split="x")
+    assert np.isnan(one.mean_and_se(np.ones(one.windows.shape[0]))[1])
+
+
+def test_default_corpus_test_split_is_many_documents_and_the_eval_set_covers_them():
+    """The full default corpus (cached under the user cache once downloaded): its test split holds >= 100
+    documents and the default run's evaluation windows (n_ctx 128, 65,536 tokens) touch >= 90% of them."""
+    from scalinglab.config import RunConfig
+    from scalinglab.data import corpora
+    from scalinglab.data.cache import cache_root
+    from scalinglab.data.prepare import TEST_FRACTION, _chunks, _split, _unique
+    from scalinglab.data.shards import make_eval_set
+
+    cache = cache_root()
+    if not all((cache / "corpora" / part / "source.json").is_file() for part in corpora.COMPOSITES["default"]):
+        pytest.skip("the default corpus is not in the user cache (scalinglab data prepare downloads it once)")
+    docs, _ = _unique(corpora.load_corpus("default", cache).docs)
+    chunks, hashes, _, _ = _chunks(docs, 4096)
+    test = [c for c, k in zip(chunks, _split(hashes, TEST_FRACTION, 0.02)) if k == 1]
+    assert len(test) >= 100
+    tok = get_tokenizer("bpe-512", cache, test)
+    stream = tok.encode_documents(test)
+    starts = np.concatenate([[0], np.flatnonzero(stream == tok.eot_id)[:-1] + 1])
+    assert starts.size == len(test)
+    cfg = RunConfig()
+    ev = make_eval_set(stream, starts, cfg.n_ctx, cfg.eval_tokens, "test")
+    assert ev.n_docs_evaluated >= 0.9 * len(test), (ev.n_docs_evaluated, len(test))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from scalinglab.sweep import load_study, run_study
@@ -35,3 +36,29 @@ def test_ddp_worker_refuses_to_run_outside_torchrun(byte_dataset, tmp_path):
     r = subprocess.run([sys.executable, "-m", "scalinglab.sweep.ddp_worker", str(spec)], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and "torchrun" in r.stderr
+
+
+def test_ddp_noise_scale_matches_one_process(byte_dataset, tmp_path):
+    """The gradient noise scale under DDP. With micro-batches of 2 sequences, one process accumulates 4 of them
+    and two ranks 2 each: rank 0's first micro-batch is the one process's first (the same B_small examples), and
+    after the all-reduce the gradient is the mean over the whole global batch of 8 (B_big), as in one process.
+    So |G|^2, tr(Sigma) and B_simple agree up to float rounding. (Before B_big counted the world size, two ranks
+    took B_big as 4 sequences: tr(Sigma) came out 1.5x too high.)"""
+    axes = "[[axes]]\nd_model = [32]\nnoise_scale = [true]\nmicro_batch_size = [2]\n"
+    spec = write_spec(tmp_path, byte_dataset, name="ddpgns", axes=axes)
+    study = load_study(spec)
+    one = run_study(dataclasses.replace(study, store_path=tmp_path / "one.sqlite"), executor="sequential",
+                    progress=False)
+    assert one.done == 1
+    two = run_study(study, nproc_per_node=2, progress=False)
+    assert two.done == 1 and two.ok, two.failures
+    from scalinglab.store import RunStore
+
+    with RunStore(tmp_path / "one.sqlite", readonly=True) as s:
+        a = s.curves().dropna(subset=["b_simple"]).set_index("step")
+    with RunStore(study.store_path, readonly=True) as s:
+        b = s.curves().dropna(subset=["b_simple"]).set_index("step")
+    assert len(a) >= 10 and list(a.index) == list(b.index)
+    for col in ("gns_trace", "gns_g2", "b_simple"):
+        late = a.index[len(a) // 2 :]  # once the moving averages hold many steps
+        np.testing.assert_allclose(b.loc[late, col], a.loc[late, col], rtol=1e-3)

@@ -115,3 +115,31 @@ def test_column_reads_one_field_per_run_without_pandas(tmp_path):
         with pytest.raises(ValueError, match="unknown run column"):
             st.column("C; DROP TABLE runs")
         assert st.column("status") == {"a": "planned", "b": "diverged"}  # nothing was run, nothing lost
+
+
+def test_eval_standard_errors_in_curves_and_older_stores_without_them(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with RunStore(path) as st:
+        st.add_run("r1", {"x": 1})
+        st.add_curve("r1", [dict(step=5, tokens=50, train_loss=2.0)],
+                     [dict(step=5, eval_set="test", loss=2.5, se=0.01),
+                      dict(step=5, eval_set="validation", loss=2.4, se=0.02),
+                      dict(step=5, eval_set="sotu", loss=3.0, se=None)])
+        c = st.curves().iloc[0]
+    assert (c["test_loss"], c["test_loss_se"], c["loss_validation"], c["loss_validation_se"]) == (2.5, 0.01, 2.4, 0.02)
+    assert c["loss_sotu"] == 3.0 and pd.isna(c["loss_sotu_se"])
+
+    # a store written before evaluations carried a standard error: readable as it is, upgraded on write
+    old = tmp_path / "old.sqlite"
+    with RunStore(old) as st:
+        st.add_run("r1", {"x": 1})
+    with sqlite3.connect(old) as conn:
+        conn.execute("ALTER TABLE evals DROP COLUMN se")
+        conn.execute("INSERT INTO evals (run_id, step, eval_set, loss) VALUES ('r1', 3, 'test', 2.75)")
+    with RunStore(old, readonly=True) as st:
+        c = st.curves().iloc[0]
+        assert c["test_loss"] == 2.75 and pd.isna(c["test_loss_se"])
+    with RunStore(old) as st:
+        st.add_curve("r1", evals=[dict(step=4, eval_set="test", loss=2.5, se=0.03)])
+        c = st.curves()
+        assert list(c["test_loss"]) == [2.75, 2.5] and pd.isna(c["test_loss_se"][0]) and c["test_loss_se"][1] == 0.03

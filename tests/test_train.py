@@ -25,7 +25,7 @@ def test_tiny_model_beats_unigram_entropy(byte_dataset, tmp_path):
     data = TokenDataset(byte_dataset)
     h_unigram = unigram_entropy(np.asarray(data.tokens("test")), data.vocab_size)
     cfg = RunConfig(data=str(byte_dataset), n_layer=2, d_model=64, n_head=4, n_ctx=64, batch_size=16,
-                    tokens=300 * 16 * 64, lr=3e-3, threads=1, n_evals=6)  # fmt: skip
+                    tokens=300 * 16 * 64, lr=6e-3, threads=1, n_evals=6)  # fmt: skip
     store = RunStore(tmp_path / "s.sqlite")
     result = train_run(cfg, store=store)
     assert result.status == "done"
@@ -40,8 +40,22 @@ def test_tiny_model_beats_unigram_entropy(byte_dataset, tmp_path):
     # test loss falls over training, and per-position loss falls with context (Kaplan Fig. 20)
     tl = curve.dropna(subset=["test_loss"])["test_loss"].to_numpy()
     assert tl[-1] < tl[0] - 0.5
-    per_pos = json.loads(runs.loc[0, "final_metrics"])["per_position_test_loss"]
-    assert len(per_pos) == 64 and np.mean(per_pos[-16:]) < per_pos[0] - 0.3
+    # per-position loss falls with context (Kaplan Fig. 20); a model this small and short-trained uses only a few
+    # tokens of it, measured on windows spread over the whole test split
+    metrics = json.loads(runs.loc[0, "final_metrics"])
+    per_pos = metrics["per_position_test_loss"]
+    assert len(per_pos) == 64 and np.mean(per_pos[-16:]) < per_pos[0] - 0.05
+    # validation is evaluated at every evaluation step beside test, every loss with its standard error; the best
+    # step is the validation argmin and the loss reported there is the test loss at that step
+    ev = curve.dropna(subset=["test_loss"])
+    assert ev["loss_validation"].notna().all() and (ev["test_loss_se"] > 0).all()
+    assert (ev["loss_validation_se"] > 0).all() and ev["loss_tail_se"].notna().sum() == 1
+    assert (ev["test_loss_se"] < 0.05 * ev["test_loss"]).all()
+    best = ev.loc[ev["loss_validation"].idxmin()]
+    assert metrics["best_step"] == best["step"] and metrics["val_loss_at_best"] == pytest.approx(best["loss_validation"])
+    assert metrics["test_loss_at_best"] == pytest.approx(best["test_loss"])
+    assert metrics["final_test_loss_se"] == pytest.approx(ev["test_loss_se"].iloc[-1])
+    assert metrics["eval_set_info"]["test"]["n_docs_evaluated"] == metrics["eval_set_info"]["test"]["n_docs"] > 20
 
 
 def test_schedule_warmup_then_cosine_to_floor():

@@ -66,8 +66,8 @@ class RunConfig:
     min_lr_frac: float = 0.0  # cosine decays to min_lr_frac * peak (Kaplan: to zero)
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
     # evaluation
-    n_evals: int = 16  # test-loss evaluations at log-spaced steps, plus the last step
-    eval_tokens: int = 65_536  # tokens per evaluation set (fixed windows from the start of each split)
+    n_evals: int = 16  # validation and test evaluations at log-spaced steps, plus the last step
+    eval_tokens: int = 65_536  # tokens per evaluation set (fixed windows spread over every document of it)
     eval_sets: list[str] | None = None  # None: 'test' and every transfer set of the dataset
     train_log_every: int = 10  # train-loss points every k steps (mean over those steps)
     noise_scale: bool = False  # estimate the gradient noise scale B_simple at each evaluation

@@ -34,3 +34,7 @@ class DivergedError(ScalingLabError):
 
 class DependencyError(ScalingLabError):
     """An installed dependency is too old (or missing) for what was asked."""
+
+
+class RunFailedError(ScalingLabError):
+    """A training run was stopped by a fault (disk full while checkpointing, its data changed under it)."""

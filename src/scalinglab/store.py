@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS points (
 );
 CREATE TABLE IF NOT EXISTS evals (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
-    step INTEGER NOT NULL, eval_set TEXT NOT NULL, loss REAL NOT NULL,
+    step INTEGER NOT NULL, eval_set TEXT NOT NULL, loss REAL NOT NULL, se REAL,
     PRIMARY KEY (run_id, step, eval_set)
 );
 """
@@ -98,6 +98,8 @@ class RunStore:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._check_ours()
+            if not readonly:
+                self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc})") from None
 
@@ -150,6 +152,21 @@ class RunStore:
                 f"{self.path}: run store schema version {meta.get('schema_version')}, this scalinglab reads "
                 f"version {SCHEMA_VERSION}; use a matching scalinglab or export and re-import the runs"
             )
+
+    # Columns added after schema version 1 first shipped: an older store gains them (NULL) when opened for writing,
+    # and is read as it is when opened read-only (the readers tolerate their absence).
+    _ADDED_COLUMNS = {"evals": {"se": "REAL"}}
+
+    def _add_missing_columns(self) -> None:
+        for table, cols in self._ADDED_COLUMNS.items():
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in cols.items():
+                if name not in have:
+                    try:
+                        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as exc:  # another process added it first
+                        if "duplicate column" not in str(exc):
+                            raise
 
     class _Tx:
         """One write transaction. A write that fails (the disk is full, an I/O error) rolls the whole transaction
@@ -247,8 +264,9 @@ class RunStore:
                 )
             if evals:
                 c.executemany(
-                    "INSERT OR REPLACE INTO evals (run_id, step, eval_set, loss) VALUES (?, ?, ?, ?)",
-                    [(run_id, int(e["step"]), e["eval_set"], float(e["loss"])) for e in evals],
+                    "INSERT OR REPLACE INTO evals (run_id, step, eval_set, loss, se) VALUES (?, ?, ?, ?, ?)",
+                    [(run_id, int(e["step"]), e["eval_set"], float(e["loss"]),
+                      None if e.get("se") is None or e["se"] != e["se"] else float(e["se"])) for e in evals],
                 )
 
     def truncate_curve(self, run_id: str, after_step: int) -> None:
@@ -330,7 +348,9 @@ class RunStore:
 
     def curves(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """One row per logged step: train points joined with the evaluations at that step, as columns
-        `test_loss` (the held-out split of the training distribution) and `loss_<set>` (transfer sets)."""
+        `test_loss` (the held-out split of the training distribution), `loss_validation` (the validation split)
+        and `loss_<set>` (transfer sets), each with its standard error beside it: `test_loss_se`,
+        `loss_validation_se`, `loss_<set>_se` (NaN where a store written before the SE was recorded)."""
         c = self.snapshot(run_ids)
         return c["curves"]
 
@@ -344,14 +364,14 @@ class RunStore:
             evals = self._filter("SELECT * FROM evals", ids, "ORDER BY run_id, step, eval_set")
         finally:
             self._conn.execute("COMMIT")
+        # a store from before the SE column (opened read-only) has none; SQLite NULLs come back as None
+        evals = evals.assign(se=evals["se"].astype(float) if "se" in evals.columns else float("nan"))
         if not evals.empty:
-            wide = evals.pivot_table(index=["run_id", "step"], columns="eval_set", values="loss").reset_index()
-            wide.columns.name = None
-            wide = wide.rename(columns={k: ("test_loss" if k == "test" else f"loss_{k}")
-                                        for k in wide.columns if k not in ("run_id", "step")})
-            curves = points.merge(wide, on=["run_id", "step"], how="outer").sort_values(["run_id", "step"])
+            wide = evals.pivot(index=["run_id", "step"], columns="eval_set", values=["loss", "se"])
+            wide.columns = [_eval_column(k, v == "se") for v, k in wide.columns]
+            curves = points.merge(wide.reset_index(), on=["run_id", "step"], how="outer").sort_values(["run_id", "step"])
         else:
-            curves = points.assign(test_loss=float("nan"))
+            curves = points.assign(test_loss=float("nan"), test_loss_se=float("nan"))
         return {"runs": runs, "points": points, "evals": evals, "curves": curves.reset_index(drop=True)}
 
     def export(self, out: str | os.PathLike, fmt: str | None = None) -> list[Path]:
@@ -378,6 +398,12 @@ def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{path}: cannot write the run store: the disk is full or failing ({msg}); nothing stored "
                           "was changed; free space, then `scalinglab study run --retry-failed`")
     return StoreError(f"{path}: cannot write the run store ({msg})")
+
+
+def _eval_column(eval_set: str, se: bool) -> str:
+    """The curves column of an evaluation set's loss (or its standard error)."""
+    name = "test_loss" if eval_set == "test" else f"loss_{eval_set}"
+    return name + "_se" if se else name
 
 
 def _sql_values(values: Iterable) -> list:

@@ -5,10 +5,20 @@ AdamW (or Adafactor), a linear warm-up and a cosine decay, for a fixed token bud
 curve: train loss every few steps, test loss (and transfer-set losses) at log-spaced steps and at the end, the
 per-position test loss at the end (Kaplan Fig. 20), and optionally the gradient noise scale.
 
-Fault tolerance: a checkpoint (model, optimizer, step, curve so far, RNG, noise-scale state) is written
-atomically every `checkpoint_every_s` seconds; a run started again with the same checkpoint directory resumes
-from it and, because the batch at each step is a pure function of (seed, step), ends on the same curve as an
-uninterrupted run. NaN/inf or a loss far above its start stops the run as 'diverged'.
+Evaluation: the validation split (where the dataset has one) and the test split at log-spaced steps, every
+loss with its document-clustered standard error (data/shards.py `EvalSet`); transfer sets at the end. The best
+step of the curve is chosen on validation, and the loss reported for it is the test loss there.
+
+The run is a sequence of named steps around a `TrainState` (model, optimizer, noise-scale estimator, step,
+curve so far, loss accumulator, RNG): the checkpoint is exactly the TrainState, written atomically every
+`checkpoint_every_s` seconds with a SHA-256 checksum, the previous one kept beside it. A run started again with
+the same checkpoint directory resumes from the newest checkpoint that verifies and, because the batch at each
+step is a pure function of (seed, step), ends on the same curve as an uninterrupted run.
+
+Faults: a truncated or unreadable checkpoint is reported in one line and the previous one (or a fresh start)
+is used; a full disk while checkpointing stops the run as 'failed' with the reason and leaves the previous
+checkpoint in place for a retry; a dataset whose content (fingerprint) changed under the run stops it as
+'failed'; a NaN/inf loss at any step, or a loss far above its start, stops it as 'diverged'.
 
 Several devices: launched under torchrun (WORLD_SIZE > 1), each rank takes its share of every global batch
 through DistributedDataParallel; rank 0 alone writes the store and the checkpoints.
@@ -17,10 +27,14 @@ through DistributedDataParallel; rank 0 alone writes the store and the checkpoin
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import io
 import math
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -29,19 +43,21 @@ import torch
 
 from scalinglab import accounting
 from scalinglab._runtime import keep_freed_memory
-from scalinglab.config import RunConfig, describe  # noqa: F401 (describe: part of this module's API)
-from scalinglab.data.shards import TokenDataset, WindowSampler
+from scalinglab.config import _NON_DEFINING, RunConfig, describe  # noqa: F401 (describe: part of this module's API)
+from scalinglab.data.shards import EvalSet, TokenDataset, WindowSampler, dataset_fingerprint
 from scalinglab.errors import ConfigError
 from scalinglab.model import Transformer
 from scalinglab.noise import NoiseScaleEstimator
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
+_CHECKPOINT_MAGIC = b"scalinglab-checkpoint sha256:"
 
 
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # 'done' or 'diverged'
+    status: str  # 'done', 'diverged' or 'failed' (a fault stopped it: disk full, data changed)
     summary: dict  # columns of the store's runs table
     points: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
@@ -49,6 +65,45 @@ class RunResult:
     @property
     def final_test_loss(self) -> float:
         return self.summary.get("final_test_loss", float("nan"))
+
+
+@dataclass
+class TrainState:
+    """Everything a run carries from one step to the next. A checkpoint is exactly this (`state_dict`), and a
+    resumed run is exactly this restored (`load_state_dict`): the field list is written once, here."""
+
+    model: Transformer
+    optimizer: torch.optim.Optimizer
+    gns: NoiseScaleEstimator | None
+    loss_sum: torch.Tensor  # train loss summed (on the device) over the steps since the last logged point
+    step: int = 0
+    loss_count: int = 0
+    points: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    initial_loss: float | None = None
+    rng_cpu: torch.Tensor | None = None
+
+    def state_dict(self) -> dict:
+        self.rng_cpu = torch.get_rng_state()
+        return {f.name: (v.state_dict() if hasattr(v, "state_dict") else v)
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if hasattr(v, "load_state_dict"):
+                v.load_state_dict(saved[f.name])
+            elif isinstance(v, torch.Tensor):
+                v.copy_(saved[f.name])
+            else:
+                setattr(self, f.name, saved[f.name])
+        if self.rng_cpu is not None:
+            torch.set_rng_state(self.rng_cpu)
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be trusted (truncated, corrupt, foreign)."""
 
 
 # -------------------------------------------------------------------------------------------------- pieces
@@ -93,17 +148,56 @@ def make_optimizer(model: Transformer, config: RunConfig, lr: float, fused: bool
     return torch.optim.AdamW(groups, lr=lr, betas=(config.beta1, config.beta2), eps=config.eps, fused=fused)
 
 
-def _atomic_save(obj, path: Path) -> None:
+def _write_bytes(f, data: bytes) -> None:
+    f.write(data)
+
+
+def write_checkpoint(obj: dict, path: Path) -> None:
+    """Serialise `obj` with a SHA-256 checksum into `path`, atomically: the bytes go to a temporary file that
+    is fsynced, the current checkpoint becomes the previous one, the temporary file becomes the current one.
+    A failed write (ENOSPC, EIO) removes the temporary file and leaves both older checkpoints as they were."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    blob = _CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            _write_bytes(f, blob)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    """The dict `write_checkpoint` saved, after checking its checksum; loaded with weights_only=True (tensors and
+    plain containers only, no code). Raises CheckpointError saying what is wrong."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"unreadable ({exc.strerror or exc})") from None
+    head, sep, payload = blob.partition(b"\n")
+    if not head.startswith(_CHECKPOINT_MAGIC) or not sep:
+        raise CheckpointError("not a checksummed scalinglab checkpoint (truncated, or from an older version)")
+    if hashlib.sha256(payload).hexdigest().encode() != head[len(_CHECKPOINT_MAGIC):]:
+        raise CheckpointError(f"checksum mismatch ({len(payload):,} bytes: truncated or corrupt)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+    except Exception as exc:  # the checksum matched, so this is a foreign or incompatible file
+        raise CheckpointError(f"cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
 
 
 def _sq_norm(grads: list[torch.Tensor]) -> float:
     return float(sum(torch.sum(g.float() * g.float()) for g in grads))
+
+
+def _say(message: str) -> None:
+    print(f"scalinglab: {message}", file=sys.stderr, flush=True)
 
 
 # -------------------------------------------------------------------------------------------------- trainer
@@ -132,16 +226,24 @@ class Trainer:
         self.rank = torch.distributed.get_rank() if self.dist else 0
         self.world = torch.distributed.get_world_size() if self.dist else 1
         self.is_main = self.rank == 0
+        self.device = resolve_device(config.device)
+        if self.dist and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
 
         self.data = TokenDataset(config.data)
+        self.fingerprint = dataset_fingerprint(config.data)
         self.train_tokens = self.data.train_subset(config.d_unique)
         self.sampler = WindowSampler(self.train_tokens, config.n_ctx, config.batch_size, seed=config.seed)
         self.eval_sets = config.eval_sets if config.eval_sets is not None else self.data.eval_sets
         for s in self.eval_sets:
             self.data.n_tokens(s)  # a clear error for an unknown set, before any training
+        # evaluated at every eval step: validation (for choosing the best step) and the test split
+        self.curve_sets = ((["validation"] if self.data.has_validation and "validation" not in self.eval_sets else [])
+                           + ([s for s in self.eval_sets if s == "test"] or self.eval_sets[:1]))
         self.shape = config.shape(self.data.vocab_size)
         self.info = describe(config, self.data.vocab_size)
         self.n = self.info["N"]
+        self.flop_per_token_exact = 3.0 * accounting.forward_flop_per_token_exact(self.shape)
 
         micro = config.micro_batch_size or config.batch_size // self.world
         if config.noise_scale and micro == config.batch_size // self.world:
@@ -152,29 +254,256 @@ class Trainer:
             )
         self.micro = micro
         self.n_micro_local = config.batch_size // (micro * self.world)
+        self._eval_cache: dict[str, tuple[torch.Tensor, EvalSet]] = {}
 
     # ------------------------------------------------------------------------------------------ evaluation
+    def eval_set(self, split: str) -> tuple[torch.Tensor, EvalSet]:
+        if split not in self._eval_cache:
+            ev = self.data.eval_set(split, self.config.n_ctx, self.config.eval_tokens)
+            self._eval_cache[split] = (torch.from_numpy(ev.windows), ev)
+        return self._eval_cache[split]
+
     @torch.no_grad()
     def evaluate(self, model: Transformer, split: str, per_position: bool = False):
+        """(loss, se) on the split's fixed windows, in nats per token: the length-weighted mean over windows
+        and its document-clustered standard error (`EvalSet.mean_and_se`). With per_position, also the mean
+        loss at each position of the context (Kaplan Fig. 20)."""
         cfg = self.config
-        windows = torch.from_numpy(self.data.eval_windows(split, cfg.n_ctx, cfg.eval_tokens))
+        windows, ev = self.eval_set(split)
         total = torch.zeros(cfg.n_ctx, dtype=torch.float64)
+        per_window = torch.empty(windows.shape[0], dtype=torch.float64)
         bs = max(self.micro, 8)
         model.eval()
         for i in range(0, windows.shape[0], bs):
             w = windows[i : i + bs].to(self.device, non_blocking=True)
             with self.autocast():
-                losses = model.loss(w[:, :-1], w[:, 1:], reduction="none")
-            total += losses.double().sum(0).cpu()
+                losses = model.loss(w[:, :-1], w[:, 1:], reduction="none").double().cpu()
+            total += losses.sum(0)
+            per_window[i : i + bs] = losses.mean(1)
         model.train()
-        per_pos = total / windows.shape[0]
-        mean = float(per_pos.mean())
-        return (mean, per_pos.tolist()) if per_position else mean
+        mean, se = ev.mean_and_se(per_window.numpy())
+        if per_position:
+            return mean, se, (total / windows.shape[0]).tolist()
+        return mean, se
 
     def autocast(self):
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
+
+    # ------------------------------------------------------------------------------------------ the steps
+    def new_state(self) -> TrainState:
+        torch.manual_seed(self.config.seed)
+        model = Transformer(self.shape).to(self.device)
+        return TrainState(
+            model=model,
+            optimizer=make_optimizer(model, self.config, self.config.peak_lr(self.n)),
+            gns=NoiseScaleEstimator() if self.config.noise_scale else None,
+            loss_sum=torch.zeros((), dtype=torch.float64, device=self.device),
+        )
+
+    def _paths(self) -> list[Path]:
+        if self.checkpoint_dir is None:
+            return []
+        return [self.checkpoint_dir / CHECKPOINT_NAME, self.checkpoint_dir / PREVIOUS_CHECKPOINT_NAME]
+
+    def restore(self, state: TrainState) -> str | None:
+        """Load the newest checkpoint that verifies into `state` (untouched when there is none). A checkpoint
+        that fails its checksum or cannot be loaded is reported in one line and the previous one is tried, then
+        a fresh start. Returns a reason to stop instead: the checkpoint is of this run on other data."""
+        for path in self._paths():
+            if not path.exists():
+                continue
+            later = "the previous checkpoint" if path.name == CHECKPOINT_NAME else "a fresh start"
+            try:
+                saved = read_checkpoint(path, self.device)
+            except CheckpointError as exc:
+                _say(f"checkpoint {path}: {exc}; using {later} instead")
+                continue
+            if saved.get("run_id") != self.run_id:
+                if saved.get("config") == self._config_without_data() and saved.get("data") != self.fingerprint:
+                    return (f"the dataset {self.config.data} changed under this run: its checkpoint was made on "
+                            f"data {saved.get('data')}, the data is now {self.fingerprint}; prepare the original "
+                            f"data again, or delete {self.checkpoint_dir} to start the run over")
+                _say(f"checkpoint {path}: of another run ({saved.get('run_id')}); using {later} instead")
+                continue
+            try:
+                state.load_state_dict(saved["state"])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                _say(f"checkpoint {path}: does not fit this run ({type(exc).__name__}); using {later} instead")
+                state_fresh = self.new_state()
+                for f in fields(state):
+                    setattr(state, f.name, getattr(state_fresh, f.name))
+                continue
+            return None
+        return None
+
+    def _config_without_data(self) -> dict:
+        return {k: v for k, v in self.config.to_dict().items() if k not in _NON_DEFINING}
+
+    def register(self, state: TrainState) -> None:
+        if self.store is not None and self.is_main:
+            self.store.add_run(self.run_id, self.config.to_dict(), name=self.config.name, study=self.study,
+                               info=self.info)
+            self.store.mark_running(self.run_id, device=str(self.device))
+            self.store.truncate_curve(self.run_id, -1)
+            self.store.add_curve(self.run_id, state.points, state.evals)
+        self._flushed = (len(state.points), len(state.evals))
+
+    def flush(self, state: TrainState) -> None:
+        """Write the curve points and evaluations recorded since the last flush."""
+        if self.store is not None and self.is_main:
+            p, e = self._flushed
+            self.store.add_curve(self.run_id, state.points[p:], state.evals[e:])
+        self._flushed = (len(state.points), len(state.evals))
+
+    def train_step(self, state: TrainState, train_model, lr: float) -> torch.Tensor:
+        """One optimizer step over the global batch (this rank's share, in micro-batches); the mean loss."""
+        cfg = self.config
+        for g in state.optimizer.param_groups:
+            g["lr"] = lr
+        batch = torch.from_numpy(self.sampler.batch(state.step))
+        share = self.micro * self.n_micro_local
+        mine = batch[self.rank * share : (self.rank + 1) * share]
+        params = self._params
+        step_loss = torch.zeros((), device=self.device)
+        sq_small = None
+        for m in range(self.n_micro_local):
+            mb = mine[m * self.micro : (m + 1) * self.micro].to(self.device, non_blocking=True)
+            sync = (m == self.n_micro_local - 1) or not self.dist
+            ctx = train_model.no_sync() if (self.dist and not sync) else contextlib.nullcontext()
+            with ctx, self.autocast():
+                loss = model_loss(train_model, mb)
+                (loss / self.n_micro_local).backward()
+            step_loss += loss.detach()
+            if state.gns is not None and m == 0 and self.n_micro_local > 1:
+                # mean gradient over this rank's first micro-batch: .grad holds it divided by n_micro
+                sq_small = _sq_norm([p.grad for p in params if p.grad is not None]) * self.n_micro_local**2
+        if state.gns is not None and sq_small is not None:
+            # after the last micro-batch the gradient is the mean over the whole global batch: under DDP the
+            # all-reduce averaged it over every rank's share, so B_big counts all ranks' tokens
+            sq_big = _sq_norm([p.grad for p in params if p.grad is not None])
+            state.gns.update(sq_small, self.micro * cfg.n_ctx, sq_big, cfg.batch_size * cfg.n_ctx)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        return step_loss / self.n_micro_local
+
+    def log_point(self, state: TrainState, lr: float, fault: bool) -> tuple[str | None, str | None]:
+        """Record a train-loss point (mean over the steps since the last one). Every rank takes the same
+        decision: returns (divergence reason, fault flag raised on some rank)."""
+        loss_and_fault = torch.stack([state.loss_sum, torch.tensor(float(fault), dtype=torch.float64,
+                                                                   device=self.device)])
+        if self.dist:
+            torch.distributed.all_reduce(loss_and_fault)
+            loss_and_fault[0] /= self.world
+        mean_loss = float(loss_and_fault[0]) / state.loss_count
+        any_fault = float(loss_and_fault[1]) > 0
+        state.loss_sum.zero_()
+        state.loss_count = 0
+        if state.initial_loss is None:
+            state.initial_loss = mean_loss
+        self.record_point(state, state.step, mean_loss, lr)
+        if self._first_nonfinite is not None and int(self._first_nonfinite) >= 0:
+            return f"diverged: the train loss became non-finite at step {int(self._first_nonfinite)}", any_fault
+        limit = max(state.initial_loss, math.log(self.data.vocab_size)) + 1.5
+        if not math.isfinite(mean_loss) or (state.step > self.config.warmup and mean_loss > limit):
+            return f"diverged at step {state.step} (loss {mean_loss:.3g})", any_fault
+        return None, any_fault
+
+    def record_point(self, state: TrainState, step: int, train_loss: float | None, lr: float) -> None:
+        tokens = step * self.config.batch_tokens
+        gns = state.gns
+        p = dict(
+            step=step, tokens=tokens, flop=6.0 * self.n * tokens, flop_exact=self.flop_per_token_exact * tokens,
+            lr=lr, train_loss=train_loss, wall_time_s=time.perf_counter() - self.t_start,
+            b_simple=gns.b_simple if gns else None, gns_g2=gns.g2 if gns else None,
+            gns_trace=gns.trace if gns else None,
+        )
+        if state.points and state.points[-1]["step"] == step:
+            state.points[-1] = {**state.points[-1], **{k: v for k, v in p.items() if v is not None}}
+        else:
+            state.points.append(p)
+
+    def evaluate_step(self, state: TrainState, final: bool) -> str | None:
+        """Validation and test losses (and, at the end, the transfer sets and the per-position test loss), each
+        with its standard error. Returns a divergence reason if one is not finite."""
+        sets = self.curve_sets + ([s for s in self.eval_sets if s not in self.curve_sets] if final else [])
+        for s in sets:
+            if final and s == "test":
+                loss, se, self.per_position = self.evaluate(state.model, s, per_position=True)
+            else:
+                loss, se = self.evaluate(state.model, s)
+            state.evals.append(dict(step=state.step, eval_set=s, loss=loss, se=se))
+            if not math.isfinite(loss):
+                return f"diverged at step {state.step} ({s} loss {loss:.3g})"
+        return None
+
+    def checkpoint(self, state: TrainState) -> str | None:
+        """Write the TrainState (rank 0). Returns a reason to stop the run: the disk is full (or another write
+        error), or the dataset changed under the run; the previous checkpoint is then left as it was."""
+        now_fp = dataset_fingerprint(self.config.data)
+        if now_fp != self.fingerprint:
+            return (f"the dataset {self.config.data} changed under this run at step {state.step} (fingerprint "
+                    f"{self.fingerprint} -> {now_fp}); start the run again on the data it should use")
+        path = self.checkpoint_dir / CHECKPOINT_NAME
+        state.wall_time_s = time.perf_counter() - self.t_start
+        try:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            write_checkpoint(dict(run_id=self.run_id, data=self.fingerprint, config=self._config_without_data(),
+                                  state=state.state_dict()), path)
+        except OSError as exc:
+            what = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            return (f"checkpoint at step {state.step} not written ({what}: {path}); the previous checkpoint is "
+                    "kept: fix the disk and run again (study run --retry-failed resumes from it)")
+        return None
+
+    def finish(self, state: TrainState, status: str, error: str | None) -> RunResult:
+        wall = time.perf_counter() - self.t_start
+        B_tok = self.config.batch_tokens
+        final = {e["eval_set"]: e for e in state.evals if e["step"] == state.step}
+        done = status == "done"
+        best = self.best(state.evals)
+        summary = dict(
+            self.info,
+            final_test_loss=final["test"]["loss"] if done and "test" in final else None,
+            final_train_loss=state.points[-1]["train_loss"] if state.points else None,
+            final_metrics=dict(
+                eval_losses={k: e["loss"] for k, e in final.items()},
+                eval_ses={k: e.get("se") for k, e in final.items()},
+                final_test_loss_se=final["test"].get("se") if done and "test" in final else None,
+                **best,
+                eval_set_info={s: self.eval_set(s)[1].describe() for s in {e["eval_set"] for e in state.evals}},
+                per_position_test_loss=self.per_position if done and "test" in final else None,
+                initial_loss=state.initial_loss, steps_done=state.step,
+                b_simple=state.gns.b_simple if state.gns else None,
+            ),
+            epochs=self.sampler.epochs(state.step * B_tok),
+            wall_time_s=wall, tokens_per_s=state.step * B_tok / max(wall, 1e-9), device=str(self.device),
+            error=error,
+        )
+        if self.store is not None and self.is_main:
+            self.store.finish_run(self.run_id, status, summary, points=state.points, evals=state.evals,
+                                  replace_curve=True)
+        if status != "failed" and self.is_main:
+            for path in self._paths():  # the store now holds everything; a finished run needs no checkpoint
+                path.unlink(missing_ok=True)
+        return RunResult(self.run_id, status, summary, state.points, state.evals)
+
+    @staticmethod
+    def best(evals: list[dict]) -> dict:
+        """The best step of the curve, chosen on validation (argmin of the validation loss over the
+        evaluations), and the test loss reported at it. None where there is no validation curve."""
+        val = {e["step"]: e["loss"] for e in evals if e["eval_set"] == "validation" and math.isfinite(e["loss"])}
+        test = {e["step"]: e for e in evals if e["eval_set"] == "test"}
+        if not val:
+            return dict(best_step=None, val_loss_at_best=None, test_loss_at_best=None, test_loss_se_at_best=None)
+        step = min(val, key=lambda s: (val[s], s))
+        t = test.get(step, {})
+        return dict(best_step=step, val_loss_at_best=val[step], test_loss_at_best=t.get("loss"),
+                    test_loss_se_at_best=t.get("se"))
 
     # ------------------------------------------------------------------------------------------ the run
     def run(self) -> RunResult:
@@ -182,165 +511,62 @@ class Trainer:
         keep_freed_memory()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
-        if self.dist and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
-        torch.manual_seed(cfg.seed)
-        model = Transformer(self.shape).to(self.device)
-        peak = cfg.peak_lr(self.n)
-        optimizer = make_optimizer(model, cfg, peak)
-        S, warmup = cfg.steps, cfg.warmup
-        evals_at = set(eval_steps(S, cfg.n_evals))
-        gns = NoiseScaleEstimator() if cfg.noise_scale else None
+        state = self.new_state()
+        self.per_position = None
+        stop = self.restore(state)
+        self.t_start = time.perf_counter() - state.wall_time_s
+        self.register(state)
+        if stop is not None:
+            return self.finish(state, "failed", stop)
 
-        step, points, evals, wall_prior = 0, [], [], 0.0
-        initial_loss, loss_sum, loss_count, per_pos = None, 0.0, 0, None
-        ckpt_path = self.checkpoint_dir / CHECKPOINT_NAME if self.checkpoint_dir else None
-        if ckpt_path is not None and ckpt_path.exists():
-            state = torch.load(ckpt_path, map_location=self.device, weights_only=False)
-            if state.get("run_id") == self.run_id:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                step, points, evals = state["step"], state["points"], state["evals"]
-                wall_prior, initial_loss = state["wall_time_s"], state["initial_loss"]
-                loss_sum, loss_count = state["loss_sum"], state["loss_count"]
-                torch.set_rng_state(state["rng_cpu"])
-                if gns is not None and state.get("gns"):
-                    gns.load_state_dict(state["gns"])
-        if self.store is not None and self.is_main:
-            self.store.add_run(self.run_id, cfg.to_dict(), name=cfg.name, study=self.study, info=self.info)
-            self.store.mark_running(self.run_id, device=str(self.device))
-            self.store.truncate_curve(self.run_id, -1)
-            self.store.add_curve(self.run_id, points, evals)
-
-        train_model = model
-        if cfg.compile:
-            train_model = torch.compile(model)
+        train_model = torch.compile(state.model) if cfg.compile else state.model
         if self.dist:
             train_model = torch.nn.parallel.DistributedDataParallel(train_model)
-        params = [p for p in model.parameters()]
+        self._params = list(state.model.parameters())
+        S = cfg.steps
+        evals_at = set(eval_steps(S, cfg.n_evals))
+        peak = cfg.peak_lr(self.n)
+        # the first step whose loss is not finite, tracked on the device (no host sync per step)
+        self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
+        last_ckpt, fault = time.perf_counter(), None
+        status, error = "done", None
 
-        loss_acc = torch.full((), loss_sum, dtype=torch.float64, device=self.device)
-        flop_per_token_exact = 3.0 * accounting.forward_flop_per_token_exact(self.shape)
-        t_start = time.perf_counter() - wall_prior
-        last_ckpt = time.perf_counter()
-        flushed_points, flushed_evals = len(points), len(evals)
-        status = "done"
-        B_tok = cfg.batch_tokens
-
-        def record_point(step_done: int, train_loss: float | None, lr: float) -> dict:
-            tokens = step_done * B_tok
-            p = dict(
-                step=step_done, tokens=tokens, flop=6.0 * self.n * tokens, flop_exact=flop_per_token_exact * tokens,
-                lr=lr, train_loss=train_loss, wall_time_s=time.perf_counter() - t_start,
-                b_simple=gns.b_simple if gns else None, gns_g2=gns.g2 if gns else None,
-                gns_trace=gns.trace if gns else None,
-            )
-            if points and points[-1]["step"] == step_done:
-                points[-1] = {**points[-1], **{k: v for k, v in p.items() if v is not None}}
-            else:
-                points.append(p)
-            return p
-
-        while step < S:
-            lr = lr_at(step, peak, warmup, S, cfg.min_lr_frac)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            batch = torch.from_numpy(self.sampler.batch(step))
-            mine = batch[self.rank * self.micro * self.n_micro_local : (self.rank + 1) * self.micro * self.n_micro_local]
-            step_loss = torch.zeros((), device=self.device)
-            sq_small = None
-            for m in range(self.n_micro_local):
-                mb = mine[m * self.micro : (m + 1) * self.micro].to(self.device, non_blocking=True)
-                sync = (m == self.n_micro_local - 1) or not self.dist
-                ctx = train_model.no_sync() if (self.dist and not sync) else contextlib.nullcontext()
-                with ctx, self.autocast():
-                    loss = model_loss(train_model, mb)
-                    (loss / self.n_micro_local).backward()
-                step_loss += loss.detach()
-                if gns is not None and m == 0 and self.n_micro_local > 1:
-                    # mean gradient over the first micro-batch: .grad holds it divided by n_micro
-                    sq_small = _sq_norm([p.grad for p in params if p.grad is not None]) * self.n_micro_local**2
-            if gns is not None and sq_small is not None:
-                sq_big = _sq_norm([p.grad for p in params if p.grad is not None])
-                gns.update(sq_small, self.micro * cfg.n_ctx, sq_big, self.micro * self.n_micro_local * cfg.n_ctx)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-
-            # summed on the device (no host sync per step); averaged over ranks only when logged, so every
-            # rank sees the same loss and takes the same divergence decision
-            loss_acc += step_loss.double() / self.n_micro_local
-            loss_count += 1
-            diverged = False
+        while state.step < S:
+            lr = lr_at(state.step, peak, cfg.warmup, S, cfg.min_lr_frac)
+            step_loss = self.train_step(state, train_model, lr)
+            state.loss_sum += step_loss.double()
+            state.loss_count += 1
+            bad = ~torch.isfinite(step_loss) & (self._first_nonfinite < 0)
+            self._first_nonfinite = torch.where(bad, state.step, self._first_nonfinite)
+            step = state.step
+            # every rank logs at the same steps (the log is a collective under DDP); a fault seen by rank 0 (one
+            # process stops at once) stops all ranks at the next log
             if step % cfg.train_log_every == 0 or step in evals_at or step == S:
-                if self.dist:
-                    torch.distributed.all_reduce(loss_acc)
-                    loss_acc /= self.world
-                mean_loss = float(loss_acc) / loss_count
-                loss_acc.zero_()
-                loss_count = 0
-                if initial_loss is None:
-                    initial_loss = mean_loss
-                record_point(step, mean_loss, lr)
-                limit = max(initial_loss, math.log(self.data.vocab_size)) + 1.5
-                diverged = not math.isfinite(mean_loss) or (step > warmup and mean_loss > limit)
-            if step in evals_at and not diverged:
-                sets = self.eval_sets if step == S else [s for s in self.eval_sets if s == "test"] or self.eval_sets[:1]
-                for s in sets:
-                    if step == S and s == "test":
-                        loss_e, per_pos = self.evaluate(model, s, per_position=True)
-                    else:
-                        loss_e = self.evaluate(model, s)
-                    evals.append(dict(step=step, eval_set=s, loss=loss_e))
-                    diverged |= not math.isfinite(loss_e)
-                if self.store is not None and self.is_main:
-                    self.store.add_curve(self.run_id, points[flushed_points:], evals[flushed_evals:])
-                    flushed_points, flushed_evals = len(points), len(evals)
+                error, any_fault = self.log_point(state, lr, fault is not None)
+                if any_fault and error is None:
+                    status, error = "failed", fault or "stopped: another rank hit a fault"
+                    break
+                if error is None and step in evals_at:
+                    error = self.evaluate_step(state, final=step == S)
+                    self.flush(state)
+                if error is not None:
+                    status = "diverged"
+                    break
             if self.on_progress and self.is_main:
-                self.on_progress(dict(step=step, steps=S, loss=points[-1]["train_loss"] if points else None,
-                                      tokens_per_s=step * B_tok / max(1e-9, time.perf_counter() - t_start),
-                                      run_id=self.run_id))
-            if diverged:
-                status = "diverged"
-                break
-            if ckpt_path is not None and self.is_main and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s \
-                    and step < S:
-                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                _atomic_save(dict(
-                    run_id=self.run_id, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    points=points, evals=evals, wall_time_s=time.perf_counter() - t_start,
-                    initial_loss=initial_loss, loss_sum=float(loss_acc), loss_count=loss_count,
-                    rng_cpu=torch.get_rng_state(),
-                    gns=gns.state_dict() if gns else None,
-                ), ckpt_path)  # fmt: skip
+                elapsed = max(1e-9, time.perf_counter() - self.t_start)
+                self.on_progress(dict(step=step, steps=S, loss=state.points[-1]["train_loss"] if state.points else None,
+                                      tokens_per_s=step * cfg.batch_tokens / elapsed, run_id=self.run_id))
+            if self.checkpoint_dir is not None and self.is_main and fault is None and step < S \
+                    and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
+                if int(self._first_nonfinite) >= 0:
+                    continue  # never checkpoint a run that has gone non-finite: the next log stops it
+                fault = self.checkpoint(state)
                 last_ckpt = time.perf_counter()
-                if self.store is not None:
-                    self.store.add_curve(self.run_id, points[flushed_points:], evals[flushed_evals:])
-                    flushed_points, flushed_evals = len(points), len(evals)
-
-        wall = time.perf_counter() - t_start
-        final = {e["eval_set"]: e["loss"] for e in evals if e["step"] == step}
-        summary = dict(
-            self.info,
-            final_test_loss=final.get("test", float("nan")) if status == "done" else None,
-            final_train_loss=points[-1]["train_loss"] if points else None,
-            final_metrics=dict(
-                eval_losses=final,
-                per_position_test_loss=per_pos if status == "done" and "test" in final else None,
-                initial_loss=initial_loss, steps_done=step, b_simple=gns.b_simple if gns else None,
-            ),
-            epochs=self.sampler.epochs(step * B_tok),
-            wall_time_s=wall, tokens_per_s=step * B_tok / max(wall, 1e-9), device=str(self.device),
-            error=None if status == "done" else f"diverged at step {step} (loss {points[-1]['train_loss']:.3g})",
-        )
-        if self.store is not None and self.is_main:
-            self.store.finish_run(self.run_id, status, summary, points=points, evals=evals, replace_curve=True)
-        if ckpt_path is not None and self.is_main and ckpt_path.exists():
-            ckpt_path.unlink()  # the store now holds everything; a finished run needs no checkpoint
-        return RunResult(self.run_id, status, summary, points, evals)
+                if fault is not None and not self.dist:
+                    status, error = "failed", fault
+                    break
+                self.flush(state)
+        return self.finish(state, status, error)
 
 
 def model_loss(model, batch: torch.Tensor) -> torch.Tensor:

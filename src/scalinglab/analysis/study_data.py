@@ -71,7 +71,7 @@ class StudyData:
         done["d_ff_ratio"] = done["d_ff"] / done["d_model"]
         done["loss"] = done["final_test_loss"].astype(float)
         metrics = [_config(m) for m in done.get("final_metrics", pd.Series([{}] * len(done)))]
-        transfer = sorted({k for m in metrics for k in (m.get("eval_losses") or {}) if k != "test"})
+        transfer = sorted({k for m in metrics for k in (m.get("eval_losses") or {}) if k not in ("test", "validation")})
         for s in transfer:
             done[f"loss_{s}"] = [(m.get("eval_losses") or {}).get(s, np.nan) for m in metrics]
 

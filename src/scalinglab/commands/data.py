@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     prep.add_argument("--max-bytes", type=int, default=None, help="cap on the text used per corpus")
     prep.add_argument("--text-field", default="text", help="JSONL field / Parquet column holding the text")
     prep.add_argument("--test-fraction", type=float, default=0.02, help="share of documents held out as test")
+    prep.add_argument("--validation-fraction", type=float, default=0.02,
+                      help="share of documents held out as validation (early stopping), disjoint from test")
     prep.add_argument("--seed", type=int, default=0, help="seed of the document shuffle")
     prep.add_argument("--cache-dir", default=None,
                       help="download/tokenizer cache (default $SCALINGLAB_CACHE or $XDG_CACHE_HOME/scalinglab)")
@@ -33,6 +35,11 @@ def register(subparsers) -> None:
 
     info = sub.add_parser("info", help="show the splits, transfer sets, token counts and sources of a dataset")
     info.add_argument("dir", help="a prepared dataset directory")
+    info.add_argument("--json", action="store_true", help="print the dataset's description as JSON")
+    info.add_argument("--n-ctx", type=int, default=None,
+                      help="context of the evaluation windows described (default: the run default)")
+    info.add_argument("--eval-tokens", type=int, default=None,
+                      help="tokens per evaluation set described (default: the run default)")
     info.set_defaults(func=_info)
 
     ls = sub.add_parser("corpora", help="list the named corpora and where they come from")
@@ -45,33 +52,62 @@ def _prepare(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = prepare_dataset(args.corpus, args.out, tokenizer=args.tokenizer, transfer=args.transfer,
                           max_bytes=args.max_bytes, cache_dir=args.cache_dir, seed=args.seed,
-                          progress=not args.quiet, test_fraction=args.test_fraction, text_field=args.text_field)
-    _info(argparse.Namespace(dir=out))
+                          progress=not args.quiet, test_fraction=args.test_fraction, text_field=args.text_field,
+                          validation_fraction=args.validation_fraction)
+    _info(argparse.Namespace(dir=out, json=False, n_ctx=None, eval_tokens=None))
     print(f"prepared {out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
+def describe_eval_sets(ds, n_ctx: int, eval_tokens: int) -> dict:
+    """{set: {n_docs, n_docs_evaluated, eval_tokens, n_windows}} for validation, test and the transfer sets."""
+    sets = (["validation"] if ds.has_validation else []) + ds.eval_sets
+    return {s: ds.eval_set(s, n_ctx, eval_tokens).describe() for s in sets}
+
+
 def _info(args: argparse.Namespace) -> int:
+    import json
+
     from rich.console import Console
     from rich.table import Table
 
+    from scalinglab.config import RunConfig
     from scalinglab.data.shards import TokenDataset
+    from scalinglab.errors import ConfigError
 
     ds = TokenDataset(args.dir)
     meta = ds.meta
+    defaults = RunConfig.__dataclass_fields__
+    n_ctx = args.n_ctx or defaults["n_ctx"].default
+    eval_tokens = args.eval_tokens or defaults["eval_tokens"].default
+    if n_ctx < 1 or eval_tokens < 1:
+        raise ConfigError("--n-ctx and --eval-tokens must be positive")
+    evals = describe_eval_sets(ds, n_ctx, eval_tokens)
+    if getattr(args, "json", False):
+        out = {"path": str(ds.path), "corpus": meta.get("corpus"), "tokenizer": meta["tokenizer"].get("spec"),
+               "vocab_size": ds.vocab_size, "splits": meta["splits"], "transfer": meta.get("transfer", {}),
+               "n_bytes": meta.get("n_bytes", {}), "split": meta.get("split"),
+               "eval_sets": {"n_ctx": n_ctx, **evals}}
+        print(json.dumps(out, indent=2))
+        return 0
     nbytes = meta.get("n_bytes", {})
     tok = meta["tokenizer"]
     console = Console()
     table = Table(title=f"{ds.path}  (corpus {meta.get('corpus', '?')}, tokenizer {tok.get('spec')}, "
                         f"vocab {ds.vocab_size:,}, {meta['dtype']})")
-    for col in ("set", "kind", "documents", "tokens", "bytes/token", "file"):
-        table.add_column(col, justify="right" if col in ("documents", "tokens", "bytes/token") else "left")
+    num = ("documents", "tokens", "bytes/token", "docs evaluated", "eval tokens")
+    for col in ("set", "kind", "documents", "tokens", "bytes/token", "docs evaluated", "eval tokens", "file"):
+        table.add_column(col, justify="right" if col in num else "left")
     rows = [(k, "split", v) for k, v in meta["splits"].items()] + [(k, "transfer", v) for k, v in
                                                                     meta.get("transfer", {}).items()]
     for name, kind, e in rows:
         bpt = f"{nbytes[name] / e['n_tokens']:.2f}" if name in nbytes and e["n_tokens"] else "-"
-        table.add_row(name, kind, f"{e.get('n_docs', 0):,}", f"{e['n_tokens']:,}", bpt, e["file"])
+        ev = evals.get(name)
+        table.add_row(name, kind, f"{e.get('n_docs', 0):,}", f"{e['n_tokens']:,}", bpt,
+                      f"{ev['n_docs_evaluated']:,} of {ev['n_docs']:,}" if ev else "-",
+                      f"{ev['eval_tokens']:,}" if ev else "-", e["file"])
     console.print(table)
+    console.print(f"evaluation windows of {n_ctx} tokens, at most {eval_tokens:,} tokens per set")
     src = Table(title="sources")
     for col in ("corpus", "role", "registry", "package", "version", "licence", "sha256"):
         src.add_column(col)

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from scalinglab.commands._common import add_store_arg, console, fmt_num, out
-from scalinglab.errors import ConfigError, DivergedError
+from scalinglab.errors import ConfigError, DivergedError, RunFailedError
 
 _SKIP = {"extra", "eval_sets"}
 
@@ -90,9 +90,12 @@ def run(args) -> int:
     s = result.summary
     if result.status == "diverged":
         raise DivergedError(f"run {result.run_id} {s['error']}; recorded as diverged in {args.store}")
+    if result.status == "failed":
+        raise RunFailedError(f"run {result.run_id} stopped: {s['error']}; recorded as failed in {args.store}")
     out.print(
         f"run {result.run_id}: N={s['N']:,} D={s['D']:,} C={s['C']:.3g} FLOP  "
-        f"test loss {s['final_test_loss']:.4f} nats/token  {s['tokens_per_s']:,.0f} tok/s  "
+        f"test loss {s['final_test_loss']:.4f} ± {s['final_metrics']['final_test_loss_se'] or float('nan'):.4f} "
+        f"nats/token  {s['tokens_per_s']:,.0f} tok/s  "
         f"({s['wall_time_s']:.1f} s) -> {args.store}"
     )
     return 0

@@ -1,13 +1,15 @@
 """Data: corpora (acquire, clean, cache), tokenizers, token shards and samplers.
 
     prepare_dataset(corpus, out_dir, ...)   corpus name or user path -> a prepared dataset directory
-    TokenDataset(path)                       open one: splits, transfer sets, subsets, evaluation windows
+    TokenDataset(path)                       open one: splits (train, validation, test), transfer sets, subsets,
+                                             evaluation sets (`eval_set`: windows over every document, with a
+                                             document-clustered standard error)
     WindowSampler(tokens, n_ctx, B, seed)    random training windows, epoch counting
 """
 
-from scalinglab.data.shards import TokenDataset, WindowSampler, write_dataset
+from scalinglab.data.shards import EvalSet, TokenDataset, WindowSampler, write_dataset
 
-__all__ = ["TokenDataset", "WindowSampler", "write_dataset", "prepare_dataset"]
+__all__ = ["EvalSet", "TokenDataset", "WindowSampler", "write_dataset", "prepare_dataset"]
 
 
 def __getattr__(name):

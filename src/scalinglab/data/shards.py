@@ -6,22 +6,27 @@ A prepared dataset is a directory:
                        transfer {name: {...}}, sources [...]
     train.bin          the training split: one document-shuffled token stream (documents joined by the EOT
                        token). A data subset of D tokens is the first D tokens of it, so subsets nest.
-    test.bin           held-out documents of the training distribution
+    test.bin           held-out documents of the training distribution (reported losses)
+    validation.bin     other held-out documents, disjoint from test (early stopping, "best over the curve")
     transfer-<name>.bin  other distributions, never trained on (Kaplan section 3.2.2)
     tokenizer.json     the tokenizer, when it is a trained one
 
 Files are raw little-endian uint16 (uint32 when the vocabulary needs it), read through numpy memmaps.
+Documents in a split are found by their end-of-text tokens (or, where a dataset has no such token, by an
+optional `<split>.docs.bin` of int64 document start offsets): evaluation windows are spread over them.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import math
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +54,11 @@ def write_dataset(
     sources: list[dict] | None = None,
     tokenizer_json: str | None = None,
     extra_meta: dict | None = None,
+    validation: np.ndarray | None = None,
+    doc_starts: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write a dataset directory atomically: it appears complete or not at all."""
+    """Write a dataset directory atomically: it appears complete or not at all. `doc_starts` gives, for splits
+    whose documents are not delimited by an end-of-text token, the offset where each document starts."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(vocab_size)
@@ -60,6 +68,7 @@ def write_dataset(
         n_docs = n_docs or {}
         for name, arr, table, fname in (
             [("train", train, splits, "train.bin"), ("test", test, splits, "test.bin")]
+            + ([("validation", validation, splits, "validation.bin")] if validation is not None else [])
             + [(k, v, transfers, f"transfer-{k}.bin") for k, v in (transfer or {}).items()]
         ):
             arr = np.asarray(arr)
@@ -68,6 +77,12 @@ def write_dataset(
             with open(tmp / fname, "wb") as f:  # not ndarray.tofile: its short write loses the errno (disk full)
                 f.write(np.ascontiguousarray(arr, dtype=dtype).data)
             table[name] = {"file": fname, "n_tokens": int(arr.size), "n_docs": int(n_docs.get(name, 0))}
+            if doc_starts and name in doc_starts:
+                starts = np.asarray(doc_starts[name], dtype=np.int64)
+                if starts.size == 0 or starts[0] != 0 or np.any(np.diff(starts) <= 0) or starts[-1] >= arr.size:
+                    raise DataError(f"split {name!r}: document starts must begin at 0 and increase within the split")
+                starts.astype("<i8").tofile(tmp / f"{name}.docs.bin")
+                table[name].update(docs_file=f"{name}.docs.bin", n_docs=int(starts.size))
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -112,12 +127,17 @@ class TokenDataset:
             raise DataError(f"{meta_file}: dataset format version {self.meta.get('version')}, expected {VERSION}")
         self.vocab_size = int(self.meta["vocab_size"])
         self.dtype = np.dtype(self.meta["dtype"])
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict = {}  # split -> memmap, ('eval', split, n_ctx, max_tokens) -> EvalSet
 
     @property
     def eval_sets(self) -> list[str]:
-        """'test' first, then the transfer sets."""
+        """'test' first, then the transfer sets. (The validation split, where there is one, is evaluated
+        beside the test split by the trainer: see `has_validation`.)"""
         return ["test", *self.meta.get("transfer", {}).keys()]
+
+    @property
+    def has_validation(self) -> bool:
+        return "validation" in self.meta["splits"]
 
     def n_tokens(self, split: str) -> int:
         return int(self._entry(split)["n_tokens"])
@@ -151,15 +171,138 @@ class TokenDataset:
             )
         return train[: int(d_unique)]
 
-    def eval_windows(self, split: str, n_ctx: int, max_tokens: int) -> np.ndarray:
-        """A fixed evaluation set: consecutive non-overlapping windows of n_ctx+1 tokens from the start of the
-        split, at most `max_tokens` predicted tokens. Returns int64 [n_windows, n_ctx + 1]."""
+    def doc_starts(self, split: str) -> np.ndarray:
+        """int64 offsets where each document of `split` starts: after each end-of-text token (a trained
+        tokenizer ends every document with one), from `<split>.docs.bin` where the dataset wrote one, else the
+        whole split as one document."""
+        entry = self._entry(split)
+        if entry.get("docs_file"):
+            f = self.path / entry["docs_file"]
+            try:
+                return np.fromfile(f, dtype="<i8").astype(np.int64)
+            except OSError:
+                raise DataError(f"{f}: missing; prepare the data again") from None
         toks = self.tokens(split)
-        n_win = min(max(1, max_tokens // n_ctx), (toks.size - 1) // n_ctx)
-        if n_win < 1:
-            raise DataError(f"split {split!r} has {toks.size} tokens, fewer than one window of {n_ctx + 1}")
-        idx = np.arange(n_win)[:, None] * n_ctx + np.arange(n_ctx + 1)[None, :]
-        return np.asarray(toks[idx], dtype=np.int64)
+        eot = self.meta.get("tokenizer", {}).get("eot_id")
+        if eot is None or toks.size == 0:
+            return np.zeros(1, dtype=np.int64)
+        ends = np.flatnonzero(np.asarray(toks) == eot) + 1
+        starts = np.concatenate([[0], ends[ends < toks.size]])
+        return starts.astype(np.int64)
+
+    def eval_set(self, split: str, n_ctx: int, max_tokens: int) -> "EvalSet":
+        """The fixed evaluation set of `split` for context n_ctx: see `EvalSet`. Cached per (split, n_ctx,
+        max_tokens); the same for every load of the same dataset."""
+        key = ("eval", split, n_ctx, max_tokens)
+        if key not in self._cache:
+            self._cache[key] = make_eval_set(self.tokens(split), self.doc_starts(split), n_ctx, max_tokens, split)
+        return self._cache[key]
+
+    def eval_windows(self, split: str, n_ctx: int, max_tokens: int) -> np.ndarray:
+        """The windows of `eval_set(split, n_ctx, max_tokens)`: int64 [n_windows, n_ctx + 1]."""
+        return self.eval_set(split, n_ctx, max_tokens).windows
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A fixed evaluation set: windows of n_ctx+1 tokens spread over every document of a split.
+
+    `windows` int64 [W, n_ctx + 1]; `doc` [W] the document each window starts in; `weight` [W] the tokens of
+    its document each window stands for (document length / windows in it), so that the weighted mean of the
+    window losses estimates the split's token-weighted mean loss whatever the allocation rounding did; `start`
+    [W] where each window starts in the split's token stream."""
+
+    windows: np.ndarray
+    start: np.ndarray
+    doc: np.ndarray
+    weight: np.ndarray
+    n_docs: int
+
+    @property
+    def n_docs_evaluated(self) -> int:
+        return int(np.unique(self.doc).size)
+
+    @property
+    def eval_tokens(self) -> int:
+        """Tokens predicted (n_ctx per window)."""
+        return int(self.windows.shape[0] * (self.windows.shape[1] - 1))
+
+    def describe(self) -> dict:
+        return {"n_docs": self.n_docs, "n_docs_evaluated": self.n_docs_evaluated, "eval_tokens": self.eval_tokens,
+                "n_windows": int(self.windows.shape[0])}
+
+    def mean_and_se(self, window_loss: np.ndarray) -> tuple[float, float]:
+        """The weighted mean of per-window losses and its document-clustered standard error.
+
+        Windows of one document are correlated (same topic, style, overlapping vocabulary), so treating them as
+        independent would understate the uncertainty. The SE is the cluster-robust (CR1, linearisation) SE of a
+        weighted mean with documents as clusters: with weights v_j, mean m = sum v_j x_j / sum v_j and per-document
+        totals t_g = sum_{j in g} v_j (x_j - m), SE^2 = G / (G - 1) * sum_g t_g^2 / (sum v_j)^2. It measures how
+        the loss would vary over another draw of documents from the same distribution. NaN with one document."""
+        x = np.asarray(window_loss, dtype=np.float64)
+        v = self.weight
+        mean = float(np.sum(v * x) / np.sum(v))
+        _, g = np.unique(self.doc, return_inverse=True)
+        n_groups = int(g.max()) + 1 if g.size else 0
+        if n_groups < 2:
+            return mean, float("nan")
+        totals = np.bincount(g, weights=v * (x - mean), minlength=n_groups)
+        var = n_groups / (n_groups - 1) * float(np.sum(totals**2)) / float(np.sum(v)) ** 2
+        return mean, math.sqrt(var)
+
+
+def make_eval_set(tokens: np.ndarray, starts: np.ndarray, n_ctx: int, max_tokens: int, split: str) -> EvalSet:
+    """Spread max_tokens // n_ctx windows over the documents of a token stream.
+
+    With at least as many windows as documents, every document gets one window and the rest are shared out in
+    proportion to document length (largest remainders), at most as many as fit side by side in the document;
+    inside a document the windows are evenly spaced from a seeded offset. With fewer windows than documents,
+    documents are drawn with probability proportional to length (systematic sampling), one window each. A
+    document shorter than a window gets one window that starts at its start and runs on into the next. The seed
+    is a fixed function of the split's name, so every run of a dataset sees the same windows."""
+    toks = np.asarray(tokens)
+    T = int(toks.size)
+    if T < n_ctx + 1:
+        raise DataError(f"split {split!r} has {T} tokens, fewer than one window of {n_ctx + 1}")
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.append(starts[1:], T)
+    length = (ends - starts).astype(np.float64)
+    G = int(starts.size)
+    rng = np.random.default_rng([20200123, zlib.crc32(split.encode())])
+    capacity = np.maximum(1, (ends - starts) // n_ctx)
+    W = int(min(max(1, max_tokens // n_ctx), capacity.sum()))
+    if W >= G:
+        k = np.ones(G, dtype=np.int64)
+        left = W - G
+        while left > 0:  # share the rest by length, never more windows than fit in a document
+            room = capacity - k
+            open_ = room > 0
+            if not open_.any():
+                break
+            target = left * length * open_ / length[open_].sum()
+            add = np.minimum(np.floor(target).astype(np.int64), room)
+            if add.sum() == 0:
+                order = np.argsort(-(target - add), kind="stable")
+                add = np.zeros(G, dtype=np.int64)
+                add[[i for i in order if room[i] > 0][:left]] = 1
+            k += add
+            left -= int(add.sum())
+    else:
+        cum = np.concatenate([[0.0], np.cumsum(length)])
+        picks = (np.arange(W) + rng.random()) * cum[-1] / W
+        k = np.bincount(np.searchsorted(cum, picks, side="right") - 1, minlength=G).astype(np.int64)
+    doc = np.repeat(np.arange(G), k)
+    weight = np.repeat(length / np.maximum(k, 1), k)
+    win_start = np.empty(doc.size, dtype=np.int64)
+    pos = 0
+    for i in np.flatnonzero(k):
+        span = max(1, int(ends[i] - starts[i]) - n_ctx)  # window starts that stay inside the document
+        j = np.arange(k[i])
+        win_start[pos : pos + k[i]] = starts[i] + np.floor((j + rng.random()) * span / k[i]).astype(np.int64)
+        pos += k[i]
+    win_start = np.minimum(win_start, T - n_ctx - 1)
+    idx = win_start[:, None] + np.arange(n_ctx + 1)[None, :]
+    return EvalSet(np.asarray(toks[idx], dtype=np.int64), win_start, doc, weight, G)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def run_flop(config: RunConfig, vocab_size: int) -> float:
     train = accounting.training_flop_exact(shape, config.steps * config.batch_tokens)
     n_sets = len(config.eval_sets) if config.eval_sets is not None else 2
     evals = (config.n_evals + 1) * config.eval_tokens * accounting.forward_flop_per_token_exact(shape)
-    return train + evals * (1 + 0.1 * (n_sets - 1))
+    return train + evals * (2 + 0.1 * (n_sets - 1))  # validation and test at every eval step, transfer at the end
 
 
 # The probe never trains for long: it times a model only when its steps fit in this many seconds (a model too large

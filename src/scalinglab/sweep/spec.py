@@ -46,7 +46,8 @@ from scalinglab.config import RunConfig, field_value, load_toml
 from scalinglab.errors import ConfigError, DataError, ScalingLabError
 
 STUDY_KEYS = {"name", "data", "store", "description"}
-DATA_KEYS = {"corpus", "tokenizer", "max_bytes", "transfer", "seed"}
+DATA_KEYS = {"corpus", "tokenizer", "max_bytes", "transfer", "seed", "test_fraction", "validation_fraction",
+             "chunk_chars"}
 TOP_KEYS = {"study", "data", "base", "axes"}
 SHAPE_AXES = {"model", "n_params", "aspect_ratio", "d_ff_ratio"}
 GROUP_SETTINGS = {"mode", "depth"}
@@ -195,7 +196,7 @@ def prepare_study_data(study: Study, progress: bool = False) -> Path:
     from scalinglab.data import prepare_dataset
 
     r = dict(study.data_recipe or {})
-    kwargs = {k: r[k] for k in ("tokenizer", "max_bytes", "transfer", "seed") if k in r}
+    kwargs = {k: r[k] for k in DATA_KEYS - {"corpus"} if k in r}
     try:
         return prepare_dataset(r["corpus"], study.data_dir, progress=progress, **kwargs)
     except TypeError as exc:  # a wrongly typed [data] value
