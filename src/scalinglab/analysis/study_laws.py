@@ -208,9 +208,16 @@ def converged_sizes(sd: StudyData) -> tuple[int, int]:
     return int(np.sum(done)), len(byn)
 
 
-def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = None) -> dict[str, LawFit]:
+LAW_KEYS = ("L(N)", "L(D)", "L(N,D)", "B_crit(L)", "L(N,S)", "L(C_min)", "N_opt(C)", "L(C_min) exact",
+            "N_opt(C) exact")
+
+
+def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = None,
+              only=None) -> dict[str, LawFit]:
     """Every law the study's runs allow, by name. With `cache` (a JSON file), a law whose points have not
-    changed since it was last fitted is read back instead of refitted, and new fits are written to it."""
+    changed since it was last fitted is read back instead of refitted, and new fits are written to it. `only`
+    (law keys, LAW_KEYS) fits just those (and B_crit(L), which corrects the others, when a batch sweep exists)."""
+    want = set(LAW_KEYS if only is None else only)
     from scalinglab.laws.fit import FittedLaw
 
     out: dict[str, LawFit] = {}
@@ -223,6 +230,8 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     fresh: dict = {}
 
     def attempt(key, title, df, form, need, what, **kw):
+        if key not in want:
+            return
         if len(df) < need:
             out[key] = LawFit(key, title, note=f"not fitted: {len(df)} {what}, need at least {need}", data=df)
             return
@@ -249,7 +258,7 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     byn = sd.main_by_n()
     df = pd.DataFrame({"N": byn.get("N", []), "loss": byn.get("loss_best", []), "group": byn.get("run_id", [])})
     attempt("L(N)", "L(N): loss against non-embedding parameters", df, "kaplan_n", 3, "model sizes")
-    if out["L(N)"].law is not None:
+    if "L(N)" in out and out["L(N)"].law is not None:
         k, n = converged_sizes(sd)
         out["L(N)"].add_note(f"each size's test loss {stop}; {k} of {n} sizes reached their minimum before the "
                              "end of training (the others were still improving: their L(N) is an upper bound)")
@@ -263,7 +272,7 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     else:
         df = pd.DataFrame(columns=["D", "loss", "group"])
     attempt("L(D)", "L(D): early-stopped loss against data-subset size", df, "kaplan_d", 3, "data subsets")
-    if out["L(D)"].law is not None:
+    if "L(D)" in out and out["L(D)"].law is not None:
         out["L(D)"].add_note(f"the largest model of the subset runs, test loss {stop}")
 
     # L(N, D): data-subset runs at D = D_unique, with the size sweep at D = the tokens it saw (no repetition)
@@ -280,7 +289,8 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     # B_crit(L): measured directly from a batch-size sweep where the study has one (Kaplan section 5), with the
     # noise scale read at the same losses beside it; else from the gradient noise scale alone
     noise = noise_scale_points(sd)
-    sweep = batch_sweep_bcrit(sd, n_resamples)
+    sweep = batch_sweep_bcrit(sd, n_resamples) if want & {"B_crit(L)", "L(N,S)", "L(C_min)", "L(C_min) exact",
+                                                         "N_opt(C)", "N_opt(C) exact"} else None
     if sweep is not None:
         data = sweep.table.rename(columns={"target": "L"})
         lrs = sweep.lr_note if getattr(sweep, "lr_note", "") else ""
@@ -295,7 +305,8 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     else:
         attempt("B_crit(L)", "B_crit(L): critical batch against loss", noise, "bcrit", 4, "noise-scale points",
                 loss="B_crit", l="L")
-        out["B_crit(L)"].add_note("from the gradient noise scale (no batch-size sweep in this study)")
+        if "B_crit(L)" in out:
+            out["B_crit(L)"].add_note("from the gradient noise scale (no batch-size sweep in this study)")
     # Kaplan section 5: with a measured B_crit(L), steps and compute are corrected to what each run would have
     # needed at the critical batch, S_min = S/(1 + B_crit/B) and C_min = C/(1 + B/B_crit), before L(N, S_min)
     # and L(C_min) are fitted; the uncorrected exponents stay in the notes for comparison
@@ -312,18 +323,22 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     title = "L(N, S_min): learning curves against steps at the critical batch (eq. 1.6)" if bcrit is not None \
         else "L(N, S): learning curves against steps S (eq. 1.6 has S_min; no batch-size sweep to correct S)"
     attempt("L(N,S)", title, df, "kaplan_ns", 8, "curve points")
-    out["L(N,S)"].steps = "S_min" if bcrit is not None else "S"
-    if bcrit is not None and len(df) >= 8:
+    if "L(N,S)" in out:
+        out["L(N,S)"].steps = "S_min" if bcrit is not None else "S"
+    if "L(N,S)" in out and bcrit is not None and len(df) >= 8:
         out["L(N,S)"].add_note("S_min corrected with the sweep's B_crit(L); uncorrected alpha_S = "
                                + uncorrected(learning_curve_points(sd), "kaplan_ns", "alpha_S"))
-    ns = out["L(N,S)"].law
-    if out["L(N)"].law is not None and ns is not None and ns.converged:
+    ns = out["L(N,S)"].law if "L(N,S)" in out else None
+    if "L(N)" in out and out["L(N)"].law is not None and ns is not None and ns.converged:
         lo, hi = ns.ci.get("alpha_N", (np.nan, np.nan))
         out["L(N)"].add_note(f"the L(N, S -> inf) term of the learning-curve fit gives alpha_N = "
                              f"{ns.params['alpha_N']:.3g} [{lo:.3g}, {hi:.3g}]")
 
     # L(C_min) and N_opt(C): the compute frontier, under both conventions
     for compute in COMPUTE:
+        tag = "" if compute == "6ND" else " exact"
+        if not want & {f"L(C_min){tag}", f"N_opt(C){tag}"}:
+            continue
         lf, nf = frontier_laws(sd, compute, bcrit, n_resamples)
         out[lf.key], out[nf.key] = lf, nf
         if lf.law is not None:
@@ -335,6 +350,7 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
                     pd.DataFrame({"C": raw["C"], "loss": raw["loss"], "group": raw["run_id"]}), "kaplan_cmin",
                     "alpha_C_min"))
 
+    out = {k: v for k, v in out.items() if k in want}
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(cache) + ".tmp")
