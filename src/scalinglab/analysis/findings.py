@@ -171,8 +171,8 @@ def check_embedding(sd: StudyData, fits) -> Finding:
                 "one trend in N for models of >= 2 layers, separate trends in total parameters (Fig. 6)")
     m = sd.sizes
     m = m[(m["n_layer"] >= 2) & ~m["repeats"]]
-    if m.empty or m["n_layer"].nunique() < 2 or m["N"].nunique() < 3:
-        f.reason = "needs size-sweep runs of >= 2 layers: >= 3 sizes and >= 2 depths"
+    if m.empty or m["n_layer"].nunique() < 2 or m["N"].nunique() < 4:
+        f.reason = "needs size-sweep runs of >= 2 layers: >= 4 sizes and >= 2 depths"
         return f
     N, T, L = (m[c].to_numpy(float) for c in ("N", "n_params_total", "loss_best"))
 
@@ -186,7 +186,7 @@ def check_embedding(sd: StudyData, fits) -> Finding:
                   f"({len(m)} runs, depths {sorted(m['n_layer'].unique().tolist())})" if r else "no scatter")
     f.basis = ("the paper: the trend in N is tighter than in total parameters (Fig. 6), so the ratio of "
                "scatters is > 1; a 'yes' needs its interval above 1")
-    if r is None or not np.isfinite(lo):
+    if r is None or not np.isfinite(lo) or hi - lo <= 1e-9 * abs(r):  # a resample-invariant ratio: no interval
         f.agrees, f.reason = INCONCLUSIVE, "the runs fall on a power law in N exactly or too few runs: no interval"
     elif lo > 1:
         f.agrees, f.reason = YES, f"the interval {_ci(lo, hi)} lies above 1: the trend in N is tighter"
