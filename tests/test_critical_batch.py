@@ -21,6 +21,7 @@ def sweep_store(byte_dataset, tmp_path_factory):
                         tokens=tokens, lr=3e-3, min_lr_frac=1.0, warmup_steps=10, noise_scale=True, n_evals=25,
                         eval_tokens=4096, eval_sets=["test"], threads=1)  # fmt: skip
         assert train_run(cfg, store=store).status == "done"
+        store.add_roles(cfg.run_id(), ["batch", "sizes"], "sweep")  # also its curves for the frontier
     store.close()
     return path
 

@@ -25,6 +25,10 @@ from scalinglab.errors import StoreError
 SCHEMA_VERSION = 1
 APP = "scalinglab"
 STATUSES = ("planned", "running", "done", "failed", "diverged")
+# What a run is for, as its study spec says (one run may serve several analyses when two specs share it):
+# sizes (the size sweep: L(N), L(N, S), the compute frontier), subsets (data subsets: L(D), L(N, D)),
+# shape (shapes at fixed N), batch (batch sizes: B_crit), lr (a learning-rate sweep).
+ROLES = ("sizes", "subsets", "shape", "batch", "lr")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -55,7 +59,13 @@ CREATE TABLE IF NOT EXISTS evals (
     step INTEGER NOT NULL, eval_set TEXT NOT NULL, loss REAL NOT NULL, se REAL,
     PRIMARY KEY (run_id, step, eval_set)
 );
+CREATE TABLE IF NOT EXISTS run_roles (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    role TEXT NOT NULL, study TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, role, study)
+);
 """
+_ROLES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS run_roles"):]
 
 _RUN_COLUMNS = [
     "run_id", "name", "study", "status", "config", "n_layer", "d_model", "n_head", "d_ff", "d_attn", "n_ctx",
@@ -100,6 +110,8 @@ class RunStore:
             self._check_ours()
             if not readonly:
                 self._add_missing_columns()
+                # a store written before run roles gains their (empty) table
+                self._conn.execute(_ROLES_TABLE.strip().rstrip(";"))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc})") from None
 
@@ -228,6 +240,21 @@ class RunStore:
             if info:
                 self._update(c, run_id, info)
         return new
+
+    def add_roles(self, run_id: str, roles: Iterable[str], study: str = "") -> None:
+        """Record what a run is for (its study spec's roles); roles already recorded are kept."""
+        roles = list(roles)
+        bad = sorted(set(roles) - set(ROLES))
+        if bad:
+            raise StoreError(f"unknown run role {bad[0]!r} (known: {', '.join(ROLES)})")
+        with self._tx() as c:
+            c.executemany("INSERT OR IGNORE INTO run_roles (run_id, role, study) VALUES (?, ?, ?)",
+                          [(run_id, r, study or "") for r in roles])
+
+    def roles(self) -> pd.DataFrame | None:
+        """run_id, role, study of every recorded role; None for a store written before run roles existed."""
+        has = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='run_roles'").fetchone()
+        return self._read("SELECT * FROM run_roles ORDER BY run_id, role") if has else None
 
     @staticmethod
     def _update(c, run_id: str, values: dict) -> None:
@@ -362,6 +389,7 @@ class RunStore:
             runs = self._filter("SELECT * FROM runs", ids, "ORDER BY created_at")
             points = self._filter("SELECT * FROM points", ids, "ORDER BY run_id, step")
             evals = self._filter("SELECT * FROM evals", ids, "ORDER BY run_id, step, eval_set")
+            roles = self.roles()
         finally:
             self._conn.execute("COMMIT")
         # a store from before the SE column (opened read-only) has none; SQLite NULLs come back as None
@@ -372,7 +400,8 @@ class RunStore:
             curves = points.merge(wide.reset_index(), on=["run_id", "step"], how="outer").sort_values(["run_id", "step"])
         else:
             curves = points.assign(test_loss=float("nan"), test_loss_se=float("nan"))
-        return {"runs": runs, "points": points, "evals": evals, "curves": curves.reset_index(drop=True)}
+        return {"runs": runs, "points": points, "evals": evals, "curves": curves.reset_index(drop=True),
+                "roles": roles}
 
     def export(self, out: str | os.PathLike, fmt: str | None = None) -> list[Path]:
         """Write runs and curves to OUT_runs.{csv,parquet} and OUT_curves.{csv,parquet}."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 
 from scalinglab.errors import FitError
 from scalinglab.laws import fit_law
-from scalinglab.laws.batch import fit_batch_sweep
+from scalinglab.laws.batch import fit_batch_sweep, fit_tradeoff
 
 SHAPE_COLS = ["n_layer", "d_model", "n_head", "d_ff", "n_ctx", "vocab_size"]
 
@@ -81,7 +82,9 @@ def noise_scale_at(curves: pd.DataFrame, target: float) -> float:
 
 def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: int = 5, n_resamples: int = 500,
                         seed: int = 0) -> list[BatchSweepResult]:
-    """Every model shape with >= 3 batch sizes among the finished runs -> one BatchSweepResult."""
+    """Every model shape with >= 3 batch sizes among the finished runs -> one BatchSweepResult. The intervals of
+    B_crit at each target and of the B_crit(L) law come from one bootstrap over whole runs: a run's steps to
+    every target move together, so each resample refits every trade-off and then the law."""
     done = runs[runs["status"] == "done"].copy()
     results = []
     for key, group in done.groupby(SHAPE_COLS, dropna=False):
@@ -89,12 +92,13 @@ def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: 
             continue
         c = _smoothed_curves(curves[curves["run_id"].isin(group["run_id"])], group)
         targets = default_targets(c, n_targets)
-        sweep = fit_batch_sweep(c, targets, n_resamples=n_resamples, seed=seed, loss="loss")
+        sweep = fit_batch_sweep(c, targets, n_resamples=0, seed=seed, loss="loss")
         table = sweep.tradeoffs.copy()
         law = sweep.bcrit_law
         if len(table) >= 3:
             table["weight"] = _precision_weights(table)
-            law = _fit_bcrit(table, n_resamples, seed)
+            law = _fit_bcrit(table, 0, seed)
+            _bootstrap_runs(sweep.points, table, law, n_resamples, seed)
         if not table.empty:
             table["B_noise"] = [noise_scale_at(c, t) for t in table["target"]]
             table["ratio_bcrit_to_noise"] = table["B_crit"] / table["B_noise"]
@@ -104,6 +108,52 @@ def analyze_batch_sweep(runs: pd.DataFrame, curves: pd.DataFrame, *, n_targets: 
             points=sweep.points,
         ))  # fmt: skip
     return results
+
+
+def _bootstrap_runs(points: pd.DataFrame, table: pd.DataFrame, law, n_resamples: int, seed: int) -> None:
+    """Resample whole runs of the sweep (scalinglab.laws.result.bootstrap_groups); in each resample refit the
+    trade-off at every target and the B_crit(L) law (started from the full fit, with the full fit's precision
+    weights). Writes B_crit_low/high per target into `table` and the law's ci, se and resample counts."""
+    from scalinglab.laws.fit import fit_law
+    from scalinglab.laws.result import bootstrap_groups, percentile_ci
+
+    pts = points.reset_index(drop=True)
+    targets = table["target"].to_numpy(float)
+    weights = table["weight"].to_numpy(float)
+    z0 = law.form.to_internal(law.form.theta(law.params)[None, :])
+
+    def stat(idx):
+        p = pts.iloc[idx]
+        bc = np.full(targets.size, np.nan)
+        for i, t in enumerate(targets):
+            part = p[np.isclose(p["target"], t)]
+            if part["B"].nunique() >= 3:
+                bc[i] = fit_tradeoff(part["S"], part["E"], t).B_crit
+        ok = np.isfinite(bc)
+        lawp = [np.nan, np.nan]
+        if ok.sum() >= 3:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                b = fit_law(pd.DataFrame({"L": targets[ok], "B_crit": bc[ok], "weight": weights[ok]}), "bcrit",
+                            loss="B_crit", l="L", weights="weight", n_resamples=0, grid=z0)
+            if b.converged:
+                lawp = [b.params["B_star"], b.params["alpha_B"]]
+        return np.concatenate([bc, lawp])
+
+    draws = bootstrap_groups(stat, pts["run"], n_resamples, seed) if n_resamples > 0 else np.empty((0, 1))
+    if draws.shape[0] == 0 or draws.shape[1] != targets.size + 2:
+        law.n_resamples, law.n_resamples_ok = n_resamples, 0
+        return
+    cis = percentile_ci(draws)
+    table["B_crit_low"] = [cis[i][0] for i in range(targets.size)]
+    table["B_crit_high"] = [cis[i][1] for i in range(targets.size)]
+    table["n_resamples_ok"] = np.isfinite(draws[:, :targets.size]).sum(axis=0)
+    ok = np.isfinite(draws[:, -2:]).all(axis=1)
+    law.ci = {"B_star": cis[-2], "alpha_B": cis[-1]}
+    law.se = {"B_star": float(np.std(draws[ok, -2])) if ok.sum() > 1 else np.nan,
+              "alpha_B": float(np.std(draws[ok, -1])) if ok.sum() > 1 else np.nan}
+    law.samples = draws[ok][:, -2:]
+    law.n_resamples, law.n_resamples_ok = n_resamples, int(ok.sum())
 
 
 def _precision_weights(table: pd.DataFrame) -> np.ndarray:

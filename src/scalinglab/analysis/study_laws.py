@@ -19,92 +19,174 @@ from scalinglab.errors import ScalingLabError
 from scalinglab.published import KAPLAN2020_LAWS
 from scalinglab.analysis.study_data import StudyData
 
-# Kaplan et al. 2020: the constants each law is compared with
-PAPER = KAPLAN2020_LAWS
+# Kaplan et al. 2020: the constants each law is compared with (the same for either compute convention)
+PAPER = {**KAPLAN2020_LAWS, "L(C_min) exact": KAPLAN2020_LAWS["L(C_min)"],
+         "N_opt(C) exact": KAPLAN2020_LAWS["N_opt(C)"]}
 
 
-@dataclass
-class PowerFit:
-    """y = k x^a fitted in log-log space, with a bootstrap over runs: for N_opt(C_min), where the exponent may
-    have either sign and the law is a plain regression rather than a loss law."""
-
-    name: str
-    exponent: float
-    scale: float
-    ci: dict[str, tuple[float, float]]
-    x: np.ndarray
-    y: np.ndarray
-    converged: bool = True
-
-    @property
-    def params(self) -> dict[str, float]:
-        return {"exponent": self.exponent, "k": self.scale}
-
-    def predict(self, x) -> np.ndarray:
-        return self.scale * np.asarray(x, float) ** self.exponent
-
-    def text(self) -> str:
-        return f"{self.name} = {self.scale:.3g} * C^{self.exponent:.3g}"
+COMPUTE = ("6ND", "exact")  # the two conventions every compute law is fitted under
+COMPUTE_TEXT = {"6ND": "Kaplan's 6*N*tokens", "exact": "the exact count (attention and unembedding included)"}
+_FLOP_COLUMN = {"6ND": "flop", "exact": "flop_exact"}
 
 
 @dataclass
 class LawFit:
     key: str  # "L(N)", ...
     title: str
-    law: object | None = None  # a FittedLaw (or PowerFit); None when not fitted
-    note: str = ""  # why it was not fitted, or a caveat about the data used
+    law: object | None = None  # a FittedLaw or PowerLawFit (laws.result protocol); None when not fitted
+    note: str = ""  # why it was not fitted, or what data it used and how
     data: pd.DataFrame = field(default_factory=pd.DataFrame)  # the points fitted
+    compute: str | None = None  # "6ND" or "exact" for laws of compute
+    warnings: list[str] = field(default_factory=list)  # the fit's warnings (FitWarning), as raised
+    steps: str = "S"  # "S_min" when steps were corrected to the critical batch
 
     @property
     def ok(self) -> bool:
         return self.law is not None and bool(getattr(self.law, "converged", False))
 
+    def text(self) -> str:
+        """The law as the paper writes it; L(N, S) says S, not S_min, unless steps were corrected."""
+        if self.law is None:
+            return ""
+        t = self.law.text()
+        return t.replace("S_min", "S") if self.steps == "S" else t
 
-def power_fit(x, y, groups=None, n_resamples: int = 400, seed: int = 0, name: str = "y") -> PowerFit:
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    a, b = np.polyfit(lx, ly, 1)
-    groups = np.arange(len(lx)) if groups is None else pd.factorize(np.asarray(groups))[0]
-    rng = np.random.default_rng(seed)
-    ug = np.unique(groups)
-    slopes = []
-    for _ in range(n_resamples):
-        pick = rng.choice(ug, size=len(ug), replace=True)
-        idx = np.concatenate([np.flatnonzero(groups == g) for g in pick])
-        if np.unique(lx[idx]).size >= 2:
-            slopes.append(np.polyfit(lx[idx], ly[idx], 1)[0])
-    lo, hi = np.percentile(slopes, [2.5, 97.5]) if len(slopes) > 10 else (np.nan, np.nan)
-    return PowerFit(name, float(a), float(np.exp(b)), {"exponent": (float(lo), float(hi))}, np.exp(lx), np.exp(ly))
+    def add_note(self, text: str) -> None:
+        self.note = (self.note + "; " if self.note else "") + text
 
 
-def _fit(df: pd.DataFrame, form: str, n_resamples: int, **kw):
+def _fit(df: pd.DataFrame, form: str, n_resamples: int, caught: list | None = None, **kw):
+    """fit_law, with its warnings collected into `caught` (shown in the report) instead of printed."""
     from scalinglab.laws import fit_law
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fit_law(df, form, n_resamples=n_resamples, **kw)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        law = fit_law(df, form, n_resamples=n_resamples, **kw)
+    if caught is not None:
+        caught.extend(dict.fromkeys(str(w.message) for w in got))
+    return law
 
 
 # ------------------------------------------------------------------------------------------------ frontier
 
 
-def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None) -> pd.DataFrame:
-    """Kaplan Fig. 1 left / Chinchilla approach 1: the lower envelope of all learning curves of the full-data
-    runs in (C, test loss), on a log grid of C (scalinglab.laws.frontier.envelope). Each point keeps the run
-    (and its N) that reached it. With `bcrit` (a B_crit(L) law), C is C_min."""
+def frontier_curves(sd: StudyData, compute: str = "6ND", bcrit=None) -> pd.DataFrame:
+    """Curve points of the size sweep past warm-up's plateau (10% of steps) with `flop` under the chosen
+    convention (and corrected to C_min with `bcrit`, a B_crit(L) law)."""
+    cur = sd.curves
+    ids = set(sd.sizes["run_id"])
+    if cur.empty or not ids:
+        return pd.DataFrame(columns=["run_id", "flop", "test_loss", "N"])
+    c = cur[cur["run_id"].isin(ids) & ~cur["repeats"].astype(bool)].copy()
+    c["flop"] = pd.to_numeric(c[_FLOP_COLUMN[compute]], errors="coerce")
+    c = c[(c["flop"] > 0) & (c["step"] >= 0.1 * c["S_total"])]
+    if bcrit is not None and len(c):
+        c = _to_critical_batch(c, bcrit)
+    return c
+
+
+def _envelope(cv: pd.DataFrame, n_grid: int = 40) -> pd.DataFrame:
     from scalinglab.laws.frontier import envelope
 
-    cur = sd.curves
-    empty = pd.DataFrame(columns=["C", "loss", "run_id", "N"])
-    if cur.empty:
-        return empty
-    cur = cur[~cur["repeats"].astype(bool)]
-    cur = cur[(cur["flop"] > 0) & (cur["step"] >= 0.1 * cur["S_total"])]  # past warm-up's plateau
-    if cur.empty or cur["run_id"].nunique() < 2:
-        return empty
-    if bcrit is not None:
-        cur = _to_critical_batch(cur, bcrit)
-    fr = envelope(cur.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_resamples=0)
+    fr = envelope(cv.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_resamples=0)
     return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N"]]
+
+
+def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None, compute: str = "6ND") -> pd.DataFrame:
+    """Kaplan Fig. 1 left / Chinchilla approach 1: the lower envelope of the size sweep's learning curves in
+    (C, test loss), on a log grid of C (scalinglab.laws.frontier.envelope), under either compute convention.
+    Each point keeps the run (and its N) that reached it. With `bcrit` (a B_crit(L) law), C is C_min."""
+    cv = frontier_curves(sd, compute, bcrit)
+    if cv.empty or cv["run_id"].nunique() < 2:
+        return pd.DataFrame(columns=["C", "loss", "run_id", "N"])
+    return _envelope(cv, n_grid)
+
+
+def interior(fr: pd.DataFrame, sizes) -> pd.DataFrame:
+    """Frontier points whose model is neither the smallest nor the largest trained: where the envelope sits on
+    an end of the trained range the optimal size may lie beyond it, so N_opt(C) is fitted inside it only."""
+    sizes = np.asarray(sizes, float)
+    if fr.empty or sizes.size < 3:
+        return fr.iloc[0:0]
+    return fr[(fr["N"] > sizes.min()) & (fr["N"] < sizes.max())]
+
+
+def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: int = 0) -> tuple[LawFit, LawFit]:
+    """L(C_min) and N_opt(C) of the compute frontier under one convention, their intervals from a bootstrap
+    over whole runs of the size sweep (each resample redraws the envelope and refits both laws)."""
+    from scalinglab.laws.result import bootstrap_groups, percentile_ci, power_law_fit
+
+    tag = "" if compute == "6ND" else " exact"
+    lkey, nkey = f"L(C_min){tag}", f"N_opt(C){tag}"
+    ltitle = f"L(C): compute-efficient frontier, C by {COMPUTE_TEXT[compute]}"
+    ntitle = f"N_opt(C): the model size on the frontier, C by {COMPUTE_TEXT[compute]}"
+    cv = frontier_curves(sd, compute, bcrit)
+    if cv.empty or cv["run_id"].nunique() < 2 or not np.isfinite(cv["flop"]).any():
+        why = ("not fitted: no exact FLOP counts in this store" if compute == "exact" and len(sd.curves)
+               else "not fitted: needs the learning curves of >= 2 runs of the size sweep")
+        return LawFit(lkey, ltitle, note=why, compute=compute), LawFit(nkey, ntitle, note=why, compute=compute)
+    fr = _envelope(cv)
+    trained = np.sort(cv.groupby("run_id")["N"].first().unique().astype(float))
+    df = pd.DataFrame({"C": fr["C"], "loss": fr["loss"], "group": fr["run_id"]})
+    caught: list[str] = []
+    lf = LawFit(lkey, ltitle, data=df, compute=compute, warnings=caught)
+    if len(df) < 4:
+        lf.note = f"not fitted: {len(df)} frontier points, need at least 4"
+        return lf, LawFit(nkey, ntitle, note=lf.note, compute=compute)
+    try:
+        law = _fit(df, "kaplan_cmin", 0, caught)
+    except ScalingLabError as exc:
+        lf.note = f"not fitted: {exc}"
+        return lf, LawFit(nkey, ntitle, note=lf.note, compute=compute)
+    lf.law = law
+    inner = interior(fr, trained)
+    nf = LawFit(nkey, ntitle, data=inner.rename(columns={"loss": "L"}), compute=compute)
+    if len(inner) >= 3 and inner["N"].nunique() >= 2:
+        nf.law = power_law_fit(inner["C"], inner["N"], n_resamples=0, name="N_opt", var="C")
+        nf.note = (f"{len(fr) - len(inner)} of {len(fr)} frontier points sit on the smallest or largest trained "
+                   "size and are left out")
+    else:
+        nf.note = (f"not fitted: {inner['N'].nunique() if len(inner) else 0} model size(s) inside the trained "
+                   f"range ({trained.size} sizes) lead the frontier, need at least 2")
+    z0 = law.form.to_internal(law.form.theta(law.params)[None, :])
+    cols = ["run_id", "flop", "test_loss", "N"]
+    base = cv[cols].reset_index(drop=True)
+
+    def stat(idx):
+        sub = base.iloc[np.unique(idx)]  # a run drawn twice adds nothing to a minimum
+        if sub["run_id"].nunique() < 2:
+            return None
+        f = _envelope(sub)
+        if len(f) < 4:
+            return None
+        b = _fit(pd.DataFrame({"C": f["C"], "loss": f["loss"]}), "kaplan_cmin", 0, grid=z0)
+        out = [b.params["C_c_min"], b.params["alpha_C_min"], np.nan, np.nan] if b.converged else [np.nan] * 4
+        inn = interior(f, np.unique(sub["N"].astype(float)))
+        if len(inn) >= 3 and inn["N"].nunique() >= 2:
+            p = power_law_fit(inn["C"], inn["N"], n_resamples=0)
+            out[2:] = [p.coef, p.exponent]
+        return out
+
+    k = min(n_resamples, 200)
+    draws = bootstrap_groups(stat, base["run_id"], k, seed) if k > 0 else np.empty((0, 4))
+    if draws.shape[1] == 4:
+        ok_l = np.isfinite(draws[:, :2]).all(axis=1)
+        (cc, ca) = percentile_ci(draws[ok_l, :2]) if ok_l.any() else ((np.nan,) * 2,) * 2
+        law.ci = {"C_c_min": cc, "alpha_C_min": ca}
+        law.se = {"C_c_min": float(np.std(draws[ok_l, 0])) if ok_l.sum() > 1 else np.nan,
+                  "alpha_C_min": float(np.std(draws[ok_l, 1])) if ok_l.sum() > 1 else np.nan}
+        law.samples = draws[ok_l][:, [0, 1]]
+        law.n_resamples, law.n_resamples_ok = k, int(ok_l.sum())
+        if nf.law is not None:
+            ok_n = np.isfinite(draws[:, 2:]).all(axis=1)
+            (nc, ne) = percentile_ci(draws[ok_n, 2:]) if ok_n.any() else ((np.nan,) * 2,) * 2
+            nf.law.ci = {"coef": nc, "exponent": ne}
+            nf.law.se = {"coef": float(np.std(draws[ok_n, 2])) if ok_n.sum() > 1 else np.nan,
+                         "exponent": float(np.std(draws[ok_n, 3])) if ok_n.sum() > 1 else np.nan}
+            nf.law.n_resamples, nf.law.n_resamples_ok = k, int(ok_n.sum())
+            nf.law.message = "least squares in log-log; intervals from a bootstrap over runs through the envelope"
+    lf.note = f"intervals from {law.n_resamples_ok}/{law.n_resamples} bootstrap resamples of whole runs"
+    return lf, nf
 
 
 # ------------------------------------------------------------------------------------------------ all laws
@@ -115,9 +197,27 @@ def _fingerprint(df: pd.DataFrame, form: str, n_resamples: int) -> str:
     return hashlib.sha256(blob + f"{form}/{n_resamples}".encode()).hexdigest()[:16]
 
 
-def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = None) -> dict[str, LawFit]:
+def converged_sizes(sd: StudyData) -> tuple[int, int]:
+    """(sizes whose validation-chosen step is before their last evaluation, sizes): a run still improving at its
+    end has not converged, and its loss overstates the converged L(N)."""
+    byn = sd.main_by_n()
+    if byn.empty:
+        return 0, 0
+    last = sd.curves.groupby("run_id")["step"].max() if not sd.curves.empty else pd.Series(dtype=float)
+    done = [np.isfinite(r.best_step) and r.best_step < last.get(r.run_id, np.inf) for r in byn.itertuples()]
+    return int(np.sum(done)), len(byn)
+
+
+LAW_KEYS = ("L(N)", "L(D)", "L(N,D)", "B_crit(L)", "L(N,S)", "L(C_min)", "N_opt(C)", "L(C_min) exact",
+            "N_opt(C) exact")
+
+
+def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = None,
+              only=None) -> dict[str, LawFit]:
     """Every law the study's runs allow, by name. With `cache` (a JSON file), a law whose points have not
-    changed since it was last fitted is read back instead of refitted, and new fits are written to it."""
+    changed since it was last fitted is read back instead of refitted, and new fits are written to it. `only`
+    (law keys, LAW_KEYS) fits just those (and B_crit(L), which corrects the others, when a batch sweep exists)."""
+    want = set(LAW_KEYS if only is None else only)
     from scalinglab.laws.fit import FittedLaw
 
     out: dict[str, LawFit] = {}
@@ -130,42 +230,57 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     fresh: dict = {}
 
     def attempt(key, title, df, form, need, what, **kw):
+        if key not in want:
+            return
         if len(df) < need:
             out[key] = LawFit(key, title, note=f"not fitted: {len(df)} {what}, need at least {need}", data=df)
             return
         fp = _fingerprint(df, form, n_resamples)
+        caught: list[str] = []
         if cached.get(key, {}).get("fingerprint") == fp:
             law = FittedLaw.from_dict(cached[key]["law"])
+            caught = list(cached[key].get("warnings", []))
         else:
             try:
-                law = _fit(df, form, n_resamples, **kw)
+                law = _fit(df, form, n_resamples, caught, **kw)
             except ScalingLabError as exc:
                 out[key] = LawFit(key, title, note=f"not fitted: {exc}", data=df)
                 return
-        fresh[key] = {"fingerprint": fp, "law": law.to_dict(max_samples=400)}
+        fresh[key] = {"fingerprint": fp, "law": law.to_dict(max_samples=400), "warnings": caught}
         note = "" if law.converged else f"the fit did not converge ({law.message})"
-        out[key] = LawFit(key, title, law=law, note=note, data=df)
+        out[key] = LawFit(key, title, law=law, note=note, data=df, warnings=caught)
 
-    # L(N): the best run at each N of the size sweep
+    how = {"validation": "at its validation minimum", "test": "at its test minimum (no validation split in this "
+           "store: optimistic)", "final": "at its end"}
+    stop = "; ".join(how.get(w, w) for w in sd.best_by.split(" and "))
+
+    # L(N): the early-stopped loss of the best run at each N of the size sweep
     byn = sd.main_by_n()
-    df = pd.DataFrame({"N": byn.get("N", []), "loss": byn.get("loss", []), "group": byn.get("run_id", [])})
+    df = pd.DataFrame({"N": byn.get("N", []), "loss": byn.get("loss_best", []), "group": byn.get("run_id", [])})
     attempt("L(N)", "L(N): loss against non-embedding parameters", df, "kaplan_n", 3, "model sizes")
+    if "L(N)" in out and out["L(N)"].law is not None:
+        k, n = converged_sizes(sd)
+        out["L(N)"].add_note(f"each size's test loss {stop}; {k} of {n} sizes reached their minimum before the "
+                             "end of training (the others were still improving: their L(N) is an upper bound)")
 
     # L(D): early-stopped loss of the largest model trained on each data subset
     sub = sd.subsets
     if not sub.empty:
         big = sub[sub["N"] == sub["N"].max()]
-        big = big.loc[big.groupby("d_unique")["best_loss"].idxmin()]
-        df = pd.DataFrame({"D": big["d_unique"].astype(float), "loss": big["best_loss"], "group": big["run_id"]})
+        big = big.loc[big.groupby("d_unique")["loss_best"].idxmin()]
+        df = pd.DataFrame({"D": big["d_unique"].astype(float), "loss": big["loss_best"], "group": big["run_id"]})
     else:
         df = pd.DataFrame(columns=["D", "loss", "group"])
     attempt("L(D)", "L(D): early-stopped loss against data-subset size", df, "kaplan_d", 3, "data subsets")
+    if "L(D)" in out and out["L(D)"].law is not None:
+        out["L(D)"].add_note(f"the largest model of the subset runs, test loss {stop}")
 
-    # L(N, D): data-limited runs at D = D_unique, with the full-data runs at D = their tokens seen
-    rr = pd.concat([sd.subsets, sd.main]) if not sd.subsets.empty else pd.DataFrame()
+    # L(N, D): data-subset runs at D = D_unique, with the size sweep at D = the tokens it saw (no repetition)
+    sizes = sd.sizes[~sd.sizes["repeats"]]
+    rr = pd.concat([sd.subsets, sizes]).drop_duplicates("run_id") if not sd.subsets.empty else pd.DataFrame()
     if not rr.empty:
         dd = np.where(rr["repeats"], rr["d_unique"].astype(float), rr["D"].astype(float))
-        df = pd.DataFrame({"N": rr["N"].astype(float), "D": dd, "loss": rr["best_loss"], "group": rr["run_id"]})
+        df = pd.DataFrame({"N": rr["N"].astype(float), "D": dd, "loss": rr["loss_best"], "group": rr["run_id"]})
     else:
         df = pd.DataFrame(columns=["N", "D", "loss", "group"])
     attempt("L(N,D)", "L(N, D): loss against model size and data (eq. 1.5)", df, "kaplan_nd", 6,
@@ -174,27 +289,28 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     # B_crit(L): measured directly from a batch-size sweep where the study has one (Kaplan section 5), with the
     # noise scale read at the same losses beside it; else from the gradient noise scale alone
     noise = noise_scale_points(sd)
-    sweep = batch_sweep_bcrit(sd, n_resamples)
+    sweep = batch_sweep_bcrit(sd, n_resamples) if want & {"B_crit(L)", "L(N,S)", "L(C_min)", "L(C_min) exact",
+                                                         "N_opt(C)", "N_opt(C) exact"} else None
     if sweep is not None:
-        note = (f"from the batch-size sweep at N = {sweep.N:,} ({len(sweep.batch_sizes)} batch sizes, "
-                f"{len(sweep.table)} target losses)")
         data = sweep.table.rename(columns={"target": "L"})
+        lrs = sweep.lr_note if getattr(sweep, "lr_note", "") else ""
+        note = (f"from the batch-size sweep of N = {sweep.N:,} (B = {sweep.batch_sizes[0]} to "
+                f"{sweep.batch_sizes[-1]} tokens), {len(data)} target losses; intervals from "
+                f"{sweep.law.n_resamples_ok}/{sweep.law.n_resamples} bootstrap resamples of whole runs"
+                + (f"; {lrs}" if lrs else ""))
+        if len(noise):
+            note += f"; the noise scale, read at the same losses, is in the B_noise column ({len(noise)} points)"
         out["B_crit(L)"] = LawFit("B_crit(L)", "B_crit(L): critical batch against loss", law=sweep.law, note=note,
-                                  data=data)
+                                  data=data, warnings=list(getattr(sweep, "warnings", [])))
     else:
         attempt("B_crit(L)", "B_crit(L): critical batch against loss", noise, "bcrit", 4, "noise-scale points",
                 loss="B_crit", l="L")
         if "B_crit(L)" in out:
-            out["B_crit(L)"].note = (out["B_crit(L)"].note + "; " if out["B_crit(L)"].note else "") + \
-                "from the gradient noise scale (no batch-size sweep in this study)"
+            out["B_crit(L)"].add_note("from the gradient noise scale (no batch-size sweep in this study)")
     # Kaplan section 5: with a measured B_crit(L), steps and compute are corrected to what each run would have
     # needed at the critical batch, S_min = S/(1 + B_crit/B) and C_min = C/(1 + B/B_crit), before L(N, S_min)
     # and L(C_min) are fitted; the uncorrected exponents stay in the notes for comparison
     bcrit = critical_batch_law(out)
-
-    def add_note(key: str, text: str) -> None:
-        if key in out:
-            out[key].note = (out[key].note + "; " if out[key].note else "") + text
 
     def uncorrected(df, form, exponent) -> str:
         try:
@@ -204,30 +320,37 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
 
     # L(N, S): learning curves of the size sweep after warm-up
     df = learning_curve_points(sd, bcrit=bcrit)
-    attempt("L(N,S)", "L(N, S): learning curves against steps (eq. 1.6)", df, "kaplan_ns", 8, "curve points")
-    if bcrit is not None and len(df) >= 8:
-        add_note("L(N,S)", "S_min corrected with the sweep's B_crit(L); uncorrected alpha_S = "
-                 + uncorrected(learning_curve_points(sd), "kaplan_ns", "alpha_S"))
+    title = "L(N, S_min): learning curves against steps at the critical batch (eq. 1.6)" if bcrit is not None \
+        else "L(N, S): learning curves against steps S (eq. 1.6 has S_min; no batch-size sweep to correct S)"
+    attempt("L(N,S)", title, df, "kaplan_ns", 8, "curve points")
+    if "L(N,S)" in out:
+        out["L(N,S)"].steps = "S_min" if bcrit is not None else "S"
+    if "L(N,S)" in out and bcrit is not None and len(df) >= 8:
+        out["L(N,S)"].add_note("S_min corrected with the sweep's B_crit(L); uncorrected alpha_S = "
+                               + uncorrected(learning_curve_points(sd), "kaplan_ns", "alpha_S"))
+    ns = out["L(N,S)"].law if "L(N,S)" in out else None
+    if "L(N)" in out and out["L(N)"].law is not None and ns is not None and ns.converged:
+        lo, hi = ns.ci.get("alpha_N", (np.nan, np.nan))
+        out["L(N)"].add_note(f"the L(N, S -> inf) term of the learning-curve fit gives alpha_N = "
+                             f"{ns.params['alpha_N']:.3g} [{lo:.3g}, {hi:.3g}]")
 
-    # L(C_min): the compute frontier (lower envelope of the learning curves)
-    fr = compute_frontier(sd, bcrit=bcrit)
-    df = pd.DataFrame({"C": fr["C"], "loss": fr["loss"], "group": fr["run_id"]})
-    attempt("L(C_min)", "L(C): compute-efficient frontier", df, "kaplan_cmin", 4, "frontier points")
-    if bcrit is None:
-        add_note("L(C_min)", "frontier at the batch sizes trained (no C_min batch correction)")
-    elif len(df) >= 4:
-        raw = compute_frontier(sd)
-        add_note("L(C_min)", "C_min corrected with the sweep's B_crit(L); uncorrected alpha_C = " + uncorrected(
-            pd.DataFrame({"C": raw["C"], "loss": raw["loss"], "group": raw["run_id"]}), "kaplan_cmin",
-            "alpha_C_min"))
-    if len(fr) >= 4 and fr["N"].nunique() >= 2:
-        pf = power_fit(fr["C"], fr["N"], groups=fr["run_id"], name="N_opt")
-        out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C): the model size on the frontier", law=pf,
-                                 data=fr.rename(columns={"loss": "L"}))
-    else:
-        out["N_opt(C)"] = LawFit("N_opt(C)", "N_opt(C)", note=f"not fitted: the frontier has "
-                                 f"{fr['N'].nunique() if len(fr) else 0} model size(s), need at least 2")
+    # L(C_min) and N_opt(C): the compute frontier, under both conventions
+    for compute in COMPUTE:
+        tag = "" if compute == "6ND" else " exact"
+        if not want & {f"L(C_min){tag}", f"N_opt(C){tag}"}:
+            continue
+        lf, nf = frontier_laws(sd, compute, bcrit, n_resamples)
+        out[lf.key], out[nf.key] = lf, nf
+        if lf.law is not None:
+            if bcrit is None:
+                lf.add_note("frontier at the batch sizes trained (no C_min batch correction)")
+            else:
+                raw = compute_frontier(sd, compute=compute)
+                lf.add_note("C_min corrected with the sweep's B_crit(L); uncorrected alpha_C = " + uncorrected(
+                    pd.DataFrame({"C": raw["C"], "loss": raw["loss"], "group": raw["run_id"]}), "kaplan_cmin",
+                    "alpha_C_min"))
 
+    out = {k: v for k, v in out.items() if k in want}
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(cache) + ".tmp")
@@ -250,14 +373,18 @@ def _to_critical_batch(c: pd.DataFrame, bcrit) -> pd.DataFrame:
     from scalinglab.laws.batch import correct_to_critical_batch
 
     fixed = correct_to_critical_batch(c, bcrit, loss="test_loss", step="step", flop="flop", batch="B")
-    return fixed.assign(step=fixed["S_min"], flop=fixed["C_min"])
+    factor = fixed["C_min"] / fixed["flop"]  # 1/(1 + B/B_crit): the same for either compute convention
+    out = fixed.assign(step=fixed["S_min"], flop=fixed["C_min"])
+    if "flop_exact" in out:
+        out["flop_exact"] = out["flop_exact"] * factor
+    return out
 
 
 def learning_curve_points(sd: StudyData, upto_frac: float = 1.0, bcrit=None) -> pd.DataFrame:
     """Test-loss points of the size sweep's curves past warm-up (5% of steps) and up to a fraction of S; with
     `bcrit` (a B_crit(L) law), S is S_min."""
     cur = sd.curves
-    main_ids = set(sd.main["run_id"])
+    main_ids = set(sd.sizes["run_id"])
     if cur.empty or not main_ids:
         return pd.DataFrame(columns=["N", "S", "loss", "group"])
     c = cur[cur["run_id"].isin(main_ids)]
@@ -269,13 +396,16 @@ def learning_curve_points(sd: StudyData, upto_frac: float = 1.0, bcrit=None) -> 
 
 
 def batch_sweep_bcrit(sd: StudyData, n_resamples: int):
-    """The batch-size sweep with the most target losses (scalinglab.analysis.critical_batch), or None without one."""
+    """The batch-size sweep (role `batch`, one learning rate per batch size: the best by validation when several
+    were tried) with the most target losses (scalinglab.analysis.critical_batch), or None without one."""
     from scalinglab.analysis.critical_batch import analyze_batch_sweep
 
-    if sd.curves.empty or "B" not in sd.all_runs:
+    groups = sd.batch_groups()
+    if sd.curves.empty or not groups:
         return None
+    chosen = pd.concat([sd.lr_choice(g) for g in groups])
     try:
-        sweeps = analyze_batch_sweep(sd.all_runs, sd.curves, n_resamples=max(n_resamples, 200))
+        sweeps = analyze_batch_sweep(chosen, sd.curves, n_resamples=max(n_resamples, 200))
     except ScalingLabError:
         return None
     sweeps = [r for r in sweeps if r.law is not None]

@@ -35,7 +35,7 @@ def print_findings(findings) -> None:
     t = Table(title="Kaplan et al. 2020, finding by finding", show_lines=True)
     for col in ("#", "finding", "paper", "this study", "agrees", "why"):
         t.add_column(col, overflow="fold")
-    colour = {"yes": "green", "partial": "yellow", "no": "red"}
+    colour = {"yes": "green", "inconclusive": "yellow", "no": "red"}
     for f in findings:
         c = colour.get(f.agrees, "dim")
         t.add_row(str(f.number), f.finding, f.paper, f.measured or "-", f"[{c}]{f.agrees}[/{c}]", f.reason)
@@ -45,12 +45,15 @@ def print_findings(findings) -> None:
 def print_laws(fits) -> None:
     for key, lf in fits.items():
         if lf.law is None:
-            out.print(f"{key}: {lf.note}")
-        elif hasattr(lf.law, "summary"):
-            out.print(lf.law.summary())
-        else:
-            lo, hi = lf.law.ci["exponent"]
-            out.print(f"{key}: {lf.law.text()}  exponent 95% [{lo:.3g}, {hi:.3g}]")
+            out.print(f"{key}: {lf.note}", markup=False)
+            continue
+        text = lf.law.summary()
+        if lf.steps == "S":
+            text = text.replace("S_min", "S")
+        out.print(f"{key}" + (f" (C by {lf.compute})" if lf.compute else "") + f": {lf.note}", markup=False)
+        out.print(text, markup=False)
+        for w in lf.warnings:
+            out.print(f"  warning: {w}", markup=False)
 
 
 def cmd_report(args) -> int:

@@ -192,7 +192,10 @@ def lbfgs_batched(objective: Objective, Z0: np.ndarray, W: np.ndarray | None = N
         if fidx.size:
             n_hist[fidx] = 0  # first retry with steepest descent
             stuck = stall[fidx] >= 1
-            converged[fidx[stuck]] = True
+            # a second failed line search ends the row; it counts as converged only where the gradient is
+            # small (a minimum, or a Huber kink at one), never on the failure alone
+            flat = np.abs(g[fidx]).max(axis=1) < max(gtol, 1e-5)
+            converged[fidx[stuck & flat]] = True
             done[fidx[stuck]] = True
             stall[fidx] += 1
     gmax = np.abs(g).max(axis=1)

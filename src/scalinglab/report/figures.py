@@ -91,20 +91,23 @@ def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     norm = _norm(sd.runs["N"])
-    main_ids = set(sd.full_data["run_id"])
+    main_ids = set(sd.sizes["run_id"])
     for rid, c in sd.curves[sd.curves["run_id"].isin(main_ids)].groupby("run_id"):
         ax.plot(c["flop"] / PF_DAY, c["test_loss"], color=plt.cm.viridis(norm(c["N"].iloc[0])), lw=1, alpha=0.8)
     bcrit = critical_batch_law(fits)
-    fr = compute_frontier(sd, bcrit=bcrit)
-    if len(fr):
-        ax.plot(fr["C"] / PF_DAY, fr["loss"], color="tab:orange", lw=2.5, alpha=0.6,
-                label="frontier at C_min (B_crit-corrected)" if bcrit is not None else "frontier (envelope)")
-        lf = fits.get("L(C_min)")
+    for compute, key, col in (("6ND", "L(C_min)", "tab:orange"), ("exact", "L(C_min) exact", "tab:red")):
+        fr = compute_frontier(sd, bcrit=bcrit, compute=compute)
+        if not len(fr):
+            continue
+        ax.plot(fr["C"] / PF_DAY, fr["loss"], color=col, lw=2.5, alpha=0.6,
+                label=f"frontier, C by {compute}" + (" at C_min (B_crit-corrected)" if bcrit is not None else ""))
+        lf = fits.get(key)
         if lf is not None and lf.law is not None:
             xs = _xs(fr["C"], 1.3)
-            ax.plot(xs / PF_DAY, lf.law.predict(C=xs), "--", color="k", label=lf.law.text().replace("C_min", "C"))
-    ax.set(xscale="log", yscale="log", xlabel="compute C (PF-days, 6ND)", ylabel="test loss (nats/token)",
-           title="learning curves and compute frontier")
+            ax.plot(xs / PF_DAY, lf.law.predict(C=xs), "--", color=col,
+                    label=f"{compute}: " + lf.law.text().replace("C_min", "C"))
+    ax.set(xscale="log", yscale="log", xlabel="compute C (PF-days; curves at 6ND)", ylabel="test loss (nats/token)",
+           title="learning curves and compute frontiers (6ND and exact FLOP)")
     ax.legend(fontsize=7)
     _colorbar(fig, ax, norm)
 
@@ -153,12 +156,12 @@ def fig3_shape(sd: StudyData, fits: dict) -> plt.Figure:
     """Fig. 5 (and Fig. 3's message): loss increase against aspect ratio, heads and d_ff ratio at fixed N."""
     groups = sd.shape_groups()
     if not groups:
-        raise Skip("needs >= 3 shapes at about the same N (a shape sweep)")
+        raise Skip("needs >= 3 shapes at one target N (runs with the role 'shape')")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     norm = _norm(np.concatenate([g["N"].to_numpy(float) for g in groups]))
     for g in groups:
         col = plt.cm.viridis(norm(g["N"].median()))
-        rel = 100 * (g["loss"] / g["loss"].min() - 1)
+        rel = 100 * (g["loss_best"] / g["loss_best"].min() - 1)
         label = f"N ~ {g['N'].median():.2g}"
         for ax, col_name in zip(axes, ("aspect_ratio", "n_head", "d_ff_ratio")):
             order = np.argsort(g[col_name].to_numpy(float))
@@ -200,17 +203,17 @@ def fig4_nd(sd: StudyData, fits: dict) -> plt.Figure:
 
 def fig6_embedding(sd: StudyData, fits: dict) -> plt.Figure:
     """Fig. 6: loss against total parameters (splits by depth) and against N (collapses)."""
-    m = sd.full_data
+    m = sd.sizes
     if m["N"].nunique() < 3:
-        raise Skip("needs full-data runs of >= 3 sizes")
+        raise Skip("needs a size sweep of >= 3 sizes")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     depths = sorted(m["n_layer"].unique())
     cmap = plt.cm.viridis
     for i, L in enumerate(depths):
         g = m[m["n_layer"] == L].sort_values("N")
         col = cmap(i / max(1, len(depths) - 1))
-        axes[0].plot(g["n_params_total"], g["loss"], "o-", color=col, label=f"{L} layer{'s' if L > 1 else ''}")
-        axes[1].plot(g["N"], g["loss"], "o-", color=col, label=f"{L} layer{'s' if L > 1 else ''}")
+        axes[0].plot(g["n_params_total"], g["loss_best"], "o-", color=col, label=f"{L} layer{'s' if L > 1 else ''}")
+        axes[1].plot(g["N"], g["loss_best"], "o-", color=col, label=f"{L} layer{'s' if L > 1 else ''}")
     axes[0].set(xscale="log", yscale="log", xlabel="parameters, embeddings included", ylabel="test loss",
                 title="total parameters: split by depth")
     axes[1].set(xscale="log", yscale="log", xlabel="parameters N, embeddings excluded",
@@ -281,7 +284,7 @@ def fig10_bcrit(sd: StudyData, fits: dict) -> plt.Figure:
     d = lf.data
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if "B_crit_low" in d:  # measured from a batch-size sweep, with the noise scale at the same losses
-        err = np.vstack([d["B_crit"] - d["B_crit_low"], d["B_crit_high"] - d["B_crit"]])
+        err = np.maximum(np.vstack([d["B_crit"] - d["B_crit_low"], d["B_crit_high"] - d["B_crit"]]), 0)
         ax.errorbar(d["L"], d["B_crit"], yerr=err, fmt="o", capsize=3, label="B_crit from the batch-size sweep")
         ax.plot(d["L"], d["B_noise"], "s", mfc="none", label="gradient noise scale B_simple")
     else:
@@ -311,8 +314,9 @@ def fig11_ns(sd: StudyData, fits: dict) -> plt.Figure:
         if lf.law is not None:
             xs = np.geomspace(g["S"].min(), g["S"].max(), 50)
             ax.plot(xs, lf.law.predict(N=np.full_like(xs, g["N"].iloc[0]), S=xs), "-", color=col, lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="steps S", ylabel="test loss")
-    ax.set_title(lf.law.text() if lf.law is not None else "L(N, S)", fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="steps S_min (B_crit-corrected)" if lf.steps == "S_min" else "steps S",
+           ylabel="test loss")
+    ax.set_title(lf.text() if lf.law is not None else "L(N, S)", fontsize=8)
     _colorbar(fig, ax, norm)
     fig.tight_layout()
     return fig

@@ -1,7 +1,8 @@
 """The report: one self-contained HTML page (figures embedded as base64 PNG) plus the PNG files.
 
-`write_report(store, out_dir)` reads the store, fits the laws (cached in OUT/fits.json), checks the findings,
-draws the figures and writes OUT/report.html, OUT/findings.json and OUT/figN.png.
+`render_report(analysis, out_dir)` renders a StudyAnalysis (scalinglab.analysis): OUT/report.html,
+OUT/findings.json and OUT/figN.png. `write_report(store, out_dir)` analyses a store first (laws cached in
+OUT/fits.json by the points they saw). Nothing here fits or decides: it only renders.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from scalinglab.report.figures import FigureResult, make_figures
-from scalinglab.analysis.study_laws import PAPER, LawFit, fit_study
 from scalinglab.analysis.study_data import StudyData
+from scalinglab.analysis.study_laws import COMPUTE_TEXT, PAPER, LawFit
+from scalinglab.report.figures import FigureResult, make_figures
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3} .yes{background:#dff5df} .partial{background:#fff4d6} .no{background:#fadede}
+th{background:#f3f3f3} .yes{background:#dff5df} .inconclusive{background:#fff4d6} .no{background:#fadede}
 .nm{color:#888} img{max-width:100%;border:1px solid #eee} figure{margin:1.5em 0} .note{color:#777}
 """
 
@@ -34,6 +35,7 @@ class Report:
     figures: list[FigureResult]
     fits: dict[str, LawFit]
     findings: list
+    analysis: object = None
 
 
 def _esc(x) -> str:
@@ -54,19 +56,27 @@ def _num(x) -> str:
 
 def _laws_table(fits: dict[str, LawFit]) -> str:
     rows = ["<tr><th>law</th><th>fitted</th><th>parameter</th><th>this study</th><th>95% interval</th>"
-            "<th>Kaplan et al. 2020</th><th>note</th></tr>"]
+            "<th>Kaplan et al. 2020</th><th>compute</th><th>bootstrap</th><th>note and fit warnings</th></tr>"]
     for key, lf in fits.items():
         paper = PAPER.get(key, {})
+        compute = _esc(lf.compute or "")
         if lf.law is None:
-            rows.append(f"<tr><td>{_esc(key)}</td><td colspan=5 class=nm>-</td><td>{_esc(lf.note)}</td></tr>")
+            rows.append(f"<tr><td>{_esc(key)}</td><td colspan=5 class=nm>-</td><td>{compute}</td><td></td>"
+                        f"<td>{_esc(lf.note)}</td></tr>")
             continue
         params = lf.law.params
+        law = lf.law
+        boot = f"{getattr(law, 'n_resamples_ok', 0)}/{getattr(law, 'n_resamples', 0)} resamples usable"
+        warn = "".join(f"<br><b>warning:</b> {_esc(w)}" for w in lf.warnings)
+        if not law.converged:
+            warn += f"<br><b>did not converge:</b> {_esc(law.message)}"
         first = True
         for name, val in params.items():
-            lo, hi = lf.law.ci.get(name, (np.nan, np.nan)) if hasattr(lf.law, "ci") else (np.nan, np.nan)
-            head = (f"<td rowspan={len(params)}>{_esc(key)}</td><td rowspan={len(params)}>{_esc(lf.law.text())}"
-                    f"</td>") if first else ""
-            tail = f"<td rowspan={len(params)}>{_esc(lf.note)}</td>" if first else ""
+            lo, hi = law.ci.get(name, (np.nan, np.nan))
+            n = len(params)
+            head = (f"<td rowspan={n}>{_esc(key)}</td><td rowspan={n}>{_esc(lf.text())}</td>") if first else ""
+            tail = (f"<td rowspan={n}>{compute}</td><td rowspan={n}>{_esc(boot)}</td>"
+                    f"<td rowspan={n}>{_esc(lf.note)}{warn}</td>") if first else ""
             rows.append(f"<tr>{head}<td>{_esc(name)}</td><td>{_num(val)}</td><td>[{_num(lo)}, {_num(hi)}]</td>"
                         f"<td>{_num(paper.get(name))}</td>{tail}</tr>")
             first = False
@@ -74,12 +84,13 @@ def _laws_table(fits: dict[str, LawFit]) -> str:
 
 
 def _findings_table(findings) -> str:
-    rows = ["<tr><th>#</th><th>finding</th><th>the paper</th><th>this study</th><th>agrees</th><th>why</th></tr>"]
+    rows = ["<tr><th>#</th><th>finding</th><th>the paper</th><th>this study</th><th>agrees</th><th>why</th>"
+            "<th>threshold and its source</th></tr>"]
     for f in findings:
-        cls = {"yes": "yes", "partial": "partial", "no": "no"}.get(f.agrees, "nm")
+        cls = {"yes": "yes", "inconclusive": "inconclusive", "no": "no"}.get(f.agrees, "nm")
         rows.append(f"<tr><td>{f.number}</td><td>{_esc(f.finding)}</td><td>{_esc(f.paper)}</td>"
                     f"<td>{_esc(f.measured or '-')}</td><td class={cls}>{_esc(f.agrees)}</td>"
-                    f"<td>{_esc(f.reason)}</td></tr>")
+                    f"<td>{_esc(f.reason)}</td><td>{_esc(f.basis)}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -108,14 +119,23 @@ def _figure(fr: FigureResult) -> str:
 
 def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult]) -> str:
     n_done = len(sd.runs)
+    stop = {"validation": "the step of lowest validation loss (a split disjoint from test)",
+            "test": "the step of lowest test loss (this store has no validation split: optimistic)",
+            "final": "the end of the run"}
+    chosen = "; ".join(stop.get(w, w) for w in sd.best_by.split(" and "))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>scalinglab report: {_esc(sd.name)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Scaling laws of {_esc(sd.name)}</h1>
 <p>{n_done} finished runs of {len(sd.all_runs)} in the store; generated {time.strftime('%Y-%m-%d %H:%M')} by
 scalinglab, reproducing Kaplan et al. 2020, "Scaling Laws for Neural Language Models". Loss: nats per token on
-held-out data; N: non-embedding parameters; C: 6ND FLOP.</p>
-<h2>Findings</h2>{_findings_table(findings)}
+the test split; an early-stopped loss is the test loss at {_esc(chosen)}. N: non-embedding parameters.
+Compute C is fitted under two conventions, each law's row saying which: {_esc(COMPUTE_TEXT["6ND"])} ("6ND",
+Kaplan's, used by findings 7 and 11) and {_esc(COMPUTE_TEXT["exact"])} ("exact").</p>
+<h2>Findings</h2>
+<p>Verdicts: <b>yes</b> (agrees, with an interval narrow enough to tell), <b>no</b> (the interval excludes the
+paper's statement), <b>inconclusive</b> (the interval is too wide to tell; the limit is stated),
+<b>not measured</b> (the runs are missing).</p>{_findings_table(findings)}
 <h2>Fitted laws</h2>{_laws_table(fits)}
 <h2>Figures</h2>{''.join(_figure(f) for f in figures)}
 <h2>Runs</h2>{_runs_table(sd)}
@@ -123,18 +143,24 @@ held-out data; N: non-embedding parameters; C: 6ND FLOP.</p>
 """
 
 
-def write_report(store: str | Path, out_dir: str | Path, *, n_resamples: int = 300, name: str | None = None) -> Report:
-    from scalinglab.analysis.findings import check_findings
-
+def render_report(analysis, out_dir: str | Path) -> Report:
+    """Render a StudyAnalysis into OUT_DIR: report.html, findings.json and the figures."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sd = StudyData.from_store(store, name=name)
-    fits = fit_study(sd, n_resamples=n_resamples, cache=out / "fits.json")
-    findings = check_findings(sd, fits)
+    sd, fits, findings = analysis.data, analysis.laws, analysis.findings
     figures = make_figures(sd, fits, out)
     page = render_html(sd, fits, findings, figures)
     tmp = out / "report.html.tmp"
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out / "report.html")
     (out / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=1))
-    return Report(out / "report.html", figures, fits, findings)
+    return Report(out / "report.html", figures, fits, findings, analysis)
+
+
+def write_report(store: str | Path, out_dir: str | Path, *, n_resamples: int = 300, name: str | None = None) -> Report:
+    """Analyse a run store (scalinglab.analysis.analyze, laws cached in OUT/fits.json) and render it."""
+    from scalinglab.analysis import analyze
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return render_report(analyze(store, n_resamples=n_resamples, cache=out / "fits.json", name=name), out)

@@ -114,6 +114,7 @@ def register_runs(study: Study, store) -> None:
     vocab = _vocab_size(study)
     for cfg in study.runs:
         store.add_run(cfg.run_id(), cfg.to_dict(), name=cfg.name, study=study.name, info=describe(cfg, vocab))
+        store.add_roles(cfg.run_id(), study.roles, study.name)
 
 
 def run_statuses(study: Study, store) -> dict[str, str]:

@@ -34,6 +34,11 @@ plus the shape axes of Kaplan section 3.1:
 and n_head varies the head count of whatever shape the other axes chose.
 
 Each run carries its axis values as `extra` labels (part of its id), so analyses can group runs by them.
+
+`[study] roles` says what the runs are for, and the store records it for every run (scalinglab.store.ROLES):
+"sizes" (the size sweep), "subsets" (data subsets), "shape" (shapes at fixed N), "batch" (batch sizes), "lr".
+Without it the roles follow from the spec's own axes (d_unique -> subsets, batch_size -> batch, aspect_ratio /
+d_ff_ratio / n_head -> shape, lr / lr_scale -> lr, otherwise sizes); the analysis never guesses them from budgets.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from pathlib import Path
 from scalinglab.config import RunConfig, field_value, load_toml
 from scalinglab.errors import ConfigError, DataError, ScalingLabError
 
-STUDY_KEYS = {"name", "data", "store", "description"}
+STUDY_KEYS = {"name", "data", "store", "description", "roles"}
 DATA_KEYS = {"corpus", "tokenizer", "max_bytes", "transfer", "seed", "test_fraction", "validation_fraction",
              "chunk_chars"}
 TOP_KEYS = {"study", "data", "base", "axes"}
@@ -72,6 +77,7 @@ class Study:
     # (kept, dropped) run names: axis values that resolve to the same model and budget (say two aspect ratios
     # that both round to one layer) are trained once, under the first name
     merged: list[tuple[str, str]] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)  # what every run of this spec is for (store.ROLES)
 
     @property
     def checkpoint_root(self) -> Path:
@@ -149,7 +155,8 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
         seen |= keys
 
     study = Study(name=name, runs=[], store_path=store_path.resolve(), data_dir=data_dir.resolve(), spec_path=path,
-                  data_recipe=recipe, axes=label_names, description=str(head.get("description", "")))
+                  data_recipe=recipe, axes=label_names, description=str(head.get("description", "")),
+                  roles=_roles(head.get("roles"), label_names, where))
     vocab_size, train_tokens = _data_facts(study, prepare=prepare, progress=progress)
 
     runs, ids, models = [], {}, {}
@@ -306,6 +313,24 @@ def _label(v) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _roles(given, axes: list[str], where: str) -> list[str]:
+    """The spec's declared roles, or the ones its axes imply."""
+    from scalinglab.store import ROLES
+
+    if given is None:
+        implied = [role for role, keys in (("subsets", {"d_unique"}), ("batch", {"batch_size"}),
+                                           ("shape", {"aspect_ratio", "d_ff_ratio", "n_head"}),
+                                           ("lr", {"lr", "lr_scale"})) if keys & set(axes)]
+        return implied or ["sizes"]
+    given = [given] if isinstance(given, str) else given
+    if not isinstance(given, list) or not given or not all(isinstance(r, str) for r in given):
+        raise ConfigError(f"{where} [study]: roles must be a role name or a list of them, got {given!r}")
+    bad = [r for r in given if r not in ROLES]
+    if bad:
+        raise ConfigError(f"{where} [study]: unknown role {bad[0]!r} (known: {', '.join(ROLES)})")
+    return list(dict.fromkeys(given))
 
 
 def _table(v, where: str) -> dict:
