@@ -116,6 +116,7 @@ class FittedLaw:
         d = {
             "form": self.form.name,
             "irreducible": bool(getattr(self.form, "irreducible", False)),
+            "form_options": dict(getattr(self.form, "options", {})),
             "formula": self.text(),
             "latex": self.latex(),
             "params": {k: num(v) for k, v in self.params.items()},
@@ -143,7 +144,8 @@ class FittedLaw:
     def from_dict(cls, d: dict) -> "FittedLaw":
         """A law back from to_dict() (e.g. `scalinglab fit --json` output), good for predict and plan."""
         try:
-            form = get_form(d["form"], irreducible=bool(d.get("irreducible", False)))
+            form = get_form(d["form"], irreducible=bool(d.get("irreducible", False)),
+                            **(d.get("form_options") or {}))
             params = {k: float(d["params"][k]) for k in form.param_names}
         except (KeyError, TypeError, ValueError) as exc:
             raise FitError(f"fitted-law JSON is missing or has a bad field ({exc}); write it with "
@@ -211,6 +213,8 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
                  strict: bool = False) -> FittedLaw:
     logy = np.log(prep.y)
     objective = Objective(form, prep.X, logy, delta)
+    if isinstance(grid, str) and grid == "quick":
+        grid = getattr(form, "quick_grid", form.start_grid)(prep.X, logy)
     grid = form.start_grid(prep.X, logy) if grid is None else np.asarray(grid, float)
     opt: Optimum = multistart(objective, grid, prep.weights, max_iter=max_iter, n_jobs=n_jobs)
     theta = form.to_natural(opt.z)[0]
@@ -266,14 +270,18 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
             s: str | None = None, l: str | None = None, loss: str | None = None, b_crit: str | None = None,
             group: str | None = None, weights: str | None = None, irreducible: bool = False,
             n_resamples: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
-            drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False) -> FittedLaw:
+            drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False,
+            u: str | None = None, fix_e: float | None = None) -> FittedLaw:
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
     Column names: n, d, c, s (inputs), loss (the response; for form='bcrit' the B_crit column, with l the
     loss column), group (run id: the bootstrap resamples groups), weights. Unnamed columns are looked up under
-    their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present.
+    their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present. u names the
+    unique-tokens column of the data-constrained form (runs without one saw each token once); fix_e fixes E of
+    the chinchilla family. grid='quick' starts from the form's coarse grid where it has one (fast, for the many
+    fits of a nested backtest).
     """
-    f = get_form(form, irreducible=irreducible)
+    f = get_form(form, irreducible=irreducible, fix_e=fix_e)
     if level is None:  # learning-curve forms read every evaluation of a store, the others one row per run
         level = "curves" if f.name in ("kaplan_ns", "learning_curve") else "runs"
     df, where = _load(data, level, "data")
@@ -282,7 +290,7 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     if f.response == "B_crit":
         columns = {"B_crit": loss or b_crit, "L": l}
     else:
-        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s}
+        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s, "U": u}
     prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
                    drop_highest=drop_highest_loss, where=where)
     return fit_prepared(prep, f, n_resamples=n_resamples, delta=delta, seed=seed, max_iter=max_iter,
