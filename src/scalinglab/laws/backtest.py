@@ -202,28 +202,45 @@ def parse_holdout(expr: str, columns: dict[str, np.ndarray]) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ intervals
 
 
-def noise_scale(law: FittedLaw) -> float:
-    """Run-to-run scatter around the law (log loss), from the fit's residuals: a robust scale (1.4826 x the
-    median absolute deviation, so a few outlying runs do not inflate it), corrected for the parameters fitted."""
+def noise_scale(law: FittedLaw) -> tuple[float, int]:
+    """Run-to-run scatter around the law (log loss) estimated from the fit's residuals, and its degrees of freedom.
+
+    The classical estimate sqrt(RSS / (n - p)) (p: the parameters fitted), over the residuals within 4 robust
+    standard deviations (1.4826 x the median absolute deviation) of their median: a few gross outliers (a
+    mis-extracted point, a diverged run) do not widen every interval, while normal scatter keeps its efficient
+    estimate."""
     r = np.asarray(law.residuals if law.residuals is not None else [], float)
-    n, p = len(r), len(law.form.internal_names)
-    if n <= p:
-        return float("nan")
-    mad = 1.4826 * np.median(np.abs(r - np.median(r)))
-    return float(mad * math.sqrt(n / (n - p)))
+    p = len(law.form.internal_names)
+    if len(r) <= p:
+        return float("nan"), 0
+    med = np.median(r)
+    mad = 1.4826 * np.median(np.abs(r - med))
+    keep = np.abs(r - med) <= 4 * mad if mad > 0 else np.ones(len(r), bool)
+    dof = int(keep.sum()) - p
+    if dof < 1:
+        return float("nan"), 0
+    return float(math.sqrt(np.sum(r[keep] ** 2) / dof)), dof
 
 
 def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0):
     """(low, high) for the measured loss of new runs at inputs X: each bootstrap draw of the parameters (whole
-    runs resampled) predicts, and a draw of the run-to-run noise (normal in log loss, `noise_scale`) is added.
-    NaN where the law has no bootstrap samples."""
+    runs resampled; its spread corrected for the small number of runs) predicts, and a draw of the run-to-run noise is added (Student t in log loss with the
+    scale and degrees of freedom of `noise_scale`, which carries the uncertainty of that scale). NaN where the
+    law has no bootstrap samples."""
     n = len(next(iter(X.values())))
     if law.samples is None or len(law.samples) < 2:
         return np.full(n, np.nan), np.full(n, np.nan)
     lp = law.form.log_predict(law.form.to_internal(law.samples), X)
-    sigma = noise_scale(law)
+    # the bootstrap spread of a p-parameter fit to G runs is biased low by about (G - p)/G in variance, as the
+    # residuals' is; widen it by the same factor (it matters with the few runs of a typical study)
+    G, p = max(int(law.n_groups), 1), len(law.form.internal_names)
+    if G > p + 1:
+        centre = law.form.log_predict(law.form.to_internal(law.form.theta(law.params)[None, :]), X)
+        lp = centre + math.sqrt(G / (G - p)) * (lp - centre)
+    sigma, dof = noise_scale(law)
     if np.isfinite(sigma) and sigma > 0:
-        lp = lp + sigma * np.random.default_rng(seed).standard_normal(lp.shape)
+        rng = np.random.default_rng(seed)
+        lp = lp + sigma * rng.standard_t(dof, size=lp.shape)
     q = 100 * (1 - level) / 2
     lo, hi = np.nanpercentile(lp, [q, 100 - q], axis=0)
     return np.exp(lo), np.exp(hi)
@@ -256,13 +273,13 @@ def _drop_rows(frame: pd.DataFrame, drop: str) -> pd.DataFrame:
 
 
 def _fit_candidate(frame: pd.DataFrame, cand: Candidate, n_resamples: int, seed: int, quick: bool,
-                   n_jobs: int = 1, fix_e=None) -> FittedLaw:
+                   n_jobs: int = 1, fix_e=None, max_iter: int = 500) -> FittedLaw:
     cols = {"n": "N", "d": "D", "loss": "L", "u": "U" if "U" in frame.columns else None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, group="group",
                        n_resamples=n_resamples, delta=cand.delta, seed=seed, grid="quick" if quick else None,
-                       n_jobs=n_jobs, fix_e=fix_e, **cols)
+                       n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, **cols)
 
 
 def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int = 3):
@@ -510,7 +527,7 @@ def score_points(points: pd.DataFrame, *, form: str, holdout: str, laws: dict, s
 
 def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "auto", *, n_resamples: int = 1000,
                    seed: int = 0, n_jobs: int = 1, fix_e=None, holdout: str = "", by: str | None = None,
-                   min_fit_sizes: int = 2) -> BacktestResult:
+                   min_fit_sizes: int = 2, max_iter: int = 500) -> BacktestResult:
     """Backtest on a frame with the standard columns N, D, L (and U, group = run id; `by`: a column whose values
     are fitted and backtested separately, their points pooled). The law is fitted on ~mask rows only."""
     holdout_mask = np.asarray(holdout_mask, bool)
@@ -538,7 +555,8 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
                 sels[key] = sel
             else:
                 cand = Candidate(form)
-            law = _fit_candidate(fit_rows, cand, n_resamples, seed, quick=True, n_jobs=n_jobs, fix_e=fix_e)
+            law = _fit_candidate(fit_rows, cand, n_resamples, seed, quick=True, n_jobs=n_jobs, fix_e=fix_e,
+                                 max_iter=max_iter)
         laws[key] = law
         n_fit += law.n_points
         if not law.converged:
@@ -563,7 +581,7 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
 def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | None = None, d: str | None = None,
              c: str | None = None, loss: str | None = None, u: str | None = None, group: str | None = None,
              run: str | None = None, n_resamples: int = 1000, seed: int = 0, n_jobs: int = 1,
-             fix_e: float | None = None) -> BacktestResult:
+             fix_e: float | None = None, max_iter: int = 500) -> BacktestResult:
     """Fit `form` (or choose one: 'auto') on the rows outside `holdout`, predict the held-out rows with 95%
     prediction intervals, and score the prediction.
 
@@ -611,4 +629,4 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
     if mask.all():
         raise FitError(f"holdout {holdout!r} selects every row; nothing is left to fit")
     return backtest_frame(frame, mask, form, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs, fix_e=fix_e,
-                          holdout=holdout, by="_by" if group is not None else None)
+                          holdout=holdout, by="_by" if group is not None else None, max_iter=max_iter)
