@@ -39,6 +39,8 @@ AUTO_FORMS = ("chinchilla", "chinchilla_tied", "kaplan_nd")
 AUTO_DELTAS = (1e-3, 1e-1)
 AUTO_DROPS = ("none", "smallest")
 LEVEL = 0.95
+# the extrapolation term of the intervals is measured only on nested folds fitted to at least this many sizes
+SLOPE_MIN_SIZES = 4
 
 
 # ------------------------------------------------------------------------------------------------ BLAS threads
@@ -222,11 +224,14 @@ def noise_scale(law: FittedLaw) -> tuple[float, int]:
     return float(math.sqrt(np.sum(r[keep] ** 2) / dof)), dof
 
 
-def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0):
+def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0, extrapolation: float = 0.0):
     """(low, high) for the measured loss of new runs at inputs X: each bootstrap draw of the parameters (whole
     runs resampled; its spread corrected for the small number of runs) predicts, and a draw of the run-to-run noise is added (Student t in log loss with the
-    scale and degrees of freedom of `noise_scale`, which carries the uncertainty of that scale). NaN where the
-    law has no bootstrap samples."""
+    scale and degrees of freedom of `noise_scale`, which carries the uncertainty of that scale). With
+    `extrapolation` = k (`extrapolation_slope`), a point log(N / N_max) = t beyond the fitted sizes gets the
+    variance (k t)^2 where the bootstrap's is smaller: the error nested backtests measured, which includes a
+    misfit of the form that no resampling of the same runs can show. NaN where the law has no bootstrap
+    samples."""
     n = len(next(iter(X.values())))
     if law.samples is None or len(law.samples) < 2:
         return np.full(n, np.nan), np.full(n, np.nan)
@@ -239,8 +244,14 @@ def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int
         lp = centre + math.sqrt(G / (G - p)) * (lp - centre)
     sigma, dof = noise_scale(law)
     if np.isfinite(sigma) and sigma > 0:
+        scale = np.full(n, sigma)
+        if extrapolation and "N" in X and law.data is not None and "N" in law.data:
+            # beyond the fitted sizes, the nested backtests' error growth where it exceeds the bootstrap's
+            t = np.maximum(np.log(np.asarray(X["N"], float) / float(law.data["N"].max())), 0.0)
+            excess = np.maximum((extrapolation * t) ** 2 - np.var(lp, axis=0), 0.0)
+            scale = np.sqrt(sigma ** 2 + excess)
         rng = np.random.default_rng(seed)
-        lp = lp + sigma * rng.standard_t(dof, size=lp.shape)
+        lp = lp + scale[None, :] * rng.standard_t(dof, size=lp.shape)
     q = 100 * (1 - level) / 2
     lo, hi = np.nanpercentile(lp, [q, 100 - q], axis=0)
     return np.exp(lo), np.exp(hi)
@@ -305,7 +316,8 @@ def _drop_mask(codes: np.ndarray, train: np.ndarray, drop: str) -> np.ndarray:
     return train
 
 
-def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, drops, fix_e=None) -> np.ndarray:
+def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, drops, fix_e=None,
+                   points: bool = False):
     """Mean relative error of each (drop, fold) extrapolation for one form and Huber delta: every fold's fit
     from every start of the form's coarse grid runs in one batched L-BFGS call (a fold is a 0/1 weight row)."""
     from scalinglab.laws.estimate import Objective, lbfgs_batched
@@ -331,6 +343,7 @@ def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, dro
     W = np.repeat(np.array([m[0] for m in masks], float), G, axis=0)
     r = lbfgs_batched(obj, np.tile(grid, (len(masks), 1)), W, max_iter=300)
     errs = np.full(len(masks), np.inf)
+    log_err, dist = [], []
     for j, (tr, te) in enumerate(masks):
         f = r.f[j * G:(j + 1) * G]
         if not np.isfinite(f).any() or tr.sum() <= len(form.internal_names):
@@ -340,7 +353,22 @@ def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, dro
         y = np.exp(logy[te])
         e = float(np.mean(np.abs(pred - y) / y))
         errs[j] = e if np.isfinite(e) else np.inf
+        log_err.append(np.log(y) - np.log(pred))
+        dist.append(np.log(X["N"][te] / X["N"][tr].max()))
+    if points:  # every nested prediction's log error and its extrapolation distance log(N / largest N fitted)
+        return (np.concatenate(log_err), np.concatenate(dist)) if log_err else (np.zeros(0), np.zeros(0))
     return errs.reshape(len(drops), len(folds))
+
+
+def extrapolation_slope(log_err: np.ndarray, dist: np.ndarray, sigma: float) -> float:
+    """k such that a prediction log(N / N_max) beyond the largest fitted size errs by about k log(N / N_max)
+    beyond the noise: from the nested backtests, k^2 = median((r^2 - sigma^2) / t^2) / 0.455 (0.455: the median
+    of a chi-square with one degree of freedom; medians, so a few outlying runs do not set it)."""
+    ok = np.isfinite(log_err) & (dist > 1e-3)
+    if ok.sum() < 3 or not np.isfinite(sigma):
+        return 0.0
+    k2 = np.median((log_err[ok] ** 2 - sigma ** 2) / dist[ok] ** 2) / 0.455
+    return float(math.sqrt(k2)) if k2 > 0 else 0.0
 
 
 def _nested_job(frame, form_name, delta, folds, drops, fix_e):
@@ -534,7 +562,7 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
     if not holdout_mask.any():
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
     keys = [None] if by is None else list(pd.unique(frame[by]))
-    laws, sels, rows, msgs, conv, n_fit = {}, {}, [], [], True, 0
+    laws, sels, rows, msgs, conv, n_fit, slopes = {}, {}, [], [], True, 0, {}
     for key in keys:
         sub = np.ones(len(frame), bool) if key is None else (frame[by] == key).to_numpy()
         fit_rows = frame[sub & ~holdout_mask].reset_index(drop=True)
@@ -564,7 +592,16 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
             msgs.append(f"the fit{where} did not converge ({law.message})")
         X = {v: test_rows[v].to_numpy(float) for v in law.form.inputs}
         pred = law.form.predict(law.params, X)
-        lo, hi = prediction_interval(law, X, seed=seed)
+        slope = 0.0
+        kept = _drop_rows(fit_rows, cand.drop).reset_index(drop=True)
+        folds = nested_folds(kept, min_train_sizes=SLOPE_MIN_SIZES)
+        if len(folds) >= 2:  # one fold of a barely determined fit says nothing about the full fit's misfit
+            with single_threaded_blas():
+                r, t = _nested_errors(kept, cand.form, cand.delta, folds, ["none"], fix_e, points=True)
+            slope = extrapolation_slope(r, t, noise_scale(law)[0])
+        slopes[key] = slope
+        lo, hi = prediction_interval(law, {**X, "N": test_rows["N"].to_numpy(float)}, seed=seed,
+                                     extrapolation=slope)
         actual = test_rows["L"].to_numpy(float)
         rows.append(pd.DataFrame({"n": test_rows["N"], "d": test_rows["D"], "actual": actual, "predicted": pred,
                                   "low": lo, "high": hi, "rel_error": np.abs(pred - actual) / actual,
