@@ -76,10 +76,19 @@ def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resample
     else:
         out.notes.append(f"largest D: not run, the study has {len(d_values)} value(s) of D (needs 3 to hold one "
                          "out)")
+    main_ids = set(sd.main["run_id"]) if not sd.main.empty else set()
     for attr, label, mask, n_levels in axes:
         fit_sizes = len(np.unique(codes[~mask]))
-        use = form
-        if form == "auto" and fit_sizes < 4:
+        use, rows = form, pts
+        fit = pts[~mask]
+        if len(fit) < 6 or fit["D"].nunique() < 2:
+            # too few runs, or one D, for a law in N and D: the size sweep's L(N) (Kaplan eq. 1.1) instead
+            use = "kaplan_n"
+            keep = pts["run_id"].isin(main_ids).to_numpy()
+            rows, mask = pts[keep].reset_index(drop=True), mask[keep]
+            out.notes.append(f"{label}: {len(fit)} runs with {fit['D'].nunique()} value(s) of D to fit, too few "
+                             f"for L(N, D): L(N) of the size sweep ({len(rows)} runs) instead")
+        elif form == "auto" and fit_sizes < 4:
             use = "chinchilla"
             out.notes.append(f"{label}: {fit_sizes} model sizes left to fit, too few for auto (4): chinchilla form")
         if n_levels < 3:
@@ -89,7 +98,7 @@ def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resample
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = backtest_frame(pts, mask, use, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs,
+                res = backtest_frame(rows, mask, use, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs,
                                      holdout=label, min_fit_sizes=2 if attr == "by_size" else 1)
         except ScalingLabError as exc:
             out.notes.append(f"{label}: not run ({exc})")

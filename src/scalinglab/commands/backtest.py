@@ -8,7 +8,7 @@ import json
 from scalinglab.laws.forms import FORM_NAMES
 
 BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied", "overtrain",
-                                                                  "data_constrained", "kaplan_nd"))
+                                                                  "data_constrained", "kaplan_nd", "kaplan_n"))
 
 
 def register(subparsers):

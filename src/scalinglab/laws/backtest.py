@@ -636,7 +636,7 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
     data = data.reset_index(drop=True)
     if form != "auto":
         get_form(form, fix_e=fix_e)  # an unknown form fails here, with the list of forms
-    f = get_form("data_constrained" if form == "data_constrained" else "chinchilla")
+    f = get_form("chinchilla" if form == "auto" else form, fix_e=fix_e)
     has_u = form == "data_constrained" or u is not None or (
         form == "auto" and any(x in data.columns for x in ("U", "D_unique", "d_unique", "unique_tokens")))
     inputs = ("N", "D", "U") if has_u else ("N", "D")
