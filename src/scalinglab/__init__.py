@@ -24,4 +24,8 @@ def __getattr__(name):
         from scalinglab.laws import fit_law
 
         return fit_law
+    if name == "backtest":
+        from scalinglab.laws import backtest
+
+        return backtest
     raise AttributeError(name)

@@ -226,7 +226,8 @@ def noise_scale(law: FittedLaw) -> tuple[float, int]:
 
 def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0, extrapolation: float = 0.0):
     """(low, high) for the measured loss of new runs at inputs X: each bootstrap draw of the parameters (whole
-    runs resampled; its spread corrected for the small number of runs) predicts, and a draw of the run-to-run noise is added (Student t in log loss with the
+    runs resampled; its spread corrected for the small number of runs) predicts, and a draw of the run-to-run
+    noise is added (Student t in log loss with the
     scale and degrees of freedom of `noise_scale`, which carries the uncertainty of that scale). With
     `extrapolation` = k (`extrapolation_slope`), a point log(N / N_max) = t beyond the fitted sizes gets the
     variance (k t)^2 where the bootstrap's is smaller: the error nested backtests measured, which includes a

@@ -676,5 +676,6 @@ def get_form(name: str, irreducible: bool = False, fix_e: float | None = None) -
     raise FitError(f"unknown law form {name!r}; choose one of {', '.join(FORM_NAMES)}")
 
 
-FORM_NAMES = ("chinchilla", "chinchilla_tied", "overtrain", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit",
+FORM_NAMES = ("chinchilla", "chinchilla_tied", "overtrain", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c",
+              "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit",
               "learning_curve")

@@ -73,8 +73,9 @@ def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None
         lo, hi = r.ci["mean_rel_error"]
         ci = f" (95% CI {100 * lo:.2g} - {100 * hi:.2g}%)" if np.isfinite(lo) else ""
         sel = "; ".join(s.text() for s in r.selections.values())
-        rows.append(f"<tr><td>{_esc(label)}</td><td>{_esc(r.form)}{'<br><small>' + _esc(sel) + '</small>' if sel else ''}"
-                    f"</td><td>{r.n_fit_points} runs</td><td>{r.n_points}</td>"
+        chosen = f"<br><small>{_esc(sel)}</small>" if sel else ""
+        rows.append(f"<tr><td>{_esc(label)}</td><td>{_esc(r.form)}{chosen}</td>"
+                    f"<td>{r.n_fit_points} runs</td><td>{r.n_points}</td>"
                     f"<td>{100 * r.mean_rel_error:.2f}%{_esc(ci)}</td><td>{100 * r.max_rel_error:.2f}%</td>"
                     f"<td>{100 * r.coverage95:.0f}%</td></tr>")
     if len(rows) > 1:
