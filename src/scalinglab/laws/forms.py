@@ -319,18 +319,20 @@ class Chinchilla(Form):
         es = np.arange(-1.0, 1.01, 0.5)
         abs_ = np.arange(0.0, 25.01, 5.0)
         g = np.array(list(itertools.product(es, abs_, abs_, exps, exps)))
-        return np.unique(self.to_internal(self.to_natural_full(g)), axis=0)
+        return self._restrict(g)
 
     def quick_grid(self, X=None, logy=None):
         """A coarse grid (72 starts for the full form) that finds the published grid's optimum on the public
         Chinchilla points; used where many fits are needed (nested backtests)."""
         g = np.array(list(itertools.product([0.0, 0.5], [2.0, 6.0, 12.0], [2.0, 6.0, 12.0], [0.3, 0.6],
                                             [0.3, 0.6])))
-        return np.unique(self.to_internal(self.to_natural_full(g)), axis=0)
+        return self._restrict(g)
 
-    @staticmethod
-    def to_natural_full(G):
-        return np.stack([_exp(G[:, 0]), _exp(G[:, 1]), _exp(G[:, 2]), G[:, 3], G[:, 4]], axis=1)
+    def _restrict(self, g):
+        """Full-coordinate starting rows -> the free coordinates, duplicates removed (the full form: unchanged)."""
+        if len(self._free) == 5:
+            return g
+        return np.unique(g[:, self._free], axis=0)
 
     def text(self, params=None):
         if params is None:
