@@ -428,6 +428,8 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
     smallest mean relative error of extrapolation. `frame` has the law's variables under their standard names
     (N, D, L, optionally U) and a `group` column (run id)."""
     candidates = candidates or auto_candidates(frame)
+    if fix_e is not None:  # a fixed E belongs to the chinchilla family only
+        candidates = [c for c in candidates if c.form in ("chinchilla", "chinchilla_tied", "data_constrained")]
     folds = nested_folds(frame)
     if not folds:
         raise FitError(f"--form auto needs at least 4 model sizes in the fitting data to backtest inside it, got "
@@ -449,6 +451,11 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
 
 
 # ------------------------------------------------------------------------------------------------ backtest
+
+
+def _key(group) -> str:
+    """A group's key in JSON: its value, or "all" for a backtest without groups."""
+    return "all" if group is None else str(group)
 
 
 @dataclass
@@ -510,8 +517,8 @@ class BacktestResult(Result):
         d.update(form=self.form, points=pts, mean_rel_error=num(self.mean_rel_error),
                  max_rel_error=num(self.max_rel_error), coverage95=num(self.coverage95), holdout=self.holdout,
                  n_fit_points=self.n_fit_points,
-                 laws={str(k): v.to_dict(max_samples=0) for k, v in self.laws.items()},
-                 selection={str(k): v.to_dict() for k, v in self.selections.items()})
+                 laws={_key(k): v.to_dict(max_samples=0) for k, v in self.laws.items()},
+                 selection={_key(k): v.to_dict() for k, v in self.selections.items()})
         return d
 
     @classmethod
