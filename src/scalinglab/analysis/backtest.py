@@ -88,9 +88,11 @@ def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resample
             rows, mask = pts[keep].reset_index(drop=True), mask[keep]
             out.notes.append(f"{label}: {len(fit)} runs with {fit['D'].nunique()} value(s) of D to fit, too few "
                              f"for L(N, D): L(N) of the size sweep ({len(rows)} runs) instead")
-        elif form == "auto" and fit_sizes < 4:
+        elif form == "auto" and (fit_sizes if attr == "by_size" else fit["D"].nunique()) < 4:
             use = "chinchilla"
-            out.notes.append(f"{label}: {fit_sizes} model sizes left to fit, too few for auto (4): chinchilla form")
+            what = "model sizes" if attr == "by_size" else "values of D"
+            n_left = fit_sizes if attr == "by_size" else fit["D"].nunique()
+            out.notes.append(f"{label}: {n_left} {what} left to fit, too few for auto (4): chinchilla form")
         if n_levels < 3:
             out.notes.append(f"{label}: not run, the study has {n_levels} level(s) (needs 3: two to fit, one to "
                              "predict)")
@@ -99,7 +101,8 @@ def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resample
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = backtest_frame(rows, mask, use, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs,
-                                     holdout=label, min_fit_sizes=2 if attr == "by_size" else 1)
+                                     holdout=label, min_fit_sizes=2 if attr == "by_size" else 1,
+                                     axis="N" if attr == "by_size" else "D")
         except ScalingLabError as exc:
             out.notes.append(f"{label}: not run ({exc})")
             continue

@@ -224,12 +224,14 @@ def noise_scale(law: FittedLaw) -> tuple[float, int]:
     return float(math.sqrt(np.sum(r[keep] ** 2) / dof)), dof
 
 
-def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0, extrapolation: float = 0.0):
+def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0, extrapolation: float = 0.0,
+                        axis: str = "N"):
     """(low, high) for the measured loss of new runs at inputs X: each bootstrap draw of the parameters (whole
     runs resampled; its spread corrected for the small number of runs) predicts, and a draw of the run-to-run
     noise is added (Student t in log loss with the
     scale and degrees of freedom of `noise_scale`, which carries the uncertainty of that scale). With
-    `extrapolation` = k (`extrapolation_slope`), a point log(N / N_max) = t beyond the fitted sizes gets the
+    `extrapolation` = k (`extrapolation_slope`), a point log(x / x_max) = t beyond the fitted values of `axis`
+    (N, or D) gets the
     variance (k t)^2 where the bootstrap's is smaller: the error nested backtests measured, which includes a
     misfit of the form that no resampling of the same runs can show. NaN where the law has no bootstrap
     samples."""
@@ -246,9 +248,9 @@ def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int
     sigma, dof = noise_scale(law)
     if np.isfinite(sigma) and sigma > 0:
         scale = np.full(n, sigma)
-        if extrapolation and "N" in X and law.data is not None and "N" in law.data:
+        if extrapolation and axis in X and law.data is not None and axis in law.data:
             # beyond the fitted sizes, the nested backtests' error growth where it exceeds the bootstrap's
-            t = np.maximum(np.log(np.asarray(X["N"], float) / float(law.data["N"].max())), 0.0)
+            t = np.maximum(np.log(np.asarray(X[axis], float) / float(law.data[axis].max())), 0.0)
             excess = np.maximum((extrapolation * t) ** 2 - np.var(lp, axis=0), 0.0)
             scale = np.sqrt(sigma ** 2 + excess)
         rng = np.random.default_rng(seed)
@@ -294,10 +296,11 @@ def _fit_candidate(frame: pd.DataFrame, cand: Candidate, n_resamples: int, seed:
                        n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, **cols)
 
 
-def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int = 3):
+def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int = 3, axis: str = "N"):
     """(train mask, test mask) pairs inside the fitting data: fold k holds out its largest h_k model sizes
-    (h_k = k for up to 6 sizes, else about k/6 of them, so the extrapolation spans a similar range of N)."""
-    codes = size_codes(frame["N"])
+    (h_k = k for up to 6 sizes, else about k/6 of them, so the extrapolation spans a similar range of N). With
+    axis='D' the folds hold out the largest values of D instead, as a backtest along the data axis does."""
+    codes = size_codes(frame[axis])
     m = int(codes.max()) + 1 if len(codes) else 0
     n_folds = min(max_folds, m - min_train_sizes)
     folds = []
@@ -318,7 +321,7 @@ def _drop_mask(codes: np.ndarray, train: np.ndarray, drop: str) -> np.ndarray:
 
 
 def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, drops, fix_e=None,
-                   points: bool = False):
+                   points: bool = False, axis: str = "N"):
     """Mean relative error of each (drop, fold) extrapolation for one form and Huber delta: every fold's fit
     from every start of the form's coarse grid runs in one batched L-BFGS call (a fold is a 0/1 weight row)."""
     from scalinglab.laws.estimate import Objective, lbfgs_batched
@@ -355,7 +358,8 @@ def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, dro
         e = float(np.mean(np.abs(pred - y) / y))
         errs[j] = e if np.isfinite(e) else np.inf
         log_err.append(np.log(y) - np.log(pred))
-        dist.append(np.log(X["N"][te] / X["N"][tr].max()))
+        x = frame[axis].to_numpy(float)
+        dist.append(np.log(x[te] / x[tr].max()))
     if points:  # every nested prediction's log error and its extrapolation distance log(N / largest N fitted)
         return (np.concatenate(log_err), np.concatenate(dist)) if log_err else (np.zeros(0), np.zeros(0))
     return errs.reshape(len(drops), len(folds))
@@ -423,17 +427,18 @@ def auto_candidates(frame: pd.DataFrame) -> list[Candidate]:
 
 
 def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n_jobs: int = 1,
-               fix_e=None) -> Selection:
+               fix_e=None, axis: str = "N") -> Selection:
     """Score every candidate by nested backtests of `frame` (the fitting data: never the holdout) and pick the
     smallest mean relative error of extrapolation. `frame` has the law's variables under their standard names
     (N, D, L, optionally U) and a `group` column (run id)."""
     candidates = candidates or auto_candidates(frame)
     if fix_e is not None:  # a fixed E belongs to the chinchilla family only
         candidates = [c for c in candidates if c.form in ("chinchilla", "chinchilla_tied", "data_constrained")]
-    folds = nested_folds(frame)
+    folds = nested_folds(frame, axis=axis)
     if not folds:
-        raise FitError(f"--form auto needs at least 4 model sizes in the fitting data to backtest inside it, got "
-                       f"{len(np.unique(size_codes(frame['N'])))}; name a form instead")
+        what = "model sizes" if axis == "N" else f"values of {axis}"
+        raise FitError(f"--form auto needs at least 4 {what} in the fitting data to backtest inside it, got "
+                       f"{len(np.unique(size_codes(frame[axis])))}; name a form instead")
     pairs = list(dict.fromkeys((c.form, c.delta) for c in candidates))
     drops = list(dict.fromkeys(c.drop for c in candidates))
     jobs = [(frame, f, dl, folds, drops, fix_e) for f, dl in pairs]
@@ -563,9 +568,11 @@ def score_points(points: pd.DataFrame, *, form: str, holdout: str, laws: dict, s
 
 def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "auto", *, n_resamples: int = 1000,
                    seed: int = 0, n_jobs: int = 1, fix_e=None, holdout: str = "", by: str | None = None,
-                   min_fit_sizes: int = 2, max_iter: int = 500) -> BacktestResult:
+                   min_fit_sizes: int = 2, max_iter: int = 500, axis: str = "N") -> BacktestResult:
     """Backtest on a frame with the standard columns N, D, L (and U, group = run id; `by`: a column whose values
-    are fitted and backtested separately, their points pooled). The law is fitted on ~mask rows only."""
+    are fitted and backtested separately, their points pooled). The law is fitted on ~mask rows only. axis: the
+    variable the holdout extrapolates in (N, or D): auto's nested folds and the intervals' extrapolation term
+    follow it."""
     holdout_mask = np.asarray(holdout_mask, bool)
     if not holdout_mask.any():
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
@@ -586,7 +593,7 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
                            f"{min_fit_sizes} sizes: hold out less")
         with single_threaded_blas():
             if form == "auto":
-                sel = select_law(fit_rows, n_jobs=n_jobs, fix_e=fix_e)
+                sel = select_law(fit_rows, n_jobs=n_jobs, fix_e=fix_e, axis=axis)
                 cand = sel.chosen
                 sels[key] = sel
             else:
@@ -602,14 +609,14 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
         pred = law.form.predict(law.params, X)
         slope = 0.0
         kept = _drop_rows(fit_rows, cand.drop).reset_index(drop=True)
-        folds = nested_folds(kept, min_train_sizes=SLOPE_MIN_SIZES)
+        folds = nested_folds(kept, min_train_sizes=SLOPE_MIN_SIZES, axis=axis)
         if len(folds) >= 2:  # one fold of a barely determined fit says nothing about the full fit's misfit
             with single_threaded_blas():
-                r, t = _nested_errors(kept, cand.form, cand.delta, folds, ["none"], fix_e, points=True)
+                r, t = _nested_errors(kept, cand.form, cand.delta, folds, ["none"], fix_e, points=True, axis=axis)
             slope = extrapolation_slope(r, t, noise_scale(law)[0])
         slopes[key] = slope
-        lo, hi = prediction_interval(law, {**X, "N": test_rows["N"].to_numpy(float)}, seed=seed,
-                                     extrapolation=slope)
+        lo, hi = prediction_interval(law, {**X, axis: test_rows[axis].to_numpy(float)}, seed=seed,
+                                     extrapolation=slope, axis=axis)
         actual = test_rows["L"].to_numpy(float)
         rows.append(pd.DataFrame({"n": test_rows["N"], "d": test_rows["D"], "actual": actual, "predicted": pred,
                                   "low": lo, "high": hi, "rel_error": np.abs(pred - actual) / actual,
@@ -621,6 +628,12 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
     msg = "; ".join(msgs) or "all fits converged"
     return score_points(points, form=form_name, holdout=holdout, laws=laws, selections=sels, converged=conv,
                         message=msg, n_fit_points=n_fit, seed=seed)
+
+
+def holdout_axis(holdout: str) -> str:
+    """The variable a holdout extrapolates in: D when its expression names D (or tokens) and not N, else N."""
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", holdout or ""))
+    return "D" if names & {"D", "tokens"} and "N" not in names else "N"
 
 
 def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | None = None, d: str | None = None,
@@ -674,4 +687,5 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
     if mask.all():
         raise FitError(f"holdout {holdout!r} selects every row; nothing is left to fit")
     return backtest_frame(frame, mask, form, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs, fix_e=fix_e,
-                          holdout=holdout, by="_by" if group is not None else None, max_iter=max_iter)
+                          holdout=holdout, by="_by" if group is not None else None, max_iter=max_iter,
+                          axis=holdout_axis(holdout))
