@@ -216,3 +216,17 @@ def test_cli_table_on_chinchilla_points(capsys):
                "N >= 2e9", "--form", "chinchilla", "--bootstrap", "50"])
     out = capsys.readouterr().out
     assert rc == 0 and "mean relative error" in out and "coverage" in out
+
+
+def test_a_holdout_in_d_backtests_along_d():
+    from scalinglab.laws.backtest import holdout_axis, nested_folds
+
+    assert holdout_axis("D >= 1e10") == "D" and holdout_axis("N > 1e8 and D > 1e9") == "N"
+    assert holdout_axis("largest") == "N"
+    frame = synth(10, sizes=5, ratios=(2, 5, 10, 20, 40, 80)).rename(columns={"loss": "L"})
+    frame["group"] = np.arange(len(frame))
+    for train, test in nested_folds(frame, axis="D"):
+        assert frame["D"][test].min() > frame["D"][train].max()  # each fold extrapolates in D
+    r = backtest(synth(10, sizes=5, ratios=(2, 5, 10, 20, 40, 80)), "D > 5e10", "auto", n_resamples=20)
+    assert r.n_points == int((synth(10, sizes=5, ratios=(2, 5, 10, 20, 40, 80))["D"] > 5e10).sum())
+    assert r.selections[None].n_folds >= 2
