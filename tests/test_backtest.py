@@ -230,3 +230,26 @@ def test_a_holdout_in_d_backtests_along_d():
     r = backtest(synth(10, sizes=5, ratios=(2, 5, 10, 20, 40, 80)), "D > 5e10", "auto", n_resamples=20)
     assert r.n_points == int((synth(10, sizes=5, ratios=(2, 5, 10, 20, 40, 80))["D"] > 5e10).sum())
     assert r.selections[None].n_folds >= 2
+
+
+def test_shared_e_fits_groups_jointly(tmp_path, capsys):
+    # two datasets with one irreducible loss and different reducible terms
+    web = synth(11, sigma=0.003)
+    code = synth(12, sigma=0.003, truth=dict(TRUTH, A=300.0, alpha=0.3, B=4000.0, beta=0.4))
+    both = pd.concat([web.assign(ds="web"), code.assign(ds="code")], ignore_index=True)
+    law = fit_law(both, "chinchilla_shared_e", by="ds", n_resamples=20)
+    assert law.converged and law.form.groups == ["web", "code"]
+    assert abs(law.params["E"] - TRUTH["E"]) < 0.15
+    assert abs(law.params["alpha[code]"] - 0.3) < abs(law.params["alpha[web]"] - 0.3)  # each group its own
+    back = type(law).from_dict(json.loads(json.dumps(law.to_dict())))
+    assert np.allclose(back.predict(N=1e9, D=2e10, G=1), law.predict(N=1e9, D=2e10, G=1))
+    path = tmp_path / "two.csv"
+    both.to_csv(path, index=False)
+    rc = main(["backtest", str(path), "--holdout", "largest", "--form", "chinchilla_shared_e", "--group", "ds",
+               "--bootstrap", "20", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and len(d["points"]) == 8 and {p["group"] for p in d["points"]} == {"web", "code"}
+    assert list(d["laws"]) == ["all"] and "E" in d["laws"]["all"]["params"]
+    # without groups there is nothing to share: one line, exit 2
+    assert main(["backtest", str(path), "--holdout", "largest", "--form", "chinchilla_shared_e"]) == 2
+    assert "--group" in capsys.readouterr().err

@@ -7,7 +7,8 @@ import json
 
 from scalinglab.laws.forms import FORM_NAMES
 
-BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied", "overtrain",
+BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied",
+                                                                  "chinchilla_shared_e", "overtrain",
                                                                   "data_constrained", "kaplan_nd", "kaplan_n"))
 
 
@@ -26,7 +27,7 @@ def register(subparsers):
     p.add_argument("--loss", help="column of the loss")
     p.add_argument("--u", help="column of unique tokens, for data_constrained (default: D_unique/d_unique if any)")
     p.add_argument("--group", help="column of a grouping (dataset): each group is fitted and backtested "
-                                   "separately, the errors pooled")
+                                   "separately, the errors pooled (with chinchilla_shared_e: jointly, E shared)")
     p.add_argument("--run", help="column of the run id: the bootstrap resamples whole runs (default: each row)")
     p.add_argument("--fix-e", type=float, metavar="E", help="fix the irreducible loss E of the chinchilla forms")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")

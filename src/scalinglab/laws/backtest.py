@@ -291,7 +291,8 @@ def _fit_candidate(frame: pd.DataFrame, cand: Candidate, n_resamples: int, seed:
     cols = {"n": "N", "d": "D", "loss": "L", "u": "U" if "U" in frame.columns else None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, group="group",
+        by = "_by" if cand.form == "chinchilla_shared_e" else None
+        return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, group="group", by=by,
                        n_resamples=n_resamples, delta=cand.delta, seed=seed, grid="quick" if quick else None,
                        n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, **cols)
 
@@ -576,7 +577,10 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
     holdout_mask = np.asarray(holdout_mask, bool)
     if not holdout_mask.any():
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
-    keys = [None] if by is None else list(pd.unique(frame[by]))
+    shared = form == "chinchilla_shared_e"  # one joint fit of all groups, E shared
+    if shared and by is None:
+        raise FitError("form chinchilla_shared_e fits groups jointly: name their column with --group COL")
+    keys = [None] if by is None or shared else list(pd.unique(frame[by]))
     laws, sels, rows, msgs, conv, n_fit, slopes = {}, {}, [], [], True, 0, {}
     for key in keys:
         sub = np.ones(len(frame), bool) if key is None else (frame[by] == key).to_numpy()
@@ -605,12 +609,19 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
         if not law.converged:
             conv = False
             msgs.append(f"the fit{where} did not converge ({law.message})")
+        if shared:
+            labels = [str(x) for x in test_rows[by]]
+            unknown = sorted(set(labels) - set(law.form.groups))
+            if unknown:
+                raise FitError(f"holdout {holdout!r}: group(s) {', '.join(unknown)} have no fitting rows; a shared-E "
+                               "law cannot predict a group it never saw")
+            test_rows = test_rows.assign(G=[float(law.form.groups.index(x)) for x in labels])
         X = {v: test_rows[v].to_numpy(float) for v in law.form.inputs}
         pred = law.form.predict(law.params, X)
         slope = 0.0
         kept = _drop_rows(fit_rows, cand.drop).reset_index(drop=True)
         folds = nested_folds(kept, min_train_sizes=SLOPE_MIN_SIZES, axis=axis)
-        if len(folds) >= 2:  # one fold of a barely determined fit says nothing about the full fit's misfit
+        if len(folds) >= 2 and not shared:  # one fold of a barely determined fit says nothing of the full fit
             with single_threaded_blas():
                 r, t = _nested_errors(kept, cand.form, cand.delta, folds, ["none"], fix_e, points=True, axis=axis)
             slope = extrapolation_slope(r, t, noise_scale(law)[0])
@@ -620,7 +631,7 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
         actual = test_rows["L"].to_numpy(float)
         rows.append(pd.DataFrame({"n": test_rows["N"], "d": test_rows["D"], "actual": actual, "predicted": pred,
                                   "low": lo, "high": hi, "rel_error": np.abs(pred - actual) / actual,
-                                  "group": "" if key is None else key}))
+                                  "group": test_rows[by].to_numpy() if shared else ("" if key is None else key)}))
     if not rows:
         raise FitError(f"holdout {holdout!r}: no group has both fitting and held-out rows")
     points = pd.concat(rows, ignore_index=True)

@@ -139,7 +139,7 @@ def prepare(df: pd.DataFrame, inputs: tuple[str, ...], response: str, columns: d
             row = int(np.flatnonzero(bad)[0])
             raise DataError(f"{where}: column {used[v]!r} ({v}) has {int(bad.sum())} missing or non-numeric "
                             f"value(s), first at row {row}; remove or fill those rows")
-        if (arr <= 0).any():
+        if (arr <= 0).any() and v != "G":  # G: a group's index, 0 included
             row = int(np.flatnonzero(arr <= 0)[0])
             raise DataError(f"{where}: column {used[v]!r} ({v}) has {int((arr <= 0).sum())} non-positive value(s), "
                             f"first at row {row} ({arr[row]:g}); scaling laws need positive values")

@@ -271,7 +271,7 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
             group: str | None = None, weights: str | None = None, irreducible: bool = False,
             n_resamples: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
             drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False,
-            u: str | None = None, fix_e: float | None = None) -> FittedLaw:
+            u: str | None = None, fix_e: float | None = None, by: str | None = None) -> FittedLaw:
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
     Column names: n, d, c, s (inputs), loss (the response; for form='bcrit' the B_crit column, with l the
@@ -282,6 +282,13 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     fits of a nested backtest).
     """
     f = get_form(form, irreducible=irreducible, fix_e=fix_e)
+    if f.name == "chinchilla_shared_e":  # one law per group of `by`, E shared: the groups become input G
+        df, where = _load(data, level or "runs", "data")
+        if by is None or not isinstance(df, pd.DataFrame) or by not in df.columns:
+            raise FitError(f"form chinchilla_shared_e needs the column of its groups (by=COL, --group COL); "
+                           f"got {by!r}")
+        codes, labels = pd.factorize(df[by])
+        data, f = df.assign(G=codes.astype(float)), get_form(form, groups=[str(x) for x in labels])
     if level is None:  # learning-curve forms read every evaluation of a store, the others one row per run
         level = "curves" if f.name in ("kaplan_ns", "learning_curve") else "runs"
     df, where = _load(data, level, "data")
@@ -290,7 +297,7 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     if f.response == "B_crit":
         columns = {"B_crit": loss or b_crit, "L": l}
     else:
-        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s, "U": u}
+        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s, "U": u, "G": "G" if "G" in f.inputs else None}
     prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
                    drop_highest=drop_highest_loss, where=where)
     return fit_prepared(prep, f, n_resamples=n_resamples, delta=delta, seed=seed, max_iter=max_iter,

@@ -393,6 +393,86 @@ class DataConstrained(Chinchilla):
         return super().latex(params).replace("L(N, D)", "L(N, D, U)").replace("D^{", "D'^{")
 
 
+class SharedE(Form):
+    """Chinchilla's law fitted jointly to several groups (datasets, tokenizers) with one irreducible loss E shared
+    by all and A, B, alpha, beta per group: L_g(N, D) = E + A_g / N^alpha_g + B_g / D^beta_g. Hoffmann et al.
+    2022 (eq. 2) read E as the entropy of natural text; sharing it lets the groups with runs near their floor
+    pin it down for the others. Input G: the group's index (0, 1, ...); `groups` keeps the groups' names.
+
+    Internal parameters: (e, a_0, b_0, alpha_0, beta_0, a_1, ...), log L = LSE(e, a_g - alpha_g log N,
+    b_g - beta_g log D).
+    """
+
+    name = "chinchilla_shared_e"
+    family = "chinchilla_shared_e"
+    inputs = ("N", "D", "G")
+
+    def __init__(self, groups=("0",)):
+        self.groups = [str(g) for g in groups]
+        k = len(self.groups)
+        self.title = f"Chinchilla L(N, D) with E shared by {k} groups"
+        self.param_names = ("E",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("A", "B", "alpha", "beta"))
+        self.internal_names = ("e",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("a", "b", "alpha", "beta"))
+
+    @property
+    def options(self) -> dict:
+        return {"groups": list(self.groups)}
+
+    def group_params(self, params: dict, group) -> dict:
+        """One group's law in Chinchilla's five parameters."""
+        g = str(group)
+        return {"E": params["E"], **{p: params[f"{p}[{g}]"] for p in ("A", "B", "alpha", "beta")}}
+
+    def log_predict(self, Z, X, jac=False):
+        ln, ld = np.log(X["N"]), np.log(X["D"])
+        g = np.asarray(X["G"]).astype(int)
+        a, b, al, be = (Z[:, 1 + i::4][:, g] for i in range(4))
+        t0 = np.broadcast_to(Z[:, 0, None], a.shape)
+        t1 = a - al * ln[None, :]
+        t2 = b - be * ld[None, :]
+        m = np.maximum(np.maximum(t0, t1), t2)
+        w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
+        s = w0 + w1 + w2
+        lp = m + np.log(s)
+        if not jac:
+            return lp
+        p0, p1, p2 = w0 / s, w1 / s, w2 / s
+        out = [(p0, None)]
+        for j in range(len(self.groups)):
+            one = (g == j).astype(float)
+            out += [(p1, one), (p2, one), (p1, -ln * one), (p2, -ld * one)]
+        return lp, tuple(out)
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z).astype(float).copy()
+        Z[:, 0] = _exp(Z[:, 0])
+        Z[:, 1::4], Z[:, 2::4] = _exp(Z[:, 1::4]), _exp(Z[:, 2::4])
+        return Z
+
+    def to_internal(self, theta):
+        T = np.atleast_2d(theta).astype(float).copy()
+        T[:, 0] = np.log(T[:, 0])
+        T[:, 1::4], T[:, 2::4] = np.log(T[:, 1::4]), np.log(T[:, 2::4])
+        return T
+
+    def start_grid(self, X=None, logy=None):
+        """Chinchilla's coarse grid with every group starting from the same (a, b, alpha, beta)."""
+        g = Chinchilla().quick_grid()
+        return np.hstack([g[:, :1]] + [g[:, 1:]] * len(self.groups))
+
+    quick_grid = start_grid
+
+    def text(self, params=None):
+        if params is None:
+            return "L_g(N, D) = E + A_g/N^alpha_g + B_g/D^beta_g (E shared)"
+        return "; ".join(f"[{g}] " + Chinchilla().text(self.group_params(params, g)) for g in self.groups)
+
+    def latex(self, params=None):
+        if params is None:
+            return r"L_g(N, D) = E + \frac{A_g}{N^{\alpha_g}} + \frac{B_g}{D^{\beta_g}}"
+        return r"; \quad ".join(Chinchilla().latex(self.group_params(params, g)) for g in self.groups)
+
+
 class OverTraining(Form):
     """Gadre et al. 2024 ("Language models scale reliably with over-training and on downstream tasks",
     arXiv 2403.08540, eq. 4): L(C, M) = E + (a M^eta + b M^-eta) C^-eta with C = 6 N D and M = D / N, the
@@ -641,7 +721,7 @@ class CriticalBatch(Form):
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def get_form(name: str, irreducible: bool = False, fix_e: float | None = None) -> Form:
+def get_form(name: str, irreducible: bool = False, fix_e: float | None = None, groups=None) -> Form:
     """The form called `name`; `irreducible` adds L_inf to the single-variable Kaplan power laws; `fix_e` fixes
     the irreducible loss E of the chinchilla family (chinchilla, chinchilla_tied, data_constrained)."""
     from scalinglab.errors import FitError
@@ -669,6 +749,8 @@ def get_form(name: str, irreducible: bool = False, fix_e: float | None = None) -
         return DataConstrained(fix_e=fix_e)
     if name == "overtrain":
         return OverTraining()
+    if name == "chinchilla_shared_e":
+        return SharedE(groups or ("0",))
     if name == "kaplan_nd":
         return KaplanND()
     if name == "kaplan_ns":
@@ -678,6 +760,5 @@ def get_form(name: str, irreducible: bool = False, fix_e: float | None = None) -
     raise FitError(f"unknown law form {name!r}; choose one of {', '.join(FORM_NAMES)}")
 
 
-FORM_NAMES = ("chinchilla", "chinchilla_tied", "overtrain", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c",
-              "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit",
-              "learning_curve")
+FORM_NAMES = ("chinchilla", "chinchilla_tied", "chinchilla_shared_e", "overtrain", "data_constrained", "kaplan_n",
+              "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit", "learning_curve")
