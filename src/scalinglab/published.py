@@ -58,6 +58,10 @@ PORIAN2024_STEPS = [
     ("+ AdamW beta2, LR and batch tuned per scale", 0.497),
 ]
 
+# Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models", arXiv 2305.16264, section 3.1): fitted decay
+# constants of the value of repeated data (R*_D) and of excess parameters (R*_N)
+MUENNIGHOFF2023 = {"R_star_D": 15.4, "R_star_N": 5.3}
+
 # Laws a user can plan with by name: (form, constants, source)
 PUBLISHED = {
     "chinchilla2022": ("chinchilla", CHINCHILLA2022, "Hoffmann et al. 2022, eq. 10 (rounded constants)"),

@@ -25,6 +25,7 @@ DEFAULT_COLUMNS = {
     "S": ("S", "steps", "step"),
     "B": ("B", "batch_tokens"),
     "B_crit": ("B_crit", "bcrit"),
+    "U": ("U", "D_unique", "d_unique", "unique_tokens"),
 }
 
 
@@ -126,16 +127,19 @@ def prepare(df: pd.DataFrame, inputs: tuple[str, ...], response: str, columns: d
                       pd.to_numeric(df[found["D"]], errors="coerce")).to_numpy(dtype=float)
             used[v] = f"6*{found['N']}*{found['D']}"
         else:
-            flag = {"L": "--loss", "B_crit": "--loss", "N": "--n", "D": "--d", "C": "--c", "S": "--s"}.get(v, v)
+            flag = {"L": "--loss", "B_crit": "--loss", "N": "--n", "D": "--d", "C": "--c", "S": "--s",
+                    "U": "--u"}.get(v, v)
             raise DataError(f"{where}: no column for {v}; name it with {flag} COL (columns are: "
                             f"{', '.join(map(str, df.columns))})")
+    if "U" in out and "D" in out:  # a run without a data subset saw every token once: U = D
+        out["U"] = np.where(np.isfinite(out["U"]), out["U"], out["D"])
     for v, arr in out.items():
         bad = ~np.isfinite(arr)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(f"{where}: column {used[v]!r} ({v}) has {int(bad.sum())} missing or non-numeric "
                             f"value(s), first at row {row}; remove or fill those rows")
-        if (arr <= 0).any():
+        if (arr <= 0).any() and v != "G":  # G: a group's index, 0 included
             row = int(np.flatnonzero(arr <= 0)[0])
             raise DataError(f"{where}: column {used[v]!r} ({v}) has {int((arr <= 0).sum())} non-positive value(s), "
                             f"first at row {row} ({arr[row]:g}); scaling laws need positive values")

@@ -120,6 +120,7 @@ class FittedLaw(Result):
         d.update({
             "form": self.form.name,
             "irreducible": bool(getattr(self.form, "irreducible", False)),
+            "form_options": dict(getattr(self.form, "options", {})),
             "formula": self.text(),
             "latex": self.latex(),
             "ci95": d["ci"],  # the older name of `ci`, kept for files and readers written before the protocol
@@ -140,7 +141,8 @@ class FittedLaw(Result):
     def from_dict(cls, d: dict) -> "FittedLaw":
         """A law back from to_dict() (e.g. `scalinglab fit --json` output), good for predict and plan."""
         try:
-            form = get_form(d["form"], irreducible=bool(d.get("irreducible", False)))
+            form = get_form(d["form"], irreducible=bool(d.get("irreducible", False)),
+                            **(d.get("form_options") or {}))
             params = {k: float(d["params"][k]) for k in form.param_names}
         except (KeyError, TypeError, ValueError) as exc:
             raise FitError(f"fitted-law JSON is missing or has a bad field ({exc}); write it with "
@@ -208,6 +210,8 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
                  strict: bool = False) -> FittedLaw:
     logy = np.log(prep.y)
     objective = Objective(form, prep.X, logy, delta)
+    if isinstance(grid, str) and grid == "quick":
+        grid = getattr(form, "quick_grid", form.start_grid)(prep.X, logy)
     grid = form.start_grid(prep.X, logy) if grid is None else np.asarray(grid, float)
     opt: Optimum = multistart(objective, grid, prep.weights, max_iter=max_iter, n_jobs=n_jobs)
     theta = form.to_natural(opt.z)[0]
@@ -263,14 +267,25 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
             s: str | None = None, l: str | None = None, loss: str | None = None, b_crit: str | None = None,
             group: str | None = None, weights: str | None = None, irreducible: bool = False,
             n_resamples: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
-            drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False) -> FittedLaw:
+            drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False,
+            u: str | None = None, fix_e: float | None = None, by: str | None = None) -> FittedLaw:
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
     Column names: n, d, c, s (inputs), loss (the response; for form='bcrit' the B_crit column, with l the
     loss column), group (run id: the bootstrap resamples groups), weights. Unnamed columns are looked up under
-    their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present.
+    their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present. u names the
+    unique-tokens column of the data-constrained form (runs without one saw each token once); fix_e fixes E of
+    the chinchilla family. grid='quick' starts from the form's coarse grid where it has one (fast, for the many
+    fits of a nested backtest).
     """
-    f = get_form(form, irreducible=irreducible)
+    f = get_form(form, irreducible=irreducible, fix_e=fix_e)
+    if f.name == "chinchilla_shared_e":  # one law per group of `by`, E shared: the groups become input G
+        df, where = _load(data, level or "runs", "data")
+        if by is None or not isinstance(df, pd.DataFrame) or by not in df.columns:
+            raise FitError(f"form chinchilla_shared_e needs the column of its groups (fit_law(..., by=COL), or "
+                           f"`scalinglab backtest --group COL`); got {by!r}")
+        codes, labels = pd.factorize(df[by])
+        data, f = df.assign(G=codes.astype(float)), get_form(form, groups=[str(x) for x in labels])
     if level is None:  # learning-curve forms read every evaluation of a store, the others one row per run
         level = "curves" if f.name in ("kaplan_ns", "learning_curve") else "runs"
     df, where = _load(data, level, "data")
@@ -279,54 +294,8 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     if f.response == "B_crit":
         columns = {"B_crit": loss or b_crit, "L": l}
     else:
-        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s}
+        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s, "U": u, "G": "G" if "G" in f.inputs else None}
     prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
                    drop_highest=drop_highest_loss, where=where)
     return fit_prepared(prep, f, n_resamples=n_resamples, delta=delta, seed=seed, max_iter=max_iter,
                         n_jobs=n_jobs, grid=grid, strict=strict)
-
-
-# ------------------------------------------------------------------------------------------------ validation
-
-
-@dataclass
-class HoldoutResult:
-    law: FittedLaw  # fitted on the smaller models only
-    table: pd.DataFrame  # held-out points: inputs, actual, predicted, interval, log error
-    rmse_log: float
-    coverage: float  # fraction of held-out points inside the 95% observation interval
-
-    def summary(self) -> str:
-        return (f"held out {len(self.table)} points of the largest models: RMSE(log) {self.rmse_log:.4g}, "
-                f"{100 * self.coverage:.0f}% inside the 95% prediction interval")
-
-
-def validate_holdout(data, form: str = "chinchilla", *, by: str = "N", n_largest: int = 1, **kw) -> HoldoutResult:
-    """Fit on all but the `n_largest` largest values of `by` (model sizes, by default) and score the prediction
-    of the held-out larger models: the test a scaling law exists for."""
-    f = get_form(form, irreducible=kw.get("irreducible", False))
-    df, where = _load(data, "runs", "data")
-    full = fit_law(df, form, n_resamples=0, **kw)
-    frame = full.data
-    if by not in frame.columns:
-        raise FitError(f"cannot hold out by {by!r}: the fit's variables are {', '.join(frame.columns)}")
-    sizes = np.sort(frame[by].unique())
-    if len(sizes) <= n_largest + 1:
-        raise FitError(f"{len(sizes)} distinct {by} values: too few to hold out the {n_largest} largest")
-    cut = sizes[-n_largest]
-    train = frame[frame[by] < cut]
-    test = frame[frame[by] >= cut]
-    cols = {"loss": f.response} if f.response == "B_crit" else {"loss": "L"}
-    kw2 = {k: v for k, v in kw.items() if k not in ("n", "d", "c", "s", "l", "loss", "b_crit", "group")}
-    law = fit_law(train.reset_index(drop=True), form, n="N" if "N" in train else None,
-                  d="D" if "D" in train else None, s="S" if "S" in train else None,
-                  group="group" if "group" in train else None, **cols, **kw2)
-    pred = law.predict(test)
-    lo, hi = law.predict_interval(test, kind="observation")
-    actual = test[f.response].to_numpy()
-    table = test.copy()
-    table["predicted"], table["low"], table["high"] = pred, lo, hi
-    table["log_error"] = np.log(actual) - np.log(pred)
-    rmse = float(np.sqrt(np.mean(table["log_error"] ** 2)))
-    cover = float(np.mean((actual >= lo) & (actual <= hi))) if np.all(np.isfinite(lo)) else float("nan")
-    return HoldoutResult(law=law, table=table.reset_index(drop=True), rmse_log=rmse, coverage=cover)

@@ -211,16 +211,68 @@ class Chinchilla(Form):
 
     Internal parameters follow their recipe: (a, b, e, alpha, beta) with A = exp(a), B = exp(b), E = exp(e),
     and log L = LSE(a - alpha log N, b - beta log D, e).
+
+    Two restrictions of the same law, each with fewer free parameters (the natural parameters stay the five
+    above, so every member of the family predicts and plans alike):
+
+    - `tied=True`, exponents tied, alpha = beta (form `chinchilla_tied`). Gadre et al. 2024 (arXiv 2403.08540,
+      eq. 4) tie them so that at a fixed tokens-per-parameter ratio the reducible loss is a power law in compute,
+      and find that this extrapolates better from small over-trained runs;
+    - `fix_e=E0`, the irreducible loss fixed at E0 instead of fitted (Hoffmann et al.'s E is the most weakly
+      determined parameter when the runs do not approach it: Besiroglu et al. 2024, Table 1).
     """
 
     name = "chinchilla"
     title = "Chinchilla L(N, D)"
+    family = "chinchilla"
     inputs = ("N", "D")
     param_names = ("E", "A", "B", "alpha", "beta")
     internal_names = ("e", "a", "b", "alpha", "beta")
 
+    def __init__(self, tied: bool = False, fix_e: float | None = None):
+        self.tied = bool(tied)
+        self.fix_e = None if fix_e is None else float(fix_e)
+        if self.fix_e is not None and not (np.isfinite(self.fix_e) and self.fix_e > 0):
+            from scalinglab.errors import FitError
+
+            raise FitError(f"a fixed irreducible loss must be a positive number, got {fix_e!r}")
+        if self.tied:
+            self.name, self.title = "chinchilla_tied", "Chinchilla L(N, D), alpha = beta"
+        if self.fix_e is not None:
+            self.title += f", E fixed at {fmt_number(self.fix_e)}"
+        # which of the five full internal coordinates the optimiser moves
+        self._free = [i for i in range(5) if not (i == 0 and self.fix_e is not None) and not (i == 4 and self.tied)]
+        self.internal_names = tuple(Chinchilla.internal_names[i] for i in self._free)
+
+    @property
+    def options(self) -> dict:
+        """What, beyond the name, rebuilds this form (to_dict / from_dict)."""
+        return {} if self.fix_e is None else {"fix_e": self.fix_e}
+
+    @property
+    def n_free(self) -> int:
+        return len(self._free)
+
+    def _full(self, Z):
+        """Reduced internal rows (K, n_free) -> the full five coordinates (K, 5)."""
+        Z = np.atleast_2d(Z)
+        if len(self._free) == 5:
+            return Z
+        F = np.empty((Z.shape[0], 5))
+        F[:, self._free] = Z
+        if self.fix_e is not None:
+            F[:, 0] = math.log(self.fix_e)
+        if self.tied:
+            F[:, 4] = F[:, 3]
+        return F
+
+    def _transform(self, X):
+        """(log N, log D) the law sees; the data-constrained form replaces D by its effective value."""
+        return np.log(X["N"]), np.log(X["D"])
+
     def log_predict(self, Z, X, jac=False):
-        ln, ld = np.log(X["N"]), np.log(X["D"])
+        Z = self._full(Z)
+        ln, ld = self._transform(X)
         # a - alpha log N as a (K, 2) @ (2, n) product: much faster than numpy's broadcasting outer product
         t1 = np.ascontiguousarray(Z[:, [1, 3]]) @ np.vstack([np.ones_like(ln), -ln])
         t2 = np.ascontiguousarray(Z[:, [2, 4]]) @ np.vstack([np.ones_like(ld), -ld])
@@ -245,28 +297,48 @@ class Chinchilla(Form):
         p1 = w1 * s
         p2 = w2 * s
         p0 = w0 * s
-        return lp, ((p0, None), (p1, None), (p2, None), (p1, -ln), (p2, -ld))
+        full = [(p0, None), (p1, None), (p2, None), (p1, -ln), (p2, -ld)]
+        if self.tied:  # d/d alpha of both terms: no longer one array times one vector
+            full[3] = (-(p1 * ln + p2 * ld), None)
+        return lp, tuple(full[i] for i in self._free)
 
     def to_natural(self, Z):
-        Z = np.atleast_2d(Z)
+        Z = self._full(Z)
         return np.stack([_exp(Z[:, 0]), _exp(Z[:, 1]), _exp(Z[:, 2]), Z[:, 3], Z[:, 4]], axis=1)
 
     def to_internal(self, theta):
         theta = np.atleast_2d(theta)
-        return np.stack([np.log(theta[:, 0]), np.log(theta[:, 1]), np.log(theta[:, 2]), theta[:, 3], theta[:, 4]],
+        full = np.stack([np.log(theta[:, 0]), np.log(theta[:, 1]), np.log(theta[:, 2]), theta[:, 3], theta[:, 4]],
                         axis=1)
+        return full[:, self._free]
 
     def start_grid(self, X=None, logy=None):
-        """The published grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25}."""
+        """The published grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25}
+        (restricted to the free coordinates)."""
         exps = np.arange(0.0, 2.01, 0.5)
         es = np.arange(-1.0, 1.01, 0.5)
         abs_ = np.arange(0.0, 25.01, 5.0)
         g = np.array(list(itertools.product(es, abs_, abs_, exps, exps)))
-        return g
+        return self._restrict(g)
+
+    def quick_grid(self, X=None, logy=None):
+        """A coarse grid (72 starts for the full form) that finds the published grid's optimum on the public
+        Chinchilla points; used where many fits are needed (nested backtests)."""
+        g = np.array(list(itertools.product([0.0, 0.5], [2.0, 6.0, 12.0], [2.0, 6.0, 12.0], [0.3, 0.6],
+                                            [0.3, 0.6])))
+        return self._restrict(g)
+
+    def _restrict(self, g):
+        """Full-coordinate starting rows -> the free coordinates, duplicates removed (the full form: unchanged)."""
+        if len(self._free) == 5:
+            return g
+        return np.unique(g[:, self._free], axis=0)
 
     def text(self, params=None):
         if params is None:
-            return "L(N, D) = E + A/N^alpha + B/D^beta"
+            tail = "; alpha = beta" if self.tied else ""
+            tail += f"; E = {fmt_number(self.fix_e)} fixed" if self.fix_e is not None else ""
+            return "L(N, D) = E + A/N^alpha + B/D^beta" + tail
         p = {k: fmt_number(v) for k, v in params.items()}
         return f"L(N, D) = {p['E']} + {p['A']}/N^{p['alpha']} + {p['B']}/D^{p['beta']}"
 
@@ -275,6 +347,205 @@ class Chinchilla(Form):
             return r"L(N, D) = E + \frac{A}{N^{\alpha}} + \frac{B}{D^{\beta}}"
         p = {k: fmt_latex(v) for k, v in params.items()}
         return rf"L(N, D) = {p['E']} + \frac{{{p['A']}}}{{N^{{{p['alpha']}}}}} + \frac{{{p['B']}}}{{D^{{{p['beta']}}}}}"
+
+
+class DataConstrained(Chinchilla):
+    """Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models", arXiv 2305.16264, eqs. 5-6):
+    L(N, D, U) = E + A / N^alpha + B / D'^beta, where U unique tokens are seen R = D/U - 1 extra times and
+    D' = U + U R* (1 - exp(-R / R*)) is the effective data: repeated tokens are worth less and less, with the
+    paper's fitted decay constant R* (scalinglab.published.MUENNIGHOFF2023). Without repetition (D <= U),
+    D' = D and the law is Chinchilla's.
+
+    Muennighoff et al. also shrink N to an effective N' for models larger than the unique data supports
+    (R*_N ~ 5.3); that part depends on the compute-optimal size of the unique data and is not modelled here:
+    the form is for runs whose loss is limited by repeated data.
+    """
+
+    name = "data_constrained"
+    title = "data-constrained L(N, D, U) (Muennighoff et al. 2023)"
+    inputs = ("N", "D", "U")
+
+    def __init__(self, tied: bool = False, fix_e: float | None = None):
+        super().__init__(tied=tied, fix_e=fix_e)
+        self.name, self.title = "data_constrained", DataConstrained.title + (", alpha = beta" if tied else "")
+        if fix_e is not None:
+            self.title += f", E fixed at {fmt_number(self.fix_e)}"
+
+    @staticmethod
+    def effective_tokens(D, U):
+        from scalinglab.published import MUENNIGHOFF2023
+
+        r_star = MUENNIGHOFF2023["R_star_D"]
+        D, U = np.asarray(D, float), np.asarray(U, float)
+        R = np.maximum(D / U - 1.0, 0.0)
+        return np.where(D > U, U + U * r_star * (1.0 - np.exp(-R / r_star)), D)
+
+    def _transform(self, X):
+        return np.log(X["N"]), np.log(self.effective_tokens(X["D"], X["U"]))
+
+    def text(self, params=None):
+        if params is None:
+            return "L(N, D, U) = E + A/N^alpha + B/D'^beta, D' = U + U R*(1 - exp(-(D/U - 1)/R*))"
+        p = {k: fmt_number(v) for k, v in params.items()}
+        return f"L(N, D, U) = {p['E']} + {p['A']}/N^{p['alpha']} + {p['B']}/D'^{p['beta']}"
+
+    def latex(self, params=None):
+        return super().latex(params).replace("L(N, D)", "L(N, D, U)").replace("D^{", "D'^{")
+
+
+class SharedE(Form):
+    """Chinchilla's law fitted jointly to several groups (datasets, tokenizers) with one irreducible loss E shared
+    by all and A, B, alpha, beta per group: L_g(N, D) = E + A_g / N^alpha_g + B_g / D^beta_g. Hoffmann et al.
+    2022 (eq. 2) read E as the entropy of natural text; sharing it lets the groups with runs near their floor
+    pin it down for the others. Input G: the group's index (0, 1, ...); `groups` keeps the groups' names.
+
+    Internal parameters: (e, a_0, b_0, alpha_0, beta_0, a_1, ...), log L = LSE(e, a_g - alpha_g log N,
+    b_g - beta_g log D).
+    """
+
+    name = "chinchilla_shared_e"
+    family = "chinchilla_shared_e"
+    inputs = ("N", "D", "G")
+
+    def __init__(self, groups=("0",)):
+        self.groups = [str(g) for g in groups]
+        k = len(self.groups)
+        self.title = f"Chinchilla L(N, D) with E shared by {k} groups"
+        self.param_names = ("E",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("A", "B", "alpha", "beta"))
+        self.internal_names = ("e",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("a", "b", "alpha", "beta"))
+
+    @property
+    def options(self) -> dict:
+        return {"groups": list(self.groups)}
+
+    def group_params(self, params: dict, group) -> dict:
+        """One group's law in Chinchilla's five parameters."""
+        g = str(group)
+        return {"E": params["E"], **{p: params[f"{p}[{g}]"] for p in ("A", "B", "alpha", "beta")}}
+
+    def log_predict(self, Z, X, jac=False):
+        ln, ld = np.log(X["N"]), np.log(X["D"])
+        g = np.asarray(X["G"]).astype(int)
+        a, b, al, be = (Z[:, 1 + i::4][:, g] for i in range(4))
+        t0 = np.broadcast_to(Z[:, 0, None], a.shape)
+        t1 = a - al * ln[None, :]
+        t2 = b - be * ld[None, :]
+        m = np.maximum(np.maximum(t0, t1), t2)
+        w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
+        s = w0 + w1 + w2
+        lp = m + np.log(s)
+        if not jac:
+            return lp
+        p0, p1, p2 = w0 / s, w1 / s, w2 / s
+        out = [(p0, None)]
+        for j in range(len(self.groups)):
+            one = (g == j).astype(float)
+            out += [(p1, one), (p2, one), (p1, -ln * one), (p2, -ld * one)]
+        return lp, tuple(out)
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z).astype(float).copy()
+        Z[:, 0] = _exp(Z[:, 0])
+        Z[:, 1::4], Z[:, 2::4] = _exp(Z[:, 1::4]), _exp(Z[:, 2::4])
+        return Z
+
+    def to_internal(self, theta):
+        T = np.atleast_2d(theta).astype(float).copy()
+        T[:, 0] = np.log(T[:, 0])
+        T[:, 1::4], T[:, 2::4] = np.log(T[:, 1::4]), np.log(T[:, 2::4])
+        return T
+
+    def start_grid(self, X=None, logy=None):
+        """Chinchilla's coarse grid with every group starting from the same (a, b, alpha, beta)."""
+        g = Chinchilla().quick_grid()
+        return np.hstack([g[:, :1]] + [g[:, 1:]] * len(self.groups))
+
+    quick_grid = start_grid
+
+    def text(self, params=None):
+        if params is None:
+            return "L_g(N, D) = E + A_g/N^alpha_g + B_g/D^beta_g (E shared)"
+        return "; ".join(f"[{g}] " + Chinchilla().text(self.group_params(params, g)) for g in self.groups)
+
+    def latex(self, params=None):
+        if params is None:
+            return r"L_g(N, D) = E + \frac{A_g}{N^{\alpha_g}} + \frac{B_g}{D^{\beta_g}}"
+        return r"; \quad ".join(Chinchilla().latex(self.group_params(params, g)) for g in self.groups)
+
+
+class OverTraining(Form):
+    """Gadre et al. 2024 ("Language models scale reliably with over-training and on downstream tasks",
+    arXiv 2403.08540, eq. 4): L(C, M) = E + (a M^eta + b M^-eta) C^-eta with C = 6 N D and M = D / N, the
+    tokens-per-parameter ratio. At a fixed M the reducible loss is a power law in compute with one exponent
+    eta for every ratio. It is Chinchilla's law with alpha = beta = 2 eta, A = a 6^-eta, B = b 6^-eta, written in
+    the variables an over-training study varies; its predictions equal `chinchilla_tied`'s at the same optimum.
+
+    Internal parameters (e, log a, log b, eta): log L = LSE(e, log a - eta log C + eta log M,
+    log b - eta log C - eta log M).
+    """
+
+    name = "overtrain"
+    title = "over-training L(C, M) (Gadre et al. 2024)"
+    family = "overtrain"
+    inputs = ("N", "D")
+    param_names = ("E", "a", "b", "eta")
+    internal_names = ("e", "log_a", "log_b", "eta")
+
+    def log_predict(self, Z, X, jac=False):
+        ln, ld = np.log(X["N"]), np.log(X["D"])
+        lc, lm = math.log(6.0) + ln + ld, ld - ln
+        e, la, lb, eta = (Z[:, i, None] for i in range(4))
+        t0 = np.broadcast_to(e, (Z.shape[0], ln.size))
+        t1 = la - eta * (lc - lm)[None, :]
+        t2 = lb - eta * (lc + lm)[None, :]
+        m = np.maximum(np.maximum(t0, t1), t2)
+        w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
+        s = w0 + w1 + w2
+        lp = m + np.log(s)
+        if not jac:
+            return lp
+        p0, p1, p2 = w0 / s, w1 / s, w2 / s
+        return lp, ((p0, None), (p1, None), (p2, None), (-(p1 * (lc - lm) + p2 * (lc + lm)), None))
+
+    def to_natural(self, Z):
+        Z = np.atleast_2d(Z)
+        return np.stack([_exp(Z[:, 0]), _exp(Z[:, 1]), _exp(Z[:, 2]), Z[:, 3]], axis=1)
+
+    def to_internal(self, theta):
+        theta = np.atleast_2d(theta)
+        return np.stack([np.log(theta[:, 0]), np.log(theta[:, 1]), np.log(theta[:, 2]), theta[:, 3]], axis=1)
+
+    def chinchilla_params(self, params: dict) -> dict:
+        """The same law in Chinchilla's parameters (for planning)."""
+        eta = params["eta"]
+        return {"E": params["E"], "A": params["a"] * 6.0 ** -eta, "B": params["b"] * 6.0 ** -eta,
+                "alpha": 2 * eta, "beta": 2 * eta}
+
+    def start_grid(self, X=None, logy=None):
+        # Chinchilla's published grid restricted to alpha = beta, in these coordinates (eta = alpha / 2)
+        rows = [[e, a + eta * math.log(6.0), b + eta * math.log(6.0), eta]
+                for e, a, b, alpha in itertools.product(np.arange(-1.0, 1.01, 0.5), np.arange(0.0, 25.01, 5.0),
+                                                        np.arange(0.0, 25.01, 5.0), np.arange(0.25, 2.01, 0.25))
+                for eta in [alpha / 2]]
+        return np.array(rows)
+
+    def quick_grid(self, X=None, logy=None):
+        rows = [[e, a + eta * math.log(6.0), b + eta * math.log(6.0), eta]
+                for e, a, b, eta in itertools.product([0.0, 0.5], [2.0, 6.0, 12.0], [2.0, 6.0, 12.0], [0.15, 0.3])]
+        return np.array(rows)
+
+    def text(self, params=None):
+        if params is None:
+            return "L(C, M) = E + (a M^eta + b M^-eta) C^-eta, C = 6ND, M = D/N"
+        p = {k: fmt_number(v) for k, v in params.items()}
+        return f"L(C, M) = {p['E']} + ({p['a']} M^{p['eta']} + {p['b']} M^-{p['eta']}) C^-{p['eta']}"
+
+    def latex(self, params=None):
+        if params is None:
+            return r"L(C, M) = E + \left(a M^{\eta} + b M^{-\eta}\right) C^{-\eta}"
+        p = {k: fmt_latex(v) for k, v in params.items()}
+        return (rf"L(C, M) = {p['E']} + \left({p['a']} M^{{{p['eta']}}} + {p['b']} M^{{-{p['eta']}}}\right) "
+                rf"C^{{-{p['eta']}}}")
 
 
 # ------------------------------------------------------------------------------------------------ Kaplan joint
@@ -450,11 +721,15 @@ class CriticalBatch(Form):
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def get_form(name: str, irreducible: bool = False) -> Form:
-    """The form called `name`; `irreducible` adds L_inf to the single-variable Kaplan power laws."""
+def get_form(name: str, irreducible: bool = False, fix_e: float | None = None, groups=None) -> Form:
+    """The form called `name`; `irreducible` adds L_inf to the single-variable Kaplan power laws; `fix_e` fixes
+    the irreducible loss E of the chinchilla family (chinchilla, chinchilla_tied, data_constrained)."""
     from scalinglab.errors import FitError
 
     name = name.lower().replace("-", "_")
+    if fix_e is not None and name not in ("chinchilla", "chinchilla_tied", "data_constrained"):
+        raise FitError(f"a fixed irreducible loss applies to chinchilla, chinchilla_tied and data_constrained, "
+                       f"not {name!r}")
     if name == "kaplan_n":
         return PowerLaw("kaplan_n", "N", "N_c", "alpha_N", "Kaplan L(N)", irreducible)
     if name == "kaplan_d":
@@ -467,7 +742,15 @@ def get_form(name: str, irreducible: bool = False) -> Form:
     if name == "learning_curve":
         return PowerLaw("learning_curve", "S", "S_c", "alpha_S", "learning curve L(S)", True)
     if name == "chinchilla":
-        return Chinchilla()
+        return Chinchilla(fix_e=fix_e)
+    if name == "chinchilla_tied":
+        return Chinchilla(tied=True, fix_e=fix_e)
+    if name == "data_constrained":
+        return DataConstrained(fix_e=fix_e)
+    if name == "overtrain":
+        return OverTraining()
+    if name == "chinchilla_shared_e":
+        return SharedE(groups or ("0",))
     if name == "kaplan_nd":
         return KaplanND()
     if name == "kaplan_ns":
@@ -477,5 +760,5 @@ def get_form(name: str, irreducible: bool = False) -> Form:
     raise FitError(f"unknown law form {name!r}; choose one of {', '.join(FORM_NAMES)}")
 
 
-FORM_NAMES = ("chinchilla", "kaplan_n", "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit",
-              "learning_curve")
+FORM_NAMES = ("chinchilla", "chinchilla_tied", "chinchilla_shared_e", "overtrain", "data_constrained", "kaplan_n",
+              "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit", "learning_curve")
