@@ -11,7 +11,7 @@ from scalinglab.laws.frontier import ComputeOptimal, envelope, isoflop_minima, s
 
 P = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
 A_TRUE = P["beta"] / (P["alpha"] + P["beta"])  # N_opt ~ C^a when C = 6 N D
-K = 3e5  # a per-token cost that does not grow with the model (an unembedding at fixed width): 6 (N + K) FLOP
+K = 1e6  # a per-token cost that does not grow with the model (an unembedding at fixed width): 6 (N + K) FLOP
 
 
 def loss(N, D):

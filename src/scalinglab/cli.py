@@ -9,7 +9,7 @@ import sys
 
 from scalinglab.errors import ScalingLabError
 
-COMMANDS = ["train", "runs", "data", "study", "fit", "plan", "batch", "report", "reproduce"]
+COMMANDS = ["train", "runs", "data", "study", "fit", "plan", "batch", "report", "reproduce", "frontier"]
 
 
 def build_parser() -> argparse.ArgumentParser:
