@@ -243,7 +243,7 @@ class Trainer:
             return p
 
         while step < S:
-            lr = lr_at(step, peak, warmup, S, cfg.min_lr_frac)
+            lr = lr_at(step, peak, warmup, cfg.schedule_steps, cfg.min_lr_frac)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             batch = torch.from_numpy(self.sampler.batch(step))

@@ -59,6 +59,7 @@ class ComputeOptimal(Result):
     d_opt: PowerLawFit | None = None
     loss_law: PowerLawFit | None = None  # L(C) along the envelope (approach 1)
     law: object = field(default=None, repr=False)  # the fitted surface (approach 3)
+    draws: np.ndarray = field(default=None, repr=False)  # bootstrap rows (log n_coef, n_exponent, log d_coef, d_exponent)
 
     @property
     def n_exponent(self) -> float:
@@ -154,7 +155,7 @@ def _from_draws(approach, cls, logC, logN, logD, draws, n_resamples, message, **
                         n_resamples_ok=int(ok.sum()), name="D_opt", var="C", x=np.exp(logC), y=np.exp(logD))
     return cls(params=params, ci=ci, se=se, converged=True, message=message, n_points=len(logC),
                n_resamples=n_resamples, n_resamples_ok=int(ok.sum()), approach=approach, n_opt=n_opt,
-               d_opt=d_opt, **kw)
+               d_opt=d_opt, draws=good, **kw)
 
 
 def _columns(df: pd.DataFrame, cols, what: str) -> None:
