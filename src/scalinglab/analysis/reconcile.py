@@ -299,9 +299,8 @@ def _flop_per_token(runs: pd.DataFrame, exact: bool) -> pd.Series:
 
 def curve_points(runs: pd.DataFrame, curves: pd.DataFrame, budgets, exact: bool) -> pd.DataFrame:
     """IsoFLOP points read off long runs: for each run and budget C, the test loss where the run had spent C
-    (log-log interpolation between evaluations), when its curve reaches that far and it is past its warm-up."""
-    import json
-
+    (log-log interpolation between evaluations), when its curve reaches that far. Points inside a long warm-up
+    are kept: that is Kaplan's method, and what setting (c) corrects."""
     rows = []
     f = _flop_per_token(runs, exact)
     for i, r in runs.reset_index(drop=True).iterrows():
@@ -309,13 +308,11 @@ def curve_points(runs: pd.DataFrame, curves: pd.DataFrame, budgets, exact: bool)
         cur = cur[np.isfinite(cur["test_loss"].astype(float))]
         if len(cur) < 2:
             continue
-        cfg = json.loads(r["config"]) if isinstance(r.get("config"), str) else {}
-        warm = cfg.get("warmup_tokens") or 0
         t = cur["tokens"].to_numpy(float)
         y = cur["test_loss"].to_numpy(float)
         for b in budgets:
             d = b / f.iloc[i]
-            if d < max(t[0], warm) or d > t[-1]:
+            if d < t[0] or d > t[-1]:
                 continue
             loss = float(np.exp(np.interp(np.log(d), np.log(t), np.log(y))))
             rows.append({"run_id": r["run_id"], "budget": float(b), "N": float(r["N"]),
@@ -487,8 +484,14 @@ def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, ru
 
 def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
             surface_grid=None) -> ReconcileAnalysis:
-    """The reconcile analysis of a store written by the reconcile preset (runs found by their study names)."""
+    """The reconcile analysis of a store written by the reconcile preset (runs found by their study names).
+    `surface_grid`: approach 3's starting points (default: every 5th of Hoffmann et al.'s grid, ~900 starts, to
+    keep five surface fits with their bootstraps to minutes)."""
+    from scalinglab.laws.forms import get_form
     from scalinglab.store import RunStore
+
+    if surface_grid is None:
+        surface_grid = get_form("chinchilla").start_grid()[::5]
 
     store = Path(store)
     if not store.exists():
@@ -519,10 +522,12 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
     e_runs = pd.DataFrame()
     if len(rule) and len(by["cosine"]):
         keep = [bool(choice_for(rule, float(r["N"]))["baseline"]) for _, r in by["cosine"].iterrows()]
-        tuned = by["tuned"]
+        # a tuned run at the sweep's budget is the sweep's own run (same config, same id): stored under the sweep
+        chosen_ids = set(rule.loc[rule["chosen"] & ~rule["baseline"], "run_id"])
+        tuned = pd.concat([by["tuned"], by["tune"][by["tune"]["run_id"].isin(chosen_ids)]], ignore_index=True)
         if len(tuned):
             tuned = tuned[[not bool(choice_for(rule, float(r["N"]))["baseline"]) for _, r in tuned.iterrows()]]
-        e_runs = pd.concat([tuned, by["cosine"][keep]], ignore_index=True)
+        e_runs = pd.concat([tuned, by["cosine"][keep]], ignore_index=True).drop_duplicates("run_id")
 
     out = {}
     for key in SETTINGS:
