@@ -54,17 +54,19 @@ def synthetic_store(path, rng):
             curve = [(float(x), float(surface(N, x) * noise())) for x in t]
             _add(st, study, f"{study}-{N:g}", N, top, curve[-1][1], {"lr_scale": 1.0}, curve)
 
-    def grid(study, beta=P["beta"], cfg=None):
+    def grid(study, beta=P["beta"], cfg=None, skip_budget=None):
         for b in BUDGETS:
             for N in LADDER:
                 D = b / (6 * (N + K))
-                if not 0.3 <= D / N <= 3000:
+                if not 0.3 <= D / N <= 3000 or b == skip_budget:
                     continue
                 _add(st, study, f"{study}-{N:g}-{b:.3g}", N, D, float(surface(N, D, beta) * noise()),
                      cfg or {"lr_scale": 1.0, "beta2": 0.95, "batch_size": 32})
 
     grid("reconcile-cosine")
-    grid("reconcile-tuned", TUNED_BETA, {"lr_scale": 2.0, "beta2": 0.99, "batch_size": 16})
+    # at the sweep's budget a tuned run is the sweep's own run (one config, one id): the store holds it once,
+    # under the sweep
+    grid("reconcile-tuned", TUNED_BETA, {"lr_scale": 2.0, "beta2": 0.99, "batch_size": 16}, skip_budget=BUDGETS[2])
     cos = st.runs()
     cos = cos[cos["study"] == "reconcile-cosine"]
     for _, r in cos[np.isclose(cos["C_exact"], BUDGETS[2], rtol=1e-6)].iterrows():
@@ -115,6 +117,9 @@ def test_steps_say_which_corrections_move_the_exponent(analysis):
 def test_tuning_rule_and_report(analysis):
     rule = analysis.analysis.rule
     chosen = rule[rule["chosen"]]
+    pts = analysis.analysis.settings
+    at = [np.isclose(pts[s].points["budget"], BUDGETS[2]).sum() for s in "de"]
+    assert at[0] == at[1] > 0  # (e) reads the sweep's chosen runs at its budget
     assert len(chosen) == rule["N"].nunique() and (chosen["lr_scale"] == 2.0).all() and not chosen["baseline"].any()
     assert rule["baseline"].sum() == len(chosen)  # each size's (d) run at the tuning budget is its baseline
     html = analysis.path.read_text()
@@ -193,3 +198,22 @@ def test_warmup_tokens_and_a_fixed_cosine_horizon():
     assert RunConfig().run_id() == "f4015384b04902ff"
     assert RunConfig(n_layer=3, d_model=96, n_head=4, tokens=4_000_000, lr_scale=2.0).run_id() == "e608547fdd5957e5"
     assert RunConfig(warmup_tokens=1000).run_id() != RunConfig().run_id()
+
+
+def test_a_real_run_follows_the_fixed_horizon(byte_dataset, tmp_path):
+    """The trainer reads warmup_tokens and schedule_tokens: a run a quarter of the horizon long ends near its
+    peak LR (Kaplan's schedule), the same run with its cosine matched ends near zero."""
+    from scalinglab.train import train_run
+
+    lrs = {}
+    for horizon in (None, 4 * 40 * 8 * 32):
+        cfg = RunConfig(data=str(byte_dataset), n_layer=1, d_model=16, n_head=2, n_ctx=32, batch_size=8,
+                        tokens=40 * 8 * 32, lr=2e-3, threads=1, n_evals=3, train_log_every=1,
+                        warmup_tokens=5 * 8 * 32, schedule_tokens=horizon)
+        store = RunStore(tmp_path / f"h{horizon}.sqlite")
+        assert train_run(cfg, store=store).status == "done"
+        pts = store.curves().dropna(subset=["lr"]).sort_values("step")
+        lrs[horizon] = pts["lr"].to_numpy()
+        assert pts["lr"].iloc[4] == pytest.approx(2e-3, rel=1e-6)  # warm-up of 5 steps, from tokens
+    assert lrs[None][-1] < 0.05 * 2e-3
+    assert lrs[4 * 40 * 8 * 32][-1] > 0.8 * 2e-3
