@@ -7,7 +7,12 @@ import pytest
 
 from scalinglab.errors import FitError
 from scalinglab.laws.forms import get_form
-from scalinglab.laws.frontier import ComputeOptimal, envelope, isoflop_minima, surface_optimum
+from scalinglab.laws.frontier import (
+    ComputeOptimal,
+    envelope,
+    isoflop_minima,
+    surface_optimum,
+)
 
 P = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
 A_TRUE = P["beta"] / (P["alpha"] + P["beta"])  # N_opt ~ C^a when C = 6 N D
@@ -25,8 +30,10 @@ def true_opt(C, per_token):
     return float(N[np.argmin(loss(N, C / per_token(N)))])
 
 
-def grid(per_token=lambda N: 6 * N, budgets=np.geomspace(1e13, 1e17, 6), noise=0.003, seed=0,
-         unbracketed=(5,)):
+BUDGETS = tuple(np.geomspace(1e13, 1e17, 6))
+
+
+def grid(per_token=lambda N: 6 * N, budgets=BUDGETS, noise=0.003, seed=0, unbracketed=(5,)):
     """IsoFLOP grid: 8 sizes per budget, lopsided (1/12x - 2.5x the optimum: the curve is asymmetric in log N
     and most sizes sit on one side); the budgets in `unbracketed` only get sizes below their optimum."""
     rng = np.random.default_rng(seed)

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from test_frontier import A_TRUE, K, grid
 
 from scalinglab.cli import main
-from test_frontier import A_TRUE, K, grid
 
 
 @pytest.fixture()
@@ -78,7 +78,7 @@ def test_bad_input_is_one_line_and_exit_2(runs_csv, tmp_path, argv, message):
     path = tmp_path / "with_note.csv"
     df.to_csv(path, index=False)
     proc = subprocess.run([sys.executable, "-m", "scalinglab.cli", "frontier", str(path), *argv],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -5,7 +5,6 @@ end to end on a synthetic store from a known Chinchilla surface, finds the corre
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from scalinglab.analysis import reconcile as rc
@@ -45,7 +44,7 @@ def _add(st, study, rid, N, D_total, loss, cfg, curve=None):
 def synthetic_store(path, rng):
     """Long runs (settings a-c), an IsoFLOP grid in exact FLOP (d), a tuning sweep and the tuned grid (e), from
     one surface with 0.1% noise, except the tuned runs: a surface with a larger beta."""
-    noise = lambda: np.exp(0.001 * rng.standard_normal())  # noqa: E731
+    noise = lambda: np.exp(0.001 * rng.standard_normal())
     st = RunStore(path)
     for study in ("reconcile-kaplan", "reconcile-warmup"):
         for N in LADDER:

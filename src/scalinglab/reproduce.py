@@ -135,7 +135,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
             plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
     with RunStore(store, readonly=True) as st:
         runs = st.runs()
-    spec, rule = rc.tuned_spec(plan, vocab, runs)
+    spec, _ = rc.tuned_spec(plan, vocab, runs)
     if spec is not None:
         run("5_tuned.toml", spec, header + "; each size's LR, batch and beta2 chosen by 4_tune (lowest test loss)")
     timings["runs_s"] = time.perf_counter() - t0

@@ -21,6 +21,7 @@ from the tuning runs, and analyses the store; `scalinglab.report.reconcile` rend
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class Plan:
     base: dict = field(default_factory=dict)  # more RunConfig fields for every run (device, threads, ...)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Plan":
+    def load(cls, path: str | Path) -> Plan:
         from scalinglab.config import load_toml
 
         raw = load_toml(path, "reconcile plan")
@@ -122,7 +123,7 @@ class Plan:
         lo, hi = self.tokens_per_param
         if not lo <= d / n <= hi or d < self.min_steps * bt:
             return None
-        return int(round(d / bt)) * bt
+        return round(d / bt) * bt
 
     def curve_tokens(self, size: dict, vocab: int) -> int:
         """A long run's length: far enough to reach every budget it takes part in, in either FLOP count."""
@@ -130,7 +131,7 @@ class Plan:
         d_top = self.budgets[-1] / self.flop_per_token(size, vocab, exact=False)
         d = min(d_top, self.tokens_per_param[1] * n)
         bt = self.batch_size * self.n_ctx
-        return max(self.min_steps, int(math.ceil(d / bt))) * bt
+        return max(self.min_steps, math.ceil(d / bt)) * bt
 
 
 def _common(plan: Plan) -> dict:
@@ -172,8 +173,8 @@ def plan_specs(plan: Plan, vocab: int) -> list[tuple[str, dict]]:
             continue
         for cand in plan.tune:
             tm.append(s), tt.append(t), tw.append(w)
-            for k in extra:
-                extra[k].append(cand.get(k, common[k] if k != "lr_scale" else 1.0))
+            for k, values in extra.items():
+                values.append(cand.get(k, common[k] if k != "lr_scale" else 1.0))
     tune = _study(STUDY["tune"], plan, dict(common), {"model": tm, "tokens": tt, "warmup_tokens": tw, **extra},
                   "setting (e), part 1: the per-size sweep at one budget (the (d) run there is the baseline)")
     return [("1_kaplan.toml", kaplan), ("2_warmup.toml", warmup), ("3_cosine.toml", cosine), ("4_tune.toml", tune)]
@@ -357,7 +358,7 @@ class SettingResult:
                 "errors": {str(k): v for k, v in self.errors.items()},
                 "n_total_exponent": None if not np.isfinite(self.n_total_exponent) else self.n_total_exponent,
                 "tokens_per_param": [None if not np.isfinite(v) else float(v) for v in self.tokens_per_param],
-                "n_points": int(len(self.points))}
+                "n_points": len(self.points)}
 
 
 @dataclass
@@ -540,7 +541,7 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
         else:
             pts = grid_points(src, budgets) if len(src) else pd.DataFrame()
             out[key] = analyse_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
-    steps = [compare(out[a].primary, out[b].primary, a, b, seed) for a, b in zip(SETTINGS, SETTINGS[1:])]
+    steps = [compare(out[a].primary, out[b].primary, a, b, seed) for a, b in itertools.pairwise(SETTINGS)]
     steps.append(compare(out["a"].primary, out["e"].primary, "a", "e", seed))
     return ReconcileAnalysis(settings=out, steps=steps, rule=rule, budgets=budgets)
 
@@ -560,6 +561,21 @@ def load_plan_and_vocab(plan_path: str | Path, data_dir: str | Path | None) -> t
     return plan, vocab
 
 
-__all__ = ["Plan", "plan_specs", "tuned_spec", "tuning_rule", "write_spec", "analyse", "ReconcileAnalysis",
-           "SettingResult", "Step", "compare", "curve_points", "grid_points", "SETTINGS", "TITLES", "PORIAN",
-           "FitError"]
+__all__ = [
+    "PORIAN",
+    "SETTINGS",
+    "TITLES",
+    "FitError",
+    "Plan",
+    "ReconcileAnalysis",
+    "SettingResult",
+    "Step",
+    "analyse",
+    "compare",
+    "curve_points",
+    "grid_points",
+    "plan_specs",
+    "tuned_spec",
+    "tuning_rule",
+    "write_spec",
+]

@@ -27,8 +27,16 @@ import pandas as pd
 
 from scalinglab.errors import DataError, FitError
 from scalinglab.laws.forms import fmt_number
-from scalinglab.laws.result import (NAN2, PowerLawFit, Result, _loglog, _pair, bootstrap_groups,  # noqa: F401
-                                    percentile_ci, power_law_fit)
+from scalinglab.laws.result import (
+    NAN2,
+    PowerLawFit,
+    Result,
+    _loglog,
+    _pair,
+    bootstrap_groups,
+    percentile_ci,
+    power_law_fit,
+)
 
 APPROACH_NAMES = {1: "envelope of learning curves", 2: "IsoFLOP minima", 3: "fitted L(N, D) surface"}
 
@@ -102,7 +110,7 @@ class ComputeOptimal(Result):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ComputeOptimal":
+    def from_dict(cls, d: dict) -> ComputeOptimal:
         return cls(params={k: float("nan") if v is None else v for k, v in d["params"].items()},
                    ci={k: _pair(v) for k, v in d["ci"].items()},
                    se={k: float("nan") if v is None else v for k, v in d["se"].items()},

@@ -12,11 +12,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from scalinglab.analysis.reconcile import EQUIVALENCE, SETTINGS, ReconcileAnalysis, analyse  # noqa: E402
-from scalinglab.laws.forms import fmt_number  # noqa: E402
+from scalinglab.analysis.reconcile import (
+    EQUIVALENCE,
+    SETTINGS,
+    ReconcileAnalysis,
+    analyse,
+)
+from scalinglab.laws.forms import fmt_number
 
 MARK = {1: ("s", "approach 1 (envelope)"), 2: ("o", "approach 2 (IsoFLOP minima)"),
         3: ("^", "approach 3 (fitted surface)")}
