@@ -172,6 +172,8 @@ def test_shipped_plans_expand_into_valid_studies_that_bracket_every_budget(prese
     kaplan = load_study(tmp_path / "1_kaplan.toml", prepare=False)
     assert len({r.schedule_tokens for r in kaplan.runs}) == 1 and len({r.warmup_tokens for r in kaplan.runs}) == 1
     assert max(r.tokens for r in kaplan.runs) <= kaplan.runs[0].schedule_tokens
+    grid = load_study(tmp_path / "3_cosine.toml", prepare=False)  # short runs: the warm-up is capped
+    assert all(r.warmup_tokens <= r.tokens // 4 for r in grid.runs) and all(r.schedule_tokens is None for r in grid.runs)
 
 
 def test_a_bad_plan_is_one_clear_error(tmp_path):

@@ -5,7 +5,7 @@ Five settings add one correction at a time (Porian et al. 2024's path, `scalingl
   (a) Kaplan's method: C = 6 N D with N the non-embedding parameters; one long fixed warm-up, one LR and batch
       for all sizes, one cosine horizon for all runs (not matched to any budget);
   (b) + exact FLOPs, the unembedding and attention counted (parameters with embeddings reported beside);
-  (c) + a warm-up proportional to the model (N tokens), short against every budget it takes part in;
+  (c) + a warm-up proportional to the model (N tokens; at most a quarter of a run), short against the budgets;
   (d) + a cosine decay matched to each budget: one run per (size, budget);
   (e) + learning rate, batch size and AdamW beta2 chosen per size by a small sweep (the rule recorded).
 
@@ -134,6 +134,11 @@ class Plan:
         return max(self.min_steps, math.ceil(d / bt)) * bt
 
 
+def _warmup(per_param: int, tokens: int) -> int:
+    """Warm-up of settings (c)-(e): N tokens, but never more than a quarter of a (short) run."""
+    return max(1, min(per_param, tokens // 4))
+
+
 def _common(plan: Plan) -> dict:
     return {"n_ctx": plan.n_ctx, "batch_size": plan.batch_size, "lr": plan.lr, "beta2": plan.beta2,
             "n_evals": plan.n_evals, "eval_tokens": plan.eval_tokens, "eval_sets": ["test"], **plan.base}
@@ -163,7 +168,7 @@ def plan_specs(plan: Plan, vocab: int) -> list[tuple[str, dict]]:
         for s, w in zip(sizes, warm):
             t = plan.grid_tokens(s, vocab, b)
             if t is not None:
-                gm.append(s), gt.append(t), gw.append(w)
+                gm.append(s), gt.append(t), gw.append(_warmup(w, t))
     cosine = _study(STUDY["cosine"], plan, dict(common), {"model": gm, "tokens": gt, "warmup_tokens": gw},
                     "setting (d): one run per (size, budget), the cosine matched to the run")
     tm, tt, tw, extra = [], [], [], {k: [] for k in ("lr_scale", "beta2", "batch_size")}
@@ -172,7 +177,7 @@ def plan_specs(plan: Plan, vocab: int) -> list[tuple[str, dict]]:
         if t is None:
             continue
         for cand in plan.tune:
-            tm.append(s), tt.append(t), tw.append(w)
+            tm.append(s), tt.append(t), tw.append(_warmup(w, t))
             for k, values in extra.items():
                 values.append(cand.get(k, common[k] if k != "lr_scale" else 1.0))
     tune = _study(STUDY["tune"], plan, dict(common), {"model": tm, "tokens": tt, "warmup_tokens": tw, **extra},
@@ -245,7 +250,7 @@ def tuned_spec(plan: Plan, vocab: int, runs: pd.DataFrame) -> tuple[dict | None,
             bt = int(r["batch_size"]) * plan.n_ctx
             axes["model"].append(dict(s))
             axes["tokens"].append(max(plan.min_steps, round(t / bt)) * bt)
-            axes["warmup_tokens"].append(max(1, int(plan.warmup_tokens_per_param * n)))
+            axes["warmup_tokens"].append(_warmup(max(1, int(plan.warmup_tokens_per_param * n)), axes["tokens"][-1]))
             axes["lr_scale"].append(float(r["lr_scale"]))
             axes["beta2"].append(float(r["beta2"]))
             axes["batch_size"].append(int(r["batch_size"]))
