@@ -30,6 +30,8 @@ else:  # pragma: no cover
 
 # Fields that do not change what is computed (where and how fast it runs): left out of the run id.
 _NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
+# Fields added after stores existed: left out of the id while unset, so existing runs keep their ids.
+_OPTIONAL_LATER = {"warmup_tokens", "schedule_tokens"}
 
 
 def kaplan_lr(n: float) -> float:
@@ -63,6 +65,8 @@ class RunConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1  # decoupled, on matrices only (not biases, gains, embeddings)
     warmup_steps: int | None = None  # default: 5% of the steps (Kaplan: 3000 of 250k, i.e. ~1%, at far more steps)
+    warmup_tokens: int | None = None  # warm-up given in tokens (rounded up to steps); wins over warmup_steps
+    schedule_tokens: int | None = None  # cosine horizon in tokens, fixed across runs (None: the run's own length)
     min_lr_frac: float = 0.0  # cosine decays to min_lr_frac * peak (Kaplan: to zero)
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
     # evaluation
@@ -111,7 +115,15 @@ class RunConfig:
 
     @property
     def warmup(self) -> int:
+        if self.warmup_tokens is not None:
+            return max(1, -(-self.warmup_tokens // self.batch_tokens))
         return self.warmup_steps if self.warmup_steps is not None else max(1, int(round(0.05 * self.steps)))
+
+    @property
+    def schedule_steps(self) -> int:
+        """Updates the cosine spans: the run's own length, or a fixed horizon (Kaplan: one schedule for all runs,
+        so a run that stops early never finishes its decay)."""
+        return self.steps if self.schedule_tokens is None else max(1, self.schedule_tokens // self.batch_tokens)
 
     def peak_lr(self, n: int) -> float:
         return (self.lr if self.lr is not None else kaplan_lr(n)) * self.lr_scale
@@ -135,6 +147,10 @@ class RunConfig:
             raise ConfigError("run config: noise_scale needs batch_size >= 2 (it compares two batch sizes)")
         if self.lr is not None and not (self.lr > 0):
             raise ConfigError(f"run config: lr must be positive, got {self.lr}")
+        for name in ("warmup_tokens", "schedule_tokens"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"run config: {name} must be a positive integer (tokens) or unset, got {v!r}")
         if not (0 <= self.min_lr_frac <= 1):
             raise ConfigError(f"run config: min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
         if self.d_unique is not None and self.d_unique < self.n_ctx + 2:
@@ -154,7 +170,8 @@ class RunConfig:
         return self._hash(_NON_DEFINING | {"extra"})
 
     def _hash(self, leave_out: set) -> str:
-        defining = {k: v for k, v in self.to_dict().items() if k not in leave_out}
+        defining = {k: v for k, v in self.to_dict().items() if k not in leave_out
+                    and not (k in _OPTIONAL_LATER and v is None)}  # older runs keep their ids
         # the dataset by content, not by path: a moved or copied dataset keeps its runs' ids
         defining["data"] = dataset_fingerprint(self.data) or self.data
         blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))

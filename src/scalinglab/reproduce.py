@@ -20,9 +20,11 @@ from pathlib import Path
 
 from scalinglab.errors import ConfigError
 
-PRESETS = ("ci", "smoke", "cpu", "gpu")
+PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu")
+# Presets that are a reconcile plan (analysis/reconcile.py), not study specs
+RECONCILE_PRESETS = ("reconcile", "reconcile_gpu")
 # Bootstrap resamples per fitted law: the CI preset keeps its fits to seconds.
-BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400}
+BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400, "reconcile": 400, "reconcile_gpu": 400}
 
 
 def preset_files(preset: str) -> list[Path]:
@@ -44,6 +46,7 @@ class ReproduceResult:
     fits: dict
     timings: dict = field(default_factory=dict)
     runs_ran: int = 0
+    reconcile: object = None  # the ReconcileAnalysis of a reconcile preset
 
 
 def copy_preset(preset: str, out: Path) -> list[Path]:
@@ -66,6 +69,8 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     from scalinglab.sweep import load_study, run_study
 
     out = Path(out or f"reproduce-{preset}")
+    if preset in RECONCILE_PRESETS:
+        return reproduce_reconcile(preset, out, workers=workers, n_resamples=n_resamples, progress=progress, log=log)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     specs = copy_preset(preset, out)
@@ -97,3 +102,50 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     return ReproduceResult(out=out, store=store, report=rep.path, findings=rep.findings, fits=rep.fits,
                            timings=timings, runs_ran=ran)
+
+
+def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=None, progress=True,
+                        log=print) -> ReproduceResult:
+    """The reconcile preset: its plan (OUT/plan.toml) expanded into study specs written to OUT, each run into
+    OUT/study.sqlite; the tuned grid planned from the sweep's results; then the reconcile report."""
+    from scalinglab.analysis import reconcile as rc
+    from scalinglab.report.reconcile import write_reconcile_report
+    from scalinglab.store import RunStore
+    from scalinglab.sweep import load_study, run_study
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    copy_preset(preset, out)
+    plan_path = out / "plan.toml"
+    plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
+    ran, store = 0, out / "study.sqlite"
+
+    def run(name, spec, header):
+        nonlocal ran, plan, vocab
+        path = rc.write_spec(spec, out / name, header)
+        study = load_study(path, progress=bool(progress))  # prepares the data the first time
+        log(f"[runs] {study.name}: {len(study.runs)} runs")
+        ran += run_study(study, executor="local", workers=workers, progress=progress).ran
+        return study
+
+    header = f"written from {plan_path.name} by `scalinglab reproduce --preset {preset}`; edit the plan, not this"
+    for i, (name, spec) in enumerate(rc.plan_specs(plan, vocab)):
+        run(name, spec, header)
+        if i == 0:  # the data exists now: plan with its real vocabulary
+            plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
+    with RunStore(store, readonly=True) as st:
+        runs = st.runs()
+    spec, _ = rc.tuned_spec(plan, vocab, runs)
+    if spec is not None:
+        run("5_tuned.toml", spec, header + "; each size's LR, batch and beta2 chosen by 4_tune (lowest test loss)")
+    timings["runs_s"] = time.perf_counter() - t0
+    t2 = time.perf_counter()
+    log("[report] three approaches per setting, the exponent's path, findings")
+    rep = write_reconcile_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
+                                 budgets=plan.budgets, name=f"{preset} preset")
+    timings["report_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    timings["data_s"] = 0.0
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    return ReproduceResult(out=out, store=store, report=rep.path, findings=[], fits={}, timings=timings,
+                           runs_ran=ran, reconcile=rep.analysis)

@@ -532,7 +532,7 @@ class Trainer:
         status, error = "done", None
 
         while state.step < S:
-            lr = lr_at(state.step, peak, cfg.warmup, S, cfg.min_lr_frac)
+            lr = lr_at(state.step, peak, cfg.warmup, cfg.schedule_steps, cfg.min_lr_frac)
             step_loss = self.train_step(state, train_model, lr)
             state.loss_sum += step_loss.double()
             state.loss_count += 1

@@ -10,7 +10,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("reproduce", help="reproduce Kaplan et al. 2020 at this machine's scale (resumable)")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
-                   help="ci (~1 min), smoke (< 10 min on 2 cores, default), cpu (< 3 h), gpu (one GPU, hours)")
+                   help="ci (~1 min), smoke (< 10 min on 2 cores, default), cpu (< 3 h), gpu (one GPU, hours); "
+                        "reconcile (Kaplan vs Chinchilla, ~2 h on 2 cores), reconcile_gpu (one GPU)")
     p.add_argument("--out", default=None, help="output directory (default: reproduce-<preset>)")
     p.add_argument("--workers", type=int, default=None, help="runs trained at once (default: fill the cores)")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples per fitted law")
@@ -24,8 +25,12 @@ def cmd_reproduce(args) -> int:
 
     res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.bootstrap,
                     progress="lines" if args.quiet else True, log=lambda m: console.print(m))
-    print_laws(res.fits)
-    print_findings(res.findings)
+    if res.reconcile is not None:  # the reconcile preset: its steps, not Kaplan's findings
+        for step in res.reconcile.steps:
+            console.print(f"[{step.verdict}] {step.text}", highlight=False)
+    else:
+        print_laws(res.fits)
+        print_findings(res.findings)
     t = res.timings
     console.print(f"report: {res.report}  (data {t['data_s']:.0f} s, runs {t['runs_s']:.0f} s, "
                   f"report {t['report_s']:.0f} s, total {t['total_s']:.0f} s; {res.runs_ran} runs trained now)")

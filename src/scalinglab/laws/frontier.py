@@ -1,171 +1,473 @@
-"""Compute-optimal frontiers, the three ways of Hoffmann et al. 2022 and Kaplan's L(C_min).
+"""Compute-optimal frontiers: the three approaches of Hoffmann et al. 2022, and Kaplan's L(C_min).
 
-- `envelope`: the lower envelope of all learning curves in (FLOP, loss), on a log-spaced compute grid, with the
-  run that is best at each compute (Kaplan Fig. 1 left; Chinchilla approach 1).
-- `isoflop_minima`: for each compute budget, a parabola in log N through the final losses, and its minimum
-  (Chinchilla approach 2).
-- `chinchilla_optimal`: N_opt(C) = G (C/6)^a, D_opt(C) = (C/6)^b / G from a fitted L(N, D) = E + A/N^alpha +
-  B/D^beta (approach 3), with intervals from the law's bootstrap draws.
-- `power_law_fit`: y = k x^a by least squares in log-log, with bootstrap intervals (over runs or budgets).
+All three answer with one result type, `ComputeOptimal` (the protocol of laws/result.py): N_opt(C) = k_N C^a and
+D_opt(C) = k_D C^b with 95% bootstrap intervals, the budgets used and those left out.
+
+- `envelope` (approach 1): the lower envelope of all learning curves in (FLOP, loss) on a log-spaced compute
+  grid, with the run that is best at each compute (Kaplan Fig. 1 left). Grid points where the best run is the
+  smallest or largest size trained are saturated (the optimum lies outside the sizes) and left out of the fit.
+- `isoflop_minima` (approach 2): per compute budget, a parabola in log N fitted *near the budget's observed
+  minimum* (the lowest loss and up to `window` sizes on each side). An IsoFLOP curve is asymmetric in log N, so
+  a parabola through every size is pulled towards the far side; and a budget whose lowest loss is at its
+  smallest or largest size does not bracket its optimum: it is flagged and left out of the exponent. The
+  minimum's interval resamples the scatter of its budget's points; the exponent's resamples budgets (and,
+  within each, a draw of its minimum).
+- `surface_optimum` (approach 3): fit L(N, D) = E + A/N^alpha + B/D^beta and minimise it along each budget's
+  C = f(N) D, where f(N) is the FLOP per token (6N by default, or read off the data: re-counted FLOPs change
+  f and so the allocation); intervals from the law's bootstrap draws. `chinchilla_optimal` is the closed form
+  for f = 6N.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from scalinglab.errors import DataError, FitError
-from scalinglab.laws.forms import fmt_number  # noqa: F401
-from scalinglab.laws.result import PowerLawFit, _loglog, power_law_fit  # noqa: F401 (re-exported)
+from scalinglab.laws.forms import fmt_number
+from scalinglab.laws.result import (
+    NAN2,
+    PowerLawFit,
+    Result,
+    _loglog,
+    _pair,
+    bootstrap_groups,
+    percentile_ci,
+    power_law_fit,
+)
+
+APPROACH_NAMES = {1: "envelope of learning curves", 2: "IsoFLOP minima", 3: "fitted L(N, D) surface"}
+
+
+# ------------------------------------------------------------------------------------------------ the result
+
+
+@dataclass
+class ComputeOptimal(Result):
+    """N_opt(C) = n_coef C^n_exponent and D_opt(C) = d_coef C^d_exponent from one approach, with 95% intervals.
+
+    `table` holds what the exponent was fitted on: the envelope's grid (approach 1), one row per budget with its
+    minimum and `bracketed` flag (approach 2), or the surface's optimum on a compute grid (approach 3)."""
+
+    params: dict[str, float]  # n_exponent, n_coef, d_exponent, d_coef
+    ci: dict[str, tuple[float, float]]
+    se: dict[str, float]
+    converged: bool
+    message: str
+    n_points: int
+    n_resamples: int = 0
+    n_resamples_ok: int = 0
+    approach: int = 2
+    table: pd.DataFrame = field(default=None, repr=False)
+    budgets_used: list = field(default_factory=list)  # compute of each budget (grid point) in the fit
+    budgets_unbracketed: list = field(default_factory=list)  # compute of each budget left out, flagged
+    n_opt: PowerLawFit | None = None
+    d_opt: PowerLawFit | None = None
+    loss_law: PowerLawFit | None = None  # L(C) along the envelope (approach 1)
+    law: object = field(default=None, repr=False)  # the fitted surface (approach 3)
+    draws: np.ndarray = field(default=None, repr=False)  # bootstrap rows (log n_coef, n_exponent, log d_coef, d_exponent)
+
+    @property
+    def n_exponent(self) -> float:
+        return self.params["n_exponent"]
+
+    @property
+    def d_exponent(self) -> float:
+        return self.params["d_exponent"]
+
+    @property
+    def n_exponent_ci(self) -> tuple[float, float]:
+        return self.ci["n_exponent"]
+
+    @property
+    def d_exponent_ci(self) -> tuple[float, float]:
+        return self.ci["d_exponent"]
+
+    def predict(self, C) -> pd.DataFrame:
+        """N_opt, D_opt and the tokens per parameter D_opt/N_opt at compute C (FLOP, in the data's convention)."""
+        C = np.atleast_1d(np.asarray(C, float))
+        N = self.params["n_coef"] * C ** self.n_exponent
+        D = self.params["d_coef"] * C ** self.d_exponent
+        return pd.DataFrame({"C": C, "N_opt": N, "D_opt": D, "tokens_per_param": D / N})
+
+    def __str__(self):
+        lo, hi = self.n_exponent_ci
+        dlo, dhi = self.d_exponent_ci
+        return (f"approach {self.approach} ({APPROACH_NAMES[self.approach]}): N_opt ~ C^{fmt_number(self.n_exponent)}"
+                f" [{fmt_number(lo)}, {fmt_number(hi)}], D_opt ~ C^{fmt_number(self.d_exponent)} "
+                f"[{fmt_number(dlo)}, {fmt_number(dhi)}]; {len(self.budgets_used)} budgets used, "
+                f"{len(self.budgets_unbracketed)} left out")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(approach=self.approach, n_exponent=_num(self.n_exponent),
+                 n_exponent_ci=[_num(v) for v in self.n_exponent_ci], d_exponent=_num(self.d_exponent),
+                 d_exponent_ci=[_num(v) for v in self.d_exponent_ci],
+                 budgets_used=[float(b) for b in self.budgets_used],
+                 budgets_unbracketed=[float(b) for b in self.budgets_unbracketed])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ComputeOptimal:
+        return cls(params={k: float("nan") if v is None else v for k, v in d["params"].items()},
+                   ci={k: _pair(v) for k, v in d["ci"].items()},
+                   se={k: float("nan") if v is None else v for k, v in d["se"].items()},
+                   converged=d["converged"], message=d["message"], n_points=d["n_points"],
+                   n_resamples=d.get("n_resamples", 0), n_resamples_ok=d.get("n_resamples_ok", 0),
+                   approach=int(d.get("approach", 2)), budgets_used=list(d.get("budgets_used", [])),
+                   budgets_unbracketed=list(d.get("budgets_unbracketed", [])))
+
+
+def _num(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+# Kept names: approach 1's and approach 2's results are ComputeOptimal with their table under these names.
+class Frontier(ComputeOptimal):
+    pass
+
+
+class IsoFlop(ComputeOptimal):
+    @property
+    def minima(self) -> pd.DataFrame:
+        return self.table
+
+
+def _from_draws(approach, cls, logC, logN, logD, draws, n_resamples, message, **kw) -> ComputeOptimal:
+    """A ComputeOptimal from point estimates (log-log lines through logN, logD against logC) and bootstrap
+    draws of (n_icept, n_slope, d_icept, d_slope) rows."""
+    ns, ni = np.polyfit(logC, logN, 1)
+    ds, di = np.polyfit(logC, logD, 1)
+    draws = np.asarray(draws, float).reshape(-1, 4) if np.size(draws) else np.empty((0, 4))
+    ok = np.isfinite(draws).all(axis=1)
+    good = draws[ok]
+    names = ("n_coef", "n_exponent", "d_coef", "d_exponent")
+    ci, se = {}, {}
+    for j, name in enumerate(names):
+        col = np.exp(good[:, j]) if name.endswith("coef") else good[:, j]
+        ci[name] = percentile_ci(col[:, None])[0] if len(col) else NAN2
+        se[name] = float(np.std(col, ddof=1)) if len(col) >= 20 else float("nan")
+    params = {"n_exponent": float(ns), "n_coef": float(np.exp(ni)), "d_exponent": float(ds),
+              "d_coef": float(np.exp(di))}
+    n_opt = PowerLawFit(params={"coef": params["n_coef"], "exponent": params["n_exponent"]},
+                        ci={"coef": ci["n_coef"], "exponent": ci["n_exponent"]},
+                        se={"coef": se["n_coef"], "exponent": se["n_exponent"]}, converged=True,
+                        message=message, n_points=len(logC), n_resamples=n_resamples,
+                        n_resamples_ok=int(ok.sum()), name="N_opt", var="C", x=np.exp(logC), y=np.exp(logN))
+    d_opt = PowerLawFit(params={"coef": params["d_coef"], "exponent": params["d_exponent"]},
+                        ci={"coef": ci["d_coef"], "exponent": ci["d_exponent"]},
+                        se={"coef": se["d_coef"], "exponent": se["d_exponent"]}, converged=True,
+                        message=message, n_points=len(logC), n_resamples=n_resamples,
+                        n_resamples_ok=int(ok.sum()), name="D_opt", var="C", x=np.exp(logC), y=np.exp(logD))
+    return cls(params=params, ci=ci, se=se, converged=True, message=message, n_points=len(logC),
+               n_resamples=n_resamples, n_resamples_ok=int(ok.sum()), approach=approach, n_opt=n_opt,
+               d_opt=d_opt, draws=good, **kw)
+
+
+def _columns(df: pd.DataFrame, cols, what: str) -> None:
+    for col in cols:
+        if col is not None and col not in df.columns:
+            raise DataError(f"{what}: no column {col!r}; columns are: {', '.join(map(str, df.columns))}")
+
+
+def _numeric(df: pd.DataFrame, cols, what: str) -> pd.DataFrame:
+    """The named columns as positive floats; a non-numeric or non-positive value is a DataError."""
+    out = pd.DataFrame(index=df.index)
+    for col in dict.fromkeys(c for c in cols if c is not None):
+        v = pd.to_numeric(df[col], errors="coerce")
+        bad = ~np.isfinite(v.to_numpy(float)) | (v.to_numpy(float) <= 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{what}: column {col!r} has {int(bad.sum())} missing, non-numeric or non-positive "
+                            f"value(s), first at row {row} ({df[col].iloc[row]!r}); remove or fix those rows")
+        out[col] = v.astype(float)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ approach 1
 
 
 def _curve_matrix(curves: pd.DataFrame, grid: np.ndarray, run: str, flop: str, loss: str,
-                  carry_forward: bool = True):
+                  carry_forward: bool = True, tokens: str | None = None):
     """Loss of each run at each grid compute: the best loss reached so far, interpolated in log-log; NaN
     before the run's first point. Past its last point the run's final loss is carried forward (a budget C
     can always stop early at a run that ended below C), so the envelope never rises with compute; with
-    carry_forward=False it is NaN there too."""
+    carry_forward=False it is NaN there too. A run of one point (a CSV of final losses) counts from its
+    compute on. With `tokens`, also the tokens each run had seen at that point (log-log interpolated)."""
     runs = list(pd.unique(curves[run]))
     M = np.full((len(runs), grid.size), np.nan)
+    T = np.full_like(M, np.nan)
     lg = np.log(grid)
     for i, r in enumerate(runs):
         c = curves[curves[run] == r].sort_values(flop)
         x = np.log(c[flop].to_numpy(float))
         y = np.minimum.accumulate(c[loss].to_numpy(float))
-        if len(x) < 2:
-            continue
+        t = np.log(c[tokens].to_numpy(float)) if tokens else None
         inside = (lg >= x[0]) & (lg <= x[-1])
-        M[i, inside] = np.exp(np.interp(lg[inside], x, np.log(y)))
+        if len(x) >= 2:
+            M[i, inside] = np.exp(np.interp(lg[inside], x, np.log(y)))
+            if t is not None:
+                T[i, inside] = np.exp(np.interp(lg[inside], x, t))
+        else:
+            inside = np.isclose(lg, x[0])
+            M[i, inside] = y[0]
+            if t is not None:
+                T[i, inside] = np.exp(t[0])
         if carry_forward:
             M[i, lg > x[-1]] = y[-1]
-    return runs, M
-
-
-@dataclass
-class Frontier:
-    table: pd.DataFrame  # C, loss, run, N, D: the envelope on the compute grid
-    loss_law: PowerLawFit  # L(C_min) ~ power law of the envelope
-    n_opt: PowerLawFit | None  # N_opt(C) (approach 1)
-    d_opt: PowerLawFit | None  # D_opt(C) = C / (6 N_opt)
+            if t is not None:
+                T[i, lg > x[-1]] = np.exp(t[-1])
+    return runs, M, T
 
 
 def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", loss: str = "loss",
-             n: str | None = "N", n_grid: int = 40, n_resamples: int = 500, seed: int = 0,
+             n: str | None = "N", d: str | None = None, n_grid: int = 40, n_resamples: int = 500, seed: int = 0,
              c_range: tuple[float, float] | None = None, monotone: bool = True) -> Frontier:
-    """The compute-efficient frontier: min over runs of the loss at each compute on a log-spaced grid.
+    """Approach 1, the compute-efficient frontier: min over runs of the loss at each compute on a log grid.
 
-    c_range limits the grid (and so the power-law fits): at the ends of a study the optimum falls outside the
-    model sizes trained, and the envelope saturates at the smallest or largest model."""
-    for col in (run, flop, loss):
-        if col not in curves.columns:
-            raise DataError(f"frontier: no column {col!r}; columns are: {', '.join(map(str, curves.columns))}")
-    cv = curves[[c for c in (run, flop, loss, n) if c and c in curves.columns]].dropna()
+    c_range limits the grid; in any case grid points whose best run is the smallest or the largest size
+    trained are saturated (the optimum lies beyond the sizes) and left out of N_opt(C) and D_opt(C), flagged
+    in `table['bracketed']`. D_opt is the tokens the best run had seen (`d` column), else C/(6N). Intervals
+    resample whole runs and recompute the envelope."""
+    _columns(curves, (run, flop, loss, d), "frontier")
+    keep = [c for c in dict.fromkeys((run, flop, loss, n, d)) if c and c in curves.columns]
+    cv = curves[keep].dropna()
     cv = cv[(cv[flop] > 0) & (cv[loss] > 0)]
     if cv[run].nunique() < 2:
-        raise FitError("frontier: need learning curves of at least 2 runs")
+        raise FitError("frontier: need learning curves (or final losses) of at least 2 runs")
     lo = cv.groupby(run)[flop].min().min()
     hi = cv[flop].max()
     if c_range is not None:
         lo, hi = max(lo, c_range[0]), min(hi, c_range[1])
+    if not hi > lo:
+        raise FitError("frontier: the runs span no range of compute")
     grid = np.geomspace(lo, hi, n_grid)
-    runs, M = _curve_matrix(cv, grid, run, flop, loss, carry_forward=monotone)
+    if cv.groupby(run).size().max() == 1:  # final losses only: the grid is the runs' own computes
+        grid = np.unique(cv[flop].to_numpy(float))
+        grid = grid[(grid >= lo) & (grid <= hi)]
+    runs, M, T = _curve_matrix(cv, grid, run, flop, loss, carry_forward=monotone, tokens=d)
     has = np.isfinite(M).any(axis=0)
-    grid, M = grid[has], M[:, has]
+    grid, M, T = grid[has], M[:, has], T[:, has]
     best = np.nanargmin(M, axis=0)
-    table = pd.DataFrame({"C": grid, "loss": M[best, np.arange(grid.size)], "run": [runs[i] for i in best]})
-    if n and n in cv.columns:
-        size = cv.groupby(run)[n].first()
-        table["N"] = table["run"].map(size).to_numpy(float)
-        table["D"] = table["C"] / (6.0 * table["N"])
-    # intervals by resampling runs: recompute the envelope from a bootstrap set of runs
-    rng = np.random.default_rng(seed)
+    cols = np.arange(grid.size)
+    table = pd.DataFrame({"C": grid, "loss": M[best, cols], "run": [runs[i] for i in best]})
+    size = cv.groupby(run)[n].first() if n and n in cv.columns else None
+    sizes = np.array([size[r] for r in runs], float) if size is not None else None
+    if sizes is not None:
+        table["N"] = sizes[best]
+        table["D"] = T[best, cols] if d else table["C"] / (6.0 * table["N"])
+        table["bracketed"] = (table["N"] > sizes.min()) & (table["N"] < sizes.max())
     loss_fit = power_law_fit(grid, table["loss"], n_resamples=0, name="L", var="C_min")
-    lc, le, nc, ne = [], [], [], []
-    for _ in range(n_resamples):
-        pick = rng.integers(0, len(runs), len(runs))
-        Mb = M[pick]
+
+    def stat(idx):
+        Mb = M[idx]
         okc = np.isfinite(Mb).any(axis=0)
         if okc.sum() < 3:
-            continue
+            return None
         bb = np.nanargmin(np.where(np.isfinite(Mb[:, okc]), Mb[:, okc], np.inf), axis=0)
-        c, e = _loglog(grid[okc], Mb[bb, np.flatnonzero(okc)])
-        lc.append(c)
-        le.append(e)
-        if "N" in table:
-            nb = np.array([size[runs[pick[i]]] for i in bb])
-            if len(np.unique(nb)) >= 2:
-                c2, e2 = _loglog(grid[okc], nb)
-                nc.append(c2)
-                ne.append(e2)
+        lc, le = _loglog(grid[okc], Mb[bb, np.flatnonzero(okc)])
+        out = [lc, le, np.nan, np.nan, np.nan, np.nan]
+        if sizes is not None:
+            sz = sizes[idx]
+            nb = sz[bb]
+            inner = (nb > sz.min()) & (nb < sz.max())
+            if inner.sum() >= 2 and len(np.unique(nb[inner])) >= 2:
+                gc = grid[okc][inner]
+                db = (T[idx][bb, np.flatnonzero(okc)] if d else grid[okc] / (6 * nb))[inner]
+                nc, ne = np.polyfit(np.log(gc), np.log(nb[inner]), 1)[::-1]
+                dc, de = np.polyfit(np.log(gc), np.log(db), 1)[::-1]
+                out[2:] = [nc, ne, dc, de]
+        return out
 
-    def ci(v):
-        return tuple(map(float, np.percentile(v, [2.5, 97.5]))) if len(v) >= 2 else (float("nan"),) * 2
+    draws = bootstrap_groups(stat, np.arange(len(runs)), n_resamples, seed) if n_resamples else np.empty((0, 6))
+    if draws.shape[1] < 6:
+        draws = np.full((len(draws), 6), np.nan)
+    lok = np.isfinite(draws[:, :2]).all(axis=1)
+    lci, eci = percentile_ci(draws[lok, :2]) if lok.any() else (NAN2, NAN2)
+    loss_fit.ci = {"coef": lci, "exponent": eci}
+    loss_fit.se = {"coef": float(np.std(draws[lok, 0])) if lok.sum() >= 2 else float("nan"),
+                   "exponent": float(np.std(draws[lok, 1])) if lok.sum() >= 2 else float("nan")}
+    loss_fit.n_resamples, loss_fit.n_resamples_ok = n_resamples, int(lok.sum())
 
-    def set_ci(fit, cs, es):
-        fit.ci = {"coef": ci(cs), "exponent": ci(es)}
-        fit.n_resamples, fit.n_resamples_ok = n_resamples, len(es)
-        fit.se = {"coef": float(np.std(cs)) if len(cs) >= 2 else float("nan"),
-                  "exponent": float(np.std(es)) if len(es) >= 2 else float("nan")}
-
-    set_ci(loss_fit, lc, le)
-    n_opt = d_opt = None
-    if "N" in table and table["N"].nunique() >= 2:
-        n_opt = power_law_fit(grid, table["N"], n_resamples=0, name="N_opt", var="C")
-        set_ci(n_opt, nc, ne)
-        d_opt = power_law_fit(grid, table["D"], n_resamples=0, name="D_opt", var="C")
-        # D = C/(6N): its exponent is 1 - a and its coefficient 1/(6 G), interval for interval
-        d_opt.ci = {"exponent": (1 - n_opt.exponent_ci[1], 1 - n_opt.exponent_ci[0]),
-                    "coef": (1 / (6 * n_opt.coef_ci[1]), 1 / (6 * n_opt.coef_ci[0]))}
-        d_opt.se = {"exponent": n_opt.se["exponent"], "coef": float("nan")}
-        d_opt.n_resamples, d_opt.n_resamples_ok = n_opt.n_resamples, n_opt.n_resamples_ok
-    return Frontier(table=table, loss_law=loss_fit, n_opt=n_opt, d_opt=d_opt)
+    nan_params = {"n_exponent": float("nan"), "n_coef": float("nan"), "d_exponent": float("nan"),
+                  "d_coef": float("nan")}
+    if sizes is None:
+        return Frontier(params=nan_params, ci={k: NAN2 for k in nan_params}, se={k: float("nan") for k in nan_params},
+                        converged=False, message="no model-size column: N_opt(C) not measured", n_points=len(grid),
+                        approach=1, table=table, loss_law=loss_fit)
+    fit_rows = table[table["bracketed"]]
+    used, left = fit_rows["C"].tolist(), table.loc[~table["bracketed"], "C"].tolist()
+    if fit_rows["N"].nunique() < 2:
+        return Frontier(params=nan_params, ci={k: NAN2 for k in nan_params}, se={k: float("nan") for k in nan_params},
+                        converged=False, message=f"the envelope has {fit_rows['N'].nunique()} unsaturated model "
+                        "size(s); need at least 2 (train sizes on both sides of the optimum)", n_points=len(fit_rows),
+                        approach=1, table=table, loss_law=loss_fit, budgets_used=used, budgets_unbracketed=left)
+    # draws hold (log coef, exponent) pairs for N then D, in _from_draws' (icept, slope) order
+    nd = draws[:, 2:]
+    return _from_draws(1, Frontier, np.log(fit_rows["C"].to_numpy(float)), np.log(fit_rows["N"].to_numpy(float)),
+                       np.log(fit_rows["D"].to_numpy(float)), nd, n_resamples,
+                       "envelope; bootstrap over runs", table=table, loss_law=loss_fit, budgets_used=used,
+                       budgets_unbracketed=left)
 
 
 # ------------------------------------------------------------------------------------------------ approach 2
 
 
-@dataclass
-class IsoFlop:
-    minima: pd.DataFrame  # per budget: C, N_opt, D_opt, loss_opt, curvature, n_points
-    n_opt: PowerLawFit
-    d_opt: PowerLawFit
+def budget_groups(C: np.ndarray, tol_decades: float = 0.05) -> np.ndarray:
+    """Budget labels for computes that cluster: sorted log10 C, a new budget wherever it jumps by more than
+    `tol_decades` (runs of one nominal budget differ by rounding; give a budget column when they differ more)."""
+    lc = np.log10(np.asarray(C, float))
+    order = np.argsort(lc)
+    lab = np.empty(len(lc), int)
+    k = 0
+    for j, i in enumerate(order):
+        if j and lc[i] - lc[order[j - 1]] > tol_decades:
+            k += 1
+        lab[i] = k
+    return lab
 
 
-def isoflop_minima(runs: pd.DataFrame, *, n: str = "N", c: str = "C", loss: str = "loss", budget: str | None = None,
-                   n_resamples: int = 1000, seed: int = 0) -> IsoFlop:
-    """Approach 2: group final losses by compute budget (a `budget` column, or C rounded to 2 significant
-    digits in log10), fit loss = a (log N)^2 + b log N + c per budget, take its minimum."""
-    for col in (n, c, loss):
-        if col not in runs.columns:
-            raise DataError(f"isoflop: no column {col!r}; columns are: {', '.join(map(str, runs.columns))}")
-    df = runs[[n, c, loss] + ([budget] if budget else [])].dropna()
-    key = df[budget] if budget else np.round(np.log10(df[c].astype(float)), 1)
-    rows = []
-    for k, part in df.groupby(key):
-        if part[n].nunique() < 3:
-            continue
-        x = np.log(part[n].to_numpy(float))
-        y = part[loss].to_numpy(float)
-        a, b, _ = np.polyfit(x, y, 2)
-        if a <= 0:  # no minimum: the budget's sizes do not bracket the optimum
-            continue
-        xm = -b / (2 * a)
-        C = float(np.exp(np.mean(np.log(part[c].to_numpy(float)))))
-        rows.append({"C": C, "N_opt": float(np.exp(xm)), "D_opt": C / (6 * float(np.exp(xm))),
-                     "loss_opt": float(np.polyval([a, b, _], xm)), "curvature": float(a), "n_points": len(part),
-                     "bracketed": bool(x.min() <= xm <= x.max())})
-    minima = pd.DataFrame(rows)
-    if len(minima) < 2:
-        raise FitError("isoflop: fewer than 2 compute budgets with >= 3 model sizes and a parabola with a "
-                       "minimum; add sizes on both sides of the optimum")
-    n_opt = power_law_fit(minima["C"], minima["N_opt"], n_resamples=n_resamples, seed=seed, name="N_opt", var="C")
-    d_opt = power_law_fit(minima["C"], minima["D_opt"], n_resamples=n_resamples, seed=seed, name="D_opt", var="C")
-    return IsoFlop(minima=minima, n_opt=n_opt, d_opt=d_opt)
+def _local_minimum(x: np.ndarray, y: np.ndarray, logd: np.ndarray | None, window: int):
+    """(log N_opt, loss there, log D_opt, curvature, points used, why-not) for one budget: x = log N sorted, one
+    point per size. The parabola goes through the lowest loss and up to `window` sizes on each side."""
+    if len(x) < 3:
+        return None, f"{len(x)} size(s): need 3"
+    i = int(np.argmin(y))
+    if i == 0 or i == len(x) - 1:
+        return None, f"lowest loss at the {'smallest' if i == 0 else 'largest'} size: optimum not bracketed"
+    lo, hi = max(0, i - window), min(len(x), i + window + 1)
+    xs, ys = x[lo:hi], y[lo:hi]
+    a, b, c = np.polyfit(xs, ys, 2)
+    if not a > 0:
+        return None, "no curvature near the minimum"
+    xm = -b / (2 * a)
+    if not xs[0] <= xm <= xs[-1]:
+        return None, "the local parabola's minimum lies outside its sizes"
+    ld = float(np.polyval(np.polyfit(xs, logd[lo:hi], 1), xm)) if logd is not None else np.nan
+    return (float(xm), float(np.polyval([a, b, c], xm)), ld, float(a), int(hi - lo)), ""
+
+
+def _dedupe(x, y, logd):
+    """One point per size (mean loss of repeats): a resample draws some sizes twice."""
+    ux, inv = np.unique(x, return_inverse=True)
+    cnt = np.bincount(inv)
+    yy = np.bincount(inv, y) / cnt
+    dd = np.bincount(inv, logd) / cnt if logd is not None else None
+    return ux, yy, dd
+
+
+def isoflop_minima(runs: pd.DataFrame, *, n: str = "N", c: str | None = "C", loss: str = "loss",
+                   budget: str | None = None, d: str | None = None, window: int = 2, n_resamples: int = 1000,
+                   seed: int = 0) -> IsoFlop:
+    """Approach 2. Runs are grouped by compute budget (the `budget` column, or C clustered within 0.05
+    decades); per budget a parabola in log N near the observed minimum gives N_opt; budgets that do not bracket
+    their optimum are flagged (`minima['bracketed']`, with `why`) and left out of the exponents.
+
+    C may be given as a column (`c`) or derived as 6 N D from a tokens column (`d`); D_opt is the tokens of the
+    budget at N_opt (interpolated in log-log near the minimum), or C/(6 N_opt) without a tokens column.
+    Intervals: per budget, a residual bootstrap of its points (`N_opt_low`, `N_opt_high`); for the exponents,
+    resampling budgets and, within each drawn budget, one of its minimum's resamples."""
+    if c is None and d is None:
+        raise DataError("isoflop: give a compute column (c) or a tokens column (d)")
+    _columns(runs, (n, c, loss, budget, d), "isoflop")
+    vals = _numeric(runs, (n, c, loss, d), "isoflop")
+    N = vals[n].to_numpy()
+    y = vals[loss].to_numpy()
+    C = vals[c].to_numpy() if c else 6.0 * N * vals[d].to_numpy()
+    logd_all = np.log(vals[d].to_numpy()) if d else None
+    key = runs[budget].to_numpy() if budget else budget_groups(C)
+    rng = np.random.default_rng(seed)
+    rows, fits = [], []
+    for k in pd.unique(key):
+        m = key == k
+        Cb = float(np.exp(np.mean(np.log(C[m]))))
+        xs, ys, ds = _dedupe(np.log(N[m]), y[m], logd_all[m] if d else np.log(C[m] / (6 * N[m])))
+        res, why = _local_minimum(xs, ys, ds, window)
+        row = {"budget": k, "C": Cb, "n_points": int(m.sum()), "n_sizes": len(xs), "bracketed": res is not None,
+               "why": why, "N_best_observed": float(np.exp(xs[np.argmin(ys)])), "loss_best_observed": float(ys.min()),
+               "N_opt": np.nan, "D_opt": np.nan, "loss_opt": np.nan, "curvature": np.nan, "n_fit": 0,
+               "N_opt_low": np.nan, "N_opt_high": np.nan}
+        if res is not None:
+            xm, lm, ldm, curv, nfit = res
+            row.update(N_opt=float(np.exp(xm)), D_opt=float(np.exp(ldm)), loss_opt=lm, curvature=curv, n_fit=nfit)
+            fits.append((len(rows), xs, ys, ds))
+        rows.append(row)
+    # The minimum's uncertainty: a residual bootstrap within each budget. The local fits' residuals (scaled for
+    # the 3 parameters each fit spends) are pooled over budgets, since run-to-run noise is one property of the
+    # study and a budget's own 3-5 residuals say little; each resample puts drawn residuals on every point of
+    # the budget (around the local fit inside its window, around the observation outside it) and redoes the
+    # whole procedure: which size is lowest, the window, the parabola.
+    pooled, base = [], []
+    for i, xs, ys, ds in fits:
+        j = int(np.argmin(ys))
+        lo, hi = max(0, j - window), min(len(xs), j + window + 1)
+        coef = np.polyfit(xs[lo:hi], ys[lo:hi], 2)
+        yb = ys.copy()
+        yb[lo:hi] = np.polyval(coef, xs[lo:hi])
+        r = ys[lo:hi] - yb[lo:hi]
+        if hi - lo > 3:
+            pooled.extend(r * np.sqrt((hi - lo) / (hi - lo - 3)))
+        base.append(yb)
+    pooled = np.asarray(pooled)
+    draws_n, draws_d = [], []
+    for (i, xs, ys, ds), yb in zip(fits, base):
+        bn, bd = np.full(n_resamples, np.nan), np.full(n_resamples, np.nan)
+        if len(pooled) < 3:  # every local fit is exact (3 sizes): no scatter to resample, minima taken as given
+            bn[:], bd[:] = np.log(rows[i]["N_opt"]), np.log(rows[i]["D_opt"])
+        for r in range(n_resamples if len(pooled) >= 3 else 0):
+            rb, _ = _local_minimum(xs, yb + rng.choice(pooled, len(xs)), ds, window)
+            if rb is not None:
+                bn[r], bd[r] = rb[0], rb[2]
+        if np.isfinite(bn).sum() >= 20 and len(pooled) >= 3:
+            rows[i]["N_opt_low"], rows[i]["N_opt_high"] = np.exp(np.nanpercentile(bn, [2.5, 97.5]))
+        rows[i]["n_resamples_ok"] = int(np.isfinite(bn).sum())
+        draws_n.append(bn)
+        draws_d.append(bd)
+    noise_sd = float(np.std(pooled)) if len(pooled) >= 3 else float("nan")
+    minima = pd.DataFrame(rows).sort_values("C").reset_index(drop=True)
+    used_rows = minima[minima["bracketed"]]
+    used, left = used_rows["C"].tolist(), minima.loc[~minima["bracketed"], "C"].tolist()
+    if len(used_rows) < 2:
+        raise FitError(f"isoflop: {len(used_rows)} of {len(minima)} compute budgets bracket their optimum (a lowest "
+                       "loss with a larger loss on each side); need at least 2: train sizes on both sides of the "
+                       "optimum")
+    # the budgets in the order the draws were collected
+    order = [i for i, r in enumerate(rows) if r["bracketed"]]
+    Cb = np.log(np.array([rows[i]["C"] for i in order]))
+    DN, DD = np.array(draws_n), np.array(draws_d)
+    brng = np.random.default_rng(seed + 1)
+
+    def stat(idx):
+        if len(np.unique(idx)) < 2:
+            return None
+        ln, ld = np.empty(len(idx)), np.empty(len(idx))
+        for j, b in enumerate(idx):
+            ok = np.flatnonzero(np.isfinite(DN[b]))
+            if not len(ok):
+                return None
+            r = ok[brng.integers(len(ok))]
+            ln[j], ld[j] = DN[b, r], DD[b, r]
+        ns, ni = np.polyfit(Cb[idx], ln, 1)
+        ds, di = np.polyfit(Cb[idx], ld, 1)
+        return [ni, ns, di, ds]
+
+    nb = len(order)
+    if nb >= 3:
+        draws = bootstrap_groups(stat, np.arange(nb), n_resamples, seed)
+        msg = "parabola near each budget's minimum; bootstrap over budgets and within-budget points"
+    else:  # two budgets: the line through them is exact; only the minima's own uncertainty remains
+        draws = np.array([stat(np.arange(nb)) or [np.nan] * 4 for _ in range(n_resamples)])
+        msg = "parabola near each budget's minimum; 2 budgets: interval from the minima's uncertainty only"
+    msg += (f"; loss scatter about the local fits {noise_sd:.3g}" if len(pooled) >= 3 else
+            "; the local fits are exact (3 sizes each): the minima's own uncertainty is not measured")
+    if left:
+        msg += f"; {len(left)} budget(s) not bracketed, left out"
+    ln_opt = np.log(used_rows["N_opt"].to_numpy(float))
+    ld_opt = np.log(used_rows["D_opt"].to_numpy(float))
+    return _from_draws(2, IsoFlop, np.log(used_rows["C"].to_numpy(float)), ln_opt, ld_opt, draws, n_resamples, msg,
+                       table=minima, budgets_used=used, budgets_unbracketed=left)
 
 
 # ------------------------------------------------------------------------------------------------ approach 3
@@ -181,8 +483,8 @@ def chinchilla_allocation(params: dict) -> dict:
 
 
 def chinchilla_optimal(law_or_params, C, level: float = 0.95) -> pd.DataFrame:
-    """N_opt, D_opt and the loss at the optimum for compute C (FLOP), with intervals from bootstrap draws
-    when the law has them."""
+    """N_opt, D_opt and the loss at the optimum for compute C (FLOP, C = 6ND), with intervals from bootstrap
+    draws when the law has them."""
     params = getattr(law_or_params, "params", law_or_params)
     C = np.atleast_1d(np.asarray(C, float))
 
@@ -204,3 +506,85 @@ def chinchilla_optimal(law_or_params, C, level: float = 0.95) -> pd.DataFrame:
             arr = np.array([d[j] for d in draws])
             out[col + "_low"], out[col + "_high"] = np.nanpercentile(arr, [q, 100 - q], axis=0)
     return out
+
+
+def _surface_argmin(p: dict, logC: np.ndarray, logN: np.ndarray, logf: np.ndarray) -> np.ndarray:
+    """log N minimising E + A/N^alpha + B/D^beta along D = C / f(N), for each log C (a fine grid of log N)."""
+    logD = logC[:, None] - logf[None, :]
+    L = p["A"] * np.exp(-p["alpha"] * logN)[None, :] + p["B"] * np.exp(-p["beta"] * logD)
+    j = np.argmin(L, axis=1)
+    # refine: parabola through the grid minimum and its neighbours
+    j = np.clip(j, 1, len(logN) - 2)
+    r = np.arange(len(logC))
+    y0, y1, y2 = L[r, j - 1], L[r, j], L[r, j + 1]
+    h = logN[1] - logN[0]
+    den = y0 - 2 * y1 + y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(den > 0, 0.5 * (y0 - y2) / den, 0.0)
+    return logN[j] + np.clip(shift, -1, 1) * h
+
+
+def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N", d: str | None = None,
+                    c: str | None = None, loss: str = "loss", group: str | None = None, n_resamples: int = 200,
+                    seed: int = 0, c_range: tuple[float, float] | None = None, n_grid: int = 20,
+                    grid=None) -> ComputeOptimal:
+    """Approach 3: fit L(N, D) = E + A/N^alpha + B/D^beta (or take `law`), then N_opt(C) minimises it along
+    D = C / f(N). f(N), the FLOP per token, is C/D of the data (interpolated between its sizes) when both a compute
+    and a tokens column are given (so re-counted FLOPs move the optimum), else 6N (Chinchilla's closed form).
+    Exponents over `c_range` (default: the data's compute range); intervals from the law's bootstrap draws."""
+    from scalinglab.laws.fit import fit_law
+
+    if law is None:
+        if data is None:
+            raise FitError("surface_optimum: give data or a fitted law")
+        if d is None and c is None:
+            raise DataError("surface_optimum: give a tokens column (d) or a compute column (c)")
+        _columns(data, (n, d, c, loss, group), "surface")
+        vals = _numeric(data, (n, d, c, loss), "surface")
+        N = vals[n].to_numpy()
+        D = vals[d].to_numpy() if d else vals[c].to_numpy() / (6 * N)
+        C = vals[c].to_numpy() if c else 6 * N * D
+        frame = pd.DataFrame({"N": N, "D": D, "loss": vals[loss].to_numpy()})
+        if group:
+            frame["group"] = data[group].to_numpy()
+        law = fit_law(frame, "chinchilla", n="N", d="D", loss="loss", group="group" if group else None,
+                      n_resamples=n_resamples, seed=seed, grid=grid)
+    else:
+        frame = law.data
+        N, D = frame["N"].to_numpy(float), frame["D"].to_numpy(float)
+        C = 6 * N * D if c is None or data is None else _numeric(data, (c,), "surface")[c].to_numpy()
+    if not law.converged:
+        raise FitError(f"surface_optimum: the L(N, D) fit did not converge ({law.message})")
+    lo, hi = c_range or (float(C.min()), float(C.max()))
+    logC = np.log(np.geomspace(lo, hi, n_grid))
+    # FLOP per token of each size, from the data's own accounting (exactly 6N for C = 6ND), interpolated in
+    # log-log between the sizes and continued along the end segments
+    sx, inv = np.unique(np.log(N), return_inverse=True)
+    sf = np.bincount(inv, np.log(C / D)) / np.bincount(inv)
+    logN = np.linspace(sx[0] - 7, sx[-1] + 7, 4001)
+    if len(sx) >= 2:
+        logf = np.interp(logN, sx, sf)
+        lo_s, hi_s = (sf[1] - sf[0]) / (sx[1] - sx[0]), (sf[-1] - sf[-2]) / (sx[-1] - sx[-2])
+        logf = np.where(logN < sx[0], sf[0] + lo_s * (logN - sx[0]), logf)
+        logf = np.where(logN > sx[-1], sf[-1] + hi_s * (logN - sx[-1]), logf)
+    else:
+        logf = sf[0] + (logN - sx[0])
+    fs = float(np.polyfit(sx, sf, 1)[0]) if len(sx) >= 2 else 1.0
+
+    def line(p):
+        ln = _surface_argmin(p, logC, logN, logf)
+        ld = logC - np.interp(ln, logN, logf)
+        ns, ni = np.polyfit(logC, ln, 1)
+        ds, di = np.polyfit(logC, ld, 1)
+        return ln, ld, [ni, ns, di, ds]
+
+    ln, ld, _ = line(law.params)
+    names = law.form.param_names
+    draws = np.array([line(dict(zip(names, s)))[2] for s in law.samples]) if len(law.samples) else np.empty((0, 4))
+    table = pd.DataFrame({"C": np.exp(logC), "N_opt": np.exp(ln), "D_opt": np.exp(ld)})
+    msg = (f"L(N, D) fitted on {law.n_points} points; minimised along C = f(N) D (f, the FLOP per token, ~ N^{fs:.3g} over the sizes); bootstrap "
+           f"draws of the law")
+    res = _from_draws(3, ComputeOptimal, logC, ln, ld, draws, law.n_resamples, msg, table=table,
+                      budgets_used=[], budgets_unbracketed=[], law=law)
+    res.n_resamples_ok = law.n_resamples_ok
+    return res

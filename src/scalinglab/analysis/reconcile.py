@@ -1,0 +1,586 @@
+"""Kaplan against Chinchilla on the same model family: where N_opt ~ C^0.73 becomes C^0.5 (issue 14).
+
+Five settings add one correction at a time (Porian et al. 2024's path, `scalinglab.published.PORIAN2024_STEPS`):
+
+  (a) Kaplan's method: C = 6 N D with N the non-embedding parameters; one long fixed warm-up, one LR and batch
+      for all sizes, one cosine horizon for all runs (not matched to any budget);
+  (b) + exact FLOPs, the unembedding and attention counted (parameters with embeddings reported beside);
+  (c) + a warm-up proportional to the model (N tokens; at most a quarter of a run), short against the budgets;
+  (d) + a cosine decay matched to each budget: one run per (size, budget);
+  (e) + learning rate, batch size and AdamW beta2 chosen per size by a small sweep (the rule recorded).
+
+Only what must be trained is: (a) and (b) read the same runs (a size's one long run, its learning curve cut at
+each budget: under a fixed schedule a run stopped early is the curve at that point), (c) one long run per size
+again, (d) and (e) a grid. For every setting: N_opt(C) and D_opt(C) exponents from the three approaches where
+the data allow, the IsoFLOP curves, the optimal tokens per parameter, and findings on which corrections move
+the exponent (measured, with intervals; "inconclusive" where they cannot tell).
+
+This module expands a reconcile plan (studies/reconcile*/plan.toml) into study specs, derives the tuned grid
+from the tuning runs, and analyses the store; `scalinglab.report.reconcile` renders the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scalinglab import accounting
+from scalinglab.accounting import ModelShape
+from scalinglab.errors import ConfigError, FitError, ScalingLabError, StoreError
+from scalinglab.published import PORIAN2024_STEPS
+
+SETTINGS = ("a", "b", "c", "d", "e")
+TITLES = {
+    "a": "Kaplan's method (6ND, non-embedding N, long fixed warm-up, fixed horizon, one LR/batch)",
+    "b": "+ exact FLOPs (unembedding and attention counted)",
+    "c": "+ warm-up proportional to the model",
+    "d": "+ cosine decay matched to each budget",
+    "e": "+ LR, batch and AdamW beta2 tuned per size",
+}
+PORIAN = dict(zip(SETTINGS, (v for _, v in PORIAN2024_STEPS)))
+# Study names in the store: which runs serve which setting (the run roles of this study)
+STUDY = {"kaplan": "reconcile-kaplan", "warmup": "reconcile-warmup", "cosine": "reconcile-cosine",
+         "tune": "reconcile-tune", "tuned": "reconcile-tuned"}
+SOURCE = {"a": "kaplan", "b": "kaplan", "c": "warmup", "d": "cosine", "e": "tuned"}
+# A correction "does not move" the exponent when the 95% interval of the change lies within +-EQUIVALENCE: this
+# project's choice, the smallest step of Porian et al.'s path (0.602 -> 0.571) rounded.
+EQUIVALENCE = 0.03
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+
+@dataclass
+class Plan:
+    data: dict  # the [data] table every study shares
+    sizes: list[dict]  # shapes: n_layer, d_model, n_head
+    budgets: list[float]  # compute budgets (FLOP; 6ND in (a), exact from (b) on)
+    n_ctx: int = 64
+    batch_size: int = 32
+    lr: float = 3e-3
+    beta2: float = 0.95
+    kaplan_warmup_tokens: int = 500_000  # (a), (b): one long warm-up for every size
+    warmup_tokens_per_param: float = 1.0  # (c) on: warm-up of this many tokens per parameter
+    tokens_per_param: tuple[float, float] = (1.0, 1000.0)  # a (size, budget) is trained when D/N lies in this range
+    min_steps: int = 20  # ... and it has at least this many optimizer steps
+    n_evals: int = 40  # evaluations along the long runs (log-spaced)
+    eval_tokens: int = 16_384
+    tune_budget: int = 2  # index of the budget the per-size sweep runs at
+    tune: list[dict] = field(default_factory=lambda: [
+        {"lr_scale": 2.0, "beta2": 0.95, "batch_size": 32}, {"lr_scale": 0.5, "beta2": 0.95, "batch_size": 32},
+        {"lr_scale": 1.0, "beta2": 0.99, "batch_size": 16}, {"lr_scale": 2.0, "beta2": 0.99, "batch_size": 16}])
+    base: dict = field(default_factory=dict)  # more RunConfig fields for every run (device, threads, ...)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        from scalinglab.config import load_toml
+
+        raw = load_toml(path, "reconcile plan")
+        where = str(path)
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw.get("plan", {})) - known)
+        if unknown:
+            raise ConfigError(f"{where} [plan]: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        kw = dict(raw.get("plan", {}))
+        if "data" not in raw or "corpus" not in raw["data"]:
+            raise ConfigError(f"{where}: a [data] table with a corpus is required")
+        kw["data"] = raw["data"]
+        kw["base"] = raw.get("base", {})
+        if "tokens_per_param" in kw:
+            kw["tokens_per_param"] = tuple(kw["tokens_per_param"])
+        try:
+            plan = cls(**kw)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if len(plan.sizes) < 5 or len(plan.budgets) < 4:
+            raise ConfigError(f"{where}: give at least 5 sizes and 4 budgets (an IsoFLOP study needs them)")
+        if sorted(plan.budgets) != list(plan.budgets) or min(plan.budgets) <= 0:
+            raise ConfigError(f"{where}: budgets must be positive and increasing")
+        if not 0 <= plan.tune_budget < len(plan.budgets):
+            raise ConfigError(f"{where}: tune_budget must index one of the {len(plan.budgets)} budgets")
+        return plan
+
+    def shape(self, size: dict, vocab: int) -> ModelShape:
+        return ModelShape(vocab_size=vocab, n_ctx=self.n_ctx, n_layer=size["n_layer"], d_model=size["d_model"],
+                          n_head=size["n_head"])
+
+    def flop_per_token(self, size: dict, vocab: int, exact: bool) -> float:
+        sh = self.shape(size, vocab)
+        return 3 * accounting.forward_flop_per_token_exact(sh) if exact else 6.0 * accounting.n_params(sh)
+
+    def grid_tokens(self, size: dict, vocab: int, budget: float) -> int | None:
+        """Tokens of the (size, budget) run with the cosine matched: exact FLOP = budget; None when D/N falls
+        outside tokens_per_param or the run would be shorter than min_steps."""
+        n = accounting.n_params(self.shape(size, vocab))
+        bt = self.batch_size * self.n_ctx
+        d = budget / self.flop_per_token(size, vocab, exact=True)
+        lo, hi = self.tokens_per_param
+        if not lo <= d / n <= hi or d < self.min_steps * bt:
+            return None
+        return round(d / bt) * bt
+
+    def curve_tokens(self, size: dict, vocab: int) -> int:
+        """A long run's length: far enough to reach every budget it takes part in, in either FLOP count."""
+        n = accounting.n_params(self.shape(size, vocab))
+        d_top = self.budgets[-1] / self.flop_per_token(size, vocab, exact=False)
+        d = min(d_top, self.tokens_per_param[1] * n)
+        bt = self.batch_size * self.n_ctx
+        return max(self.min_steps, math.ceil(d / bt)) * bt
+
+
+def _warmup(per_param: int, tokens: int) -> int:
+    """Warm-up of settings (c)-(e): N tokens, but never more than a quarter of a (short) run."""
+    return max(1, min(per_param, tokens // 4))
+
+
+def _common(plan: Plan) -> dict:
+    return {"n_ctx": plan.n_ctx, "batch_size": plan.batch_size, "lr": plan.lr, "beta2": plan.beta2,
+            "n_evals": plan.n_evals, "eval_tokens": plan.eval_tokens, "eval_sets": ["test"], **plan.base}
+
+
+def _study(name: str, plan: Plan, base: dict, axes: dict, note: str) -> dict:
+    return {"study": {"name": name, "data": "data", "store": "study.sqlite", "description": note},
+            "data": dict(plan.data), "base": base, "axes": [{"mode": "zip", **axes}]}
+
+
+def plan_specs(plan: Plan, vocab: int) -> list[tuple[str, dict]]:
+    """The studies that need no results to be planned: (a/b) long runs, (c) long runs, (d) grid, the sweep."""
+    sizes = [dict(s) for s in plan.sizes]
+    horizon = max(plan.curve_tokens(s, vocab) for s in sizes)
+    common = _common(plan)
+    curve_tok = [plan.curve_tokens(s, vocab) for s in sizes]
+    kaplan = _study(STUDY["kaplan"], plan, {**common, "warmup_tokens": plan.kaplan_warmup_tokens,
+                                            "schedule_tokens": horizon},
+                    {"model": sizes, "tokens": curve_tok},
+                    "settings (a), (b): one long run per size, one fixed warm-up and one fixed cosine horizon")
+    warm = [max(1, int(plan.warmup_tokens_per_param * accounting.n_params(plan.shape(s, vocab)))) for s in sizes]
+    warmup = _study(STUDY["warmup"], plan, {**common, "schedule_tokens": horizon},
+                    {"model": sizes, "tokens": curve_tok, "warmup_tokens": warm},
+                    "setting (c): as (a) with a warm-up of N tokens")
+    gm, gt, gw = [], [], []
+    for b in plan.budgets:
+        for s, w in zip(sizes, warm):
+            t = plan.grid_tokens(s, vocab, b)
+            if t is not None:
+                gm.append(s), gt.append(t), gw.append(_warmup(w, t))
+    cosine = _study(STUDY["cosine"], plan, dict(common), {"model": gm, "tokens": gt, "warmup_tokens": gw},
+                    "setting (d): one run per (size, budget), the cosine matched to the run")
+    tm, tt, tw, extra = [], [], [], {k: [] for k in ("lr_scale", "beta2", "batch_size")}
+    for s, w in zip(sizes, warm):
+        t = plan.grid_tokens(s, vocab, plan.budgets[plan.tune_budget])
+        if t is None:
+            continue
+        for cand in plan.tune:
+            tm.append(s), tt.append(t), tw.append(_warmup(w, t))
+            for k, values in extra.items():
+                values.append(cand.get(k, common[k] if k != "lr_scale" else 1.0))
+    tune = _study(STUDY["tune"], plan, dict(common), {"model": tm, "tokens": tt, "warmup_tokens": tw, **extra},
+                  "setting (e), part 1: the per-size sweep at one budget (the (d) run there is the baseline)")
+    return [("1_kaplan.toml", kaplan), ("2_warmup.toml", warmup), ("3_cosine.toml", cosine), ("4_tune.toml", tune)]
+
+
+def _key(d: dict) -> tuple:
+    return (int(d["n_layer"]), int(d["d_model"]), int(d["n_head"]))
+
+
+def tuning_rule(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per size: the sweep's candidates at the tuning budget (the (d) run there is the baseline), their final
+    losses and the one chosen (lowest final test loss). `runs` is the store's runs table."""
+    import json
+
+    tune = runs[(runs["study"] == STUDY["tune"]) & (runs["status"] == "done")]
+    rows = []
+    for _, r in tune.iterrows():
+        cfg = json.loads(r["config"])
+        rows.append({"n_layer": r["n_layer"], "d_model": r["d_model"], "n_head": r["n_head"], "N": r["N"],
+                     "tokens": r["D"], "lr_scale": cfg.get("lr_scale", 1.0), "beta2": cfg.get("beta2"),
+                     "batch_size": cfg.get("batch_size"), "loss": r["final_test_loss"], "run_id": r["run_id"]})
+    if not rows:
+        return pd.DataFrame(columns=["n_layer", "d_model", "n_head", "N", "tokens", "lr_scale", "beta2",
+                                     "batch_size", "loss", "run_id", "chosen", "baseline"])
+    cand = pd.DataFrame(rows)
+    cos = runs[(runs["study"] == STUDY["cosine"]) & (runs["status"] == "done")]
+    base_rows = []
+    for (L, dm, nh, D), _ in cand.groupby(["n_layer", "d_model", "n_head", "tokens"]):
+        m = cos[(cos["n_layer"] == L) & (cos["d_model"] == dm) & (cos["n_head"] == nh) & (cos["D"] == D)]
+        for _, r in m.iterrows():
+            cfg = json.loads(r["config"])
+            base_rows.append({"n_layer": L, "d_model": dm, "n_head": nh, "N": r["N"], "tokens": D, "lr_scale": 1.0,
+                              "beta2": cfg.get("beta2"), "batch_size": cfg.get("batch_size"),
+                              "loss": r["final_test_loss"], "run_id": r["run_id"]})
+    table = pd.concat([cand.assign(baseline=False), pd.DataFrame(base_rows).assign(baseline=True)],
+                      ignore_index=True)
+    best = table.groupby(["n_layer", "d_model", "n_head"])["loss"].idxmin()
+    table["chosen"] = False
+    table.loc[best.to_numpy(), "chosen"] = True
+    return table.sort_values(["N", "loss"]).reset_index(drop=True)
+
+
+def choice_for(rule: pd.DataFrame, n: float):
+    """The chosen row of the tuning rule for a model of N = n: its own size's choice, else the choice of the
+    nearest size swept (in log N); None without a sweep."""
+    chosen = rule[rule["chosen"]]
+    if chosen.empty:
+        return None
+    i = int(np.argmin(np.abs(np.log(chosen["N"].astype(float).to_numpy()) - math.log(n))))
+    return chosen.iloc[i]
+
+
+def tuned_spec(plan: Plan, vocab: int, runs: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
+    """The (e) grid: every (size, budget) of (d) with the size's chosen hyper-parameters (a size the sweep did not
+    reach takes the choice of the nearest size swept). Sizes whose choice is the baseline reuse their (d) runs."""
+    rule = tuning_rule(runs)
+    common = _common(plan)
+    axes = {k: [] for k in ("model", "tokens", "warmup_tokens", "lr_scale", "beta2", "batch_size")}
+    for b in plan.budgets:
+        for s in plan.sizes:
+            n = accounting.n_params(plan.shape(s, vocab))
+            r = choice_for(rule, n)
+            if r is None or bool(r["baseline"]):
+                continue
+            t = plan.grid_tokens(s, vocab, b)
+            if t is None:
+                continue
+            bt = int(r["batch_size"]) * plan.n_ctx
+            axes["model"].append(dict(s))
+            axes["tokens"].append(max(plan.min_steps, round(t / bt)) * bt)
+            axes["warmup_tokens"].append(_warmup(max(1, int(plan.warmup_tokens_per_param * n)), axes["tokens"][-1]))
+            axes["lr_scale"].append(float(r["lr_scale"]))
+            axes["beta2"].append(float(r["beta2"]))
+            axes["batch_size"].append(int(r["batch_size"]))
+    if not axes["model"]:
+        return None, rule
+    return _study(STUDY["tuned"], plan, dict(common), axes,
+                  "setting (e), part 2: the grid of (d) with each size's chosen LR, batch and beta2"), rule
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def write_spec(spec: dict, path: str | Path, header: str = "") -> Path:
+    """A study dict as a TOML spec file (the subset of TOML specs use)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for table in ("study", "data", "base"):
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.get(table, {}).items()]
+        lines.append("")
+    for g in spec.get("axes", []):
+        lines.append("[[axes]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in g.items()]
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ the data
+
+
+def _flop_per_token(runs: pd.DataFrame, exact: bool) -> pd.Series:
+    """Training FLOP per token of each run in one convention: 6N, or the exact count (C_exact / D)."""
+    if exact:
+        return runs["C_exact"].astype(float) / runs["D"].astype(float)
+    return 6.0 * runs["N"].astype(float)
+
+
+def curve_points(runs: pd.DataFrame, curves: pd.DataFrame, budgets, exact: bool) -> pd.DataFrame:
+    """IsoFLOP points read off long runs: for each run and budget C, the test loss where the run had spent C
+    (log-log interpolation between evaluations), when its curve reaches that far. Points inside a long warm-up
+    are kept: that is Kaplan's method, and what setting (c) corrects."""
+    rows = []
+    f = _flop_per_token(runs, exact)
+    for i, r in runs.reset_index(drop=True).iterrows():
+        cur = curves[curves["run_id"] == r["run_id"]].sort_values("tokens")
+        cur = cur[np.isfinite(cur["test_loss"].astype(float))]
+        if len(cur) < 2:
+            continue
+        t = cur["tokens"].to_numpy(float)
+        y = cur["test_loss"].to_numpy(float)
+        for b in budgets:
+            d = b / f.iloc[i]
+            if d < t[0] or d > t[-1]:
+                continue
+            loss = float(np.exp(np.interp(np.log(d), np.log(t), np.log(y))))
+            rows.append({"run_id": r["run_id"], "budget": float(b), "N": float(r["N"]),
+                         "N_total": float(r["n_params_total"]), "D": d, "C": float(b), "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def grid_points(runs: pd.DataFrame, budgets, exact: bool = True) -> pd.DataFrame:
+    """IsoFLOP points of runs trained to one budget each: their final test losses, budget = the nearest planned."""
+    if runs.empty:
+        return pd.DataFrame(columns=["run_id", "budget", "N", "N_total", "D", "C", "loss"])
+    C = (runs["C_exact"] if exact else runs["C"]).astype(float).to_numpy()
+    lb = np.log(np.asarray(budgets, float))
+    near = np.asarray(budgets, float)[np.argmin(np.abs(np.log(C)[:, None] - lb[None, :]), axis=1)]
+    return pd.DataFrame({"run_id": runs["run_id"].to_numpy(), "budget": near, "N": runs["N"].astype(float).to_numpy(),
+                         "N_total": runs["n_params_total"].astype(float).to_numpy(),
+                         "D": runs["D"].astype(float).to_numpy(), "C": C,
+                         "loss": runs["final_test_loss"].astype(float).to_numpy()})
+
+
+# ------------------------------------------------------------------------------------------------ the analysis
+
+
+@dataclass
+class SettingResult:
+    key: str
+    title: str
+    points: pd.DataFrame  # the IsoFLOP points: run_id, budget, N, N_total, D, C, loss
+    approaches: dict = field(default_factory=dict)  # 1, 2, 3 -> ComputeOptimal
+    errors: dict = field(default_factory=dict)  # approach -> why it could not be measured
+    n_total_exponent: float = float("nan")  # approach 2 with parameters counted with embeddings
+    tokens_per_param: tuple = (float("nan"), float("nan"), float("nan"))  # median, min, max over used budgets
+    porian: float = float("nan")
+
+    @property
+    def primary(self):
+        return self.approaches.get(2)
+
+    def to_dict(self) -> dict:
+        return {"setting": self.key, "title": self.title, "porian2024": self.porian,
+                "approaches": {str(k): v.to_dict() for k, v in self.approaches.items()},
+                "errors": {str(k): v for k, v in self.errors.items()},
+                "n_total_exponent": None if not np.isfinite(self.n_total_exponent) else self.n_total_exponent,
+                "tokens_per_param": [None if not np.isfinite(v) else float(v) for v in self.tokens_per_param],
+                "n_points": len(self.points)}
+
+
+@dataclass
+class Step:
+    """One correction's effect on the approach-2 exponent: the change and its 95% interval, and a verdict."""
+
+    frm: str
+    to: str
+    change: float
+    ci: tuple[float, float]
+    verdict: str  # yes (moves it), no (within +-EQUIVALENCE), inconclusive, not measured
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"from": self.frm, "to": self.to, "change": _n(self.change), "ci": [_n(v) for v in self.ci],
+                "verdict": self.verdict, "text": self.text}
+
+
+def _n(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+@dataclass
+class ReconcileAnalysis:
+    settings: dict  # key -> SettingResult
+    steps: list  # Step
+    rule: pd.DataFrame  # the tuning sweep: candidates and the one chosen per size
+    budgets: list
+
+    def to_dict(self) -> dict:
+        return {"settings": {k: v.to_dict() for k, v in self.settings.items()},
+                "steps": [s.to_dict() for s in self.steps], "budgets": [float(b) for b in self.budgets],
+                "tuning": self.rule.drop(columns=["run_id"], errors="ignore").to_dict("records")}
+
+
+def compare(x, y, frm: str, to: str, seed: int = 0) -> Step:
+    """The change of the approach-2 exponent from setting `frm` to `to`, with a 95% interval from their
+    bootstrap draws paired at random (independent estimates; for two analyses of the same runs this is
+    conservative)."""
+    if x is None or y is None or x.draws is None or y.draws is None or not len(x.draws) or not len(y.draws):
+        return Step(frm, to, float("nan"), (float("nan"),) * 2, "not measured",
+                    f"({frm}) -> ({to}): not measured (an exponent is missing)")
+    rng = np.random.default_rng(seed)
+    k = max(len(x.draws), len(y.draws))
+    dx = x.draws[rng.integers(0, len(x.draws), k), 1]
+    dy = y.draws[rng.integers(0, len(y.draws), k), 1]
+    lo, hi = np.percentile(dy - dx, [2.5, 97.5])
+    change = y.n_exponent - x.n_exponent
+    if lo > 0 or hi < 0:
+        verdict = "yes"
+        text = (f"({frm}) -> ({to}) moves the exponent by {change:+.3f} (95% [{lo:+.3f}, {hi:+.3f}]): from "
+                f"{x.n_exponent:.3f} to {y.n_exponent:.3f}")
+    elif -EQUIVALENCE <= lo and hi <= EQUIVALENCE:
+        verdict = "no"
+        text = (f"({frm}) -> ({to}) does not move the exponent by more than {EQUIVALENCE} (change {change:+.3f}, "
+                f"95% [{lo:+.3f}, {hi:+.3f}])")
+    else:
+        verdict = "inconclusive"
+        text = (f"({frm}) -> ({to}): change {change:+.3f}, 95% [{lo:+.3f}, {hi:+.3f}]; the interval ({hi - lo:.3f} "
+                f"wide) contains 0 and is wider than +-{EQUIVALENCE}: this scale cannot tell")
+    return Step(frm, to, float(change), (float(lo), float(hi)), verdict, text)
+
+
+def _n_total_exponent(res, pts: pd.DataFrame) -> float:
+    """Approach 2's exponent with parameters counted with embeddings: each budget's N_opt mapped to total
+    parameters through the sizes trained (log-log interpolation)."""
+    sizes = pts.groupby("N")["N_total"].first().sort_index()
+    m = res.minima[res.minima["bracketed"]]
+    if len(m) < 2 or len(sizes) < 2:
+        return float("nan")
+    nt = np.interp(np.log(m["N_opt"]), np.log(sizes.index.to_numpy(float)), np.log(sizes.to_numpy(float)))
+    return float(np.polyfit(np.log(m["C"].to_numpy(float)), nt, 1)[0])
+
+
+def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, runs: pd.DataFrame | None,
+                    exact: bool, n_resamples: int = 400, seed: int = 0, surface_grid=None) -> SettingResult:
+    """All three approaches on one setting's IsoFLOP points (approach 1 on the learning curves when the
+    setting has long runs, else on the final losses)."""
+    from scalinglab.laws.frontier import envelope, isoflop_minima, surface_optimum
+
+    res = SettingResult(key=key, title=TITLES[key], points=pts, porian=PORIAN.get(key, float("nan")))
+    if pts.empty:
+        res.errors = {a: "no runs of this setting in the store" for a in (1, 2, 3)}
+        return res
+    try:
+        iso = isoflop_minima(pts, n="N", c="C", d="D", loss="loss", budget="budget", n_resamples=n_resamples,
+                             seed=seed)
+        res.approaches[2] = iso
+        used = iso.minima[iso.minima["bracketed"]]
+        ratio = (used["D_opt"] / used["N_opt"]).to_numpy(float)
+        res.tokens_per_param = (float(np.median(ratio)), float(ratio.min()), float(ratio.max()))
+        res.n_total_exponent = _n_total_exponent(iso, pts)
+    except ScalingLabError as exc:
+        res.errors[2] = str(exc)
+    try:
+        if curves is not None and runs is not None:
+            f = _flop_per_token(runs, exact)
+            per_tok = dict(zip(runs["run_id"], f))
+            cv = curves[curves["run_id"].isin(runs["run_id"])].copy()
+            cv["flop_c"] = cv["tokens"].astype(float) * cv["run_id"].map(per_tok)
+            cv = cv.merge(runs[["run_id", "N"]], on="run_id")
+            cv = cv[np.isfinite(cv["test_loss"].astype(float))].rename(columns={"test_loss": "loss"})
+            lo, hi = min(pts["budget"]), max(pts["budget"])
+            res.approaches[1] = envelope(cv, run="run_id", flop="flop_c", loss="loss", n="N", d="tokens",
+                                         n_resamples=n_resamples, seed=seed, c_range=(lo, hi), n_grid=24)
+        else:
+            res.approaches[1] = envelope(pts, run="run_id", flop="C", loss="loss", n="N", d="D",
+                                         n_resamples=n_resamples, seed=seed)
+        if not res.approaches[1].converged:
+            res.errors[1] = res.approaches[1].message
+            del res.approaches[1]
+    except ScalingLabError as exc:
+        res.errors[1] = str(exc)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res.approaches[3] = surface_optimum(pts, n="N", d="D", c="C", loss="loss", group="run_id",
+                                                n_resamples=min(n_resamples, 200), seed=seed,
+                                                c_range=(min(pts["budget"]), max(pts["budget"])), grid=surface_grid)
+    except ScalingLabError as exc:
+        res.errors[3] = str(exc)
+    return res
+
+
+def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
+            surface_grid=None) -> ReconcileAnalysis:
+    """The reconcile analysis of a store written by the reconcile preset (runs found by their study names).
+    `surface_grid`: approach 3's starting points (default: every 5th of Hoffmann et al.'s grid, ~900 starts, to
+    keep five surface fits with their bootstraps to minutes)."""
+    from scalinglab.laws.forms import get_form
+    from scalinglab.store import RunStore
+
+    if surface_grid is None:
+        surface_grid = get_form("chinchilla").start_grid()[::5]
+
+    store = Path(store)
+    if not store.exists():
+        raise StoreError(f"{store}: no such run store; run `scalinglab reproduce --preset reconcile` first")
+    with RunStore(store, readonly=True) as st:
+        snap = st.snapshot()
+    runs, curves = snap["runs"], snap["curves"]
+    if "study" not in runs.columns or not runs["study"].isin(list(STUDY.values())).any():
+        raise StoreError(f"{store}: no runs of the reconcile studies ({', '.join(STUDY.values())}); is this the "
+                         "store of `scalinglab reproduce --preset reconcile`?")
+    done = runs[(runs["status"] == "done") & np.isfinite(pd.to_numeric(runs["final_test_loss"], errors="coerce"))]
+    by = {k: done[done["study"] == v].reset_index(drop=True) for k, v in STUDY.items()}
+    if budgets is None:  # the grid's budgets, else a log grid over the long runs' compute
+        g = by["cosine"]
+        if len(g):
+            from scalinglab.laws.frontier import budget_groups
+
+            lab = budget_groups(g["C_exact"].astype(float).to_numpy())
+            budgets = sorted(float(np.exp(np.mean(np.log(g["C_exact"].astype(float)[lab == k])))) for k in
+                             np.unique(lab))
+        else:
+            k = by["kaplan"]
+            budgets = list(np.geomspace(k["C"].min() / 30, k["C"].max() / 3, 5)) if len(k) else []
+    budgets = list(map(float, budgets))
+    # (e): the (d) grid with each size's chosen candidate (the nearest size's for sizes not swept): the tuned
+    # study's runs, and the (d) runs of sizes whose choice was the baseline
+    rule = tuning_rule(runs)
+    e_runs = pd.DataFrame()
+    if len(rule) and len(by["cosine"]):
+        keep = [bool(choice_for(rule, float(r["N"]))["baseline"]) for _, r in by["cosine"].iterrows()]
+        # a tuned run at the sweep's budget is the sweep's own run (same config, same id): stored under the sweep
+        chosen_ids = set(rule.loc[rule["chosen"] & ~rule["baseline"], "run_id"])
+        tuned = pd.concat([by["tuned"], by["tune"][by["tune"]["run_id"].isin(chosen_ids)]], ignore_index=True)
+        if len(tuned):
+            tuned = tuned[[not bool(choice_for(rule, float(r["N"]))["baseline"]) for _, r in tuned.iterrows()]]
+        e_runs = pd.concat([tuned, by["cosine"][keep]], ignore_index=True).drop_duplicates("run_id")
+
+    out = {}
+    for key in SETTINGS:
+        exact = key != "a"
+        src = {"a": by["kaplan"], "b": by["kaplan"], "c": by["warmup"], "d": by["cosine"], "e": e_runs}[key]
+        if key in ("a", "b", "c"):
+            pts = curve_points(src, curves, budgets, exact) if len(src) else pd.DataFrame()
+            out[key] = analyse_setting(key, pts, curves, src if len(src) else None, exact, n_resamples, seed,
+                                       surface_grid)
+        else:
+            pts = grid_points(src, budgets) if len(src) else pd.DataFrame()
+            out[key] = analyse_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
+    steps = [compare(out[a].primary, out[b].primary, a, b, seed) for a, b in itertools.pairwise(SETTINGS)]
+    steps.append(compare(out["a"].primary, out["e"].primary, "a", "e", seed))
+    return ReconcileAnalysis(settings=out, steps=steps, rule=rule, budgets=budgets)
+
+
+def load_plan_and_vocab(plan_path: str | Path, data_dir: str | Path | None) -> tuple[Plan, int]:
+    plan = Plan.load(plan_path)
+    vocab = None
+    if data_dir is not None and (Path(data_dir) / "meta.json").is_file():
+        from scalinglab.data.shards import TokenDataset
+
+        vocab = TokenDataset(data_dir).vocab_size
+    if vocab is None:
+        tok = str(plan.data.get("tokenizer", "bpe-4096"))
+        if not tok.startswith("bpe-"):
+            raise ConfigError(f"{plan_path}: prepare the data first to learn the vocabulary of {tok!r}")
+        vocab = int(tok.split("-")[1])
+    return plan, vocab
+
+
+__all__ = [
+    "PORIAN",
+    "SETTINGS",
+    "TITLES",
+    "FitError",
+    "Plan",
+    "ReconcileAnalysis",
+    "SettingResult",
+    "Step",
+    "analyse",
+    "compare",
+    "curve_points",
+    "grid_points",
+    "plan_specs",
+    "tuned_spec",
+    "tuning_rule",
+    "write_spec",
+]
