@@ -24,8 +24,10 @@ def size_store(byte_dataset, tmp_path_factory):
     base = dict(data=str(byte_dataset), n_ctx=32, tokens=24_000, batch_size=8, n_evals=4, eval_tokens=2048,
                 threads=1)
     for n_layer, d_model in [(1, 8), (1, 16), (2, 24), (2, 40)]:
-        train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2), store=store, study="b")
-    train_run(RunConfig(**base, n_layer=1, d_model=16, n_head=2, d_unique=2_000), store=store, study="b")
+        res = train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2), store=store, study="b")
+        store.add_roles(res.run_id, ["sizes"], study="b")  # runs trained outside a spec declare their role
+    res = train_run(RunConfig(**base, n_layer=1, d_model=16, n_head=2, d_unique=2_000), store=store, study="b")
+    store.add_roles(res.run_id, ["subsets"], study="b")
     store.close()
     return path
 
