@@ -7,6 +7,7 @@ next logged step without the step it happened at, and a changed dataset was trai
 from __future__ import annotations
 
 import errno
+import importlib
 import io
 import json
 import shutil
@@ -107,7 +108,7 @@ def test_checkpoints_load_weights_only(tmp_path):
 
 def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_checkpoint(
         byte_dataset, tmp_path, reference, monkeypatch):
-    import scalinglab.train as train
+    train = importlib.import_module("scalinglab.train")  # `import scalinglab.train as` binds the API function
 
     writes = {"n": 0}
     real = train._write_bytes
