@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from scalinglab.config import RunConfig
-from scalinglab.train import Trainer, lr_at
+from scalinglab.trainer import Trainer, lr_at
 
 SHAPES = [dict(n_layer=1, d_model=16, n_head=2), dict(n_layer=3, d_model=96, n_head=4)]  # smoke: smallest, largest
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import stdlib_dataset  # noqa: E402
 
 from scalinglab.sweep import run_study, study_from_dict  # noqa: E402
-from scalinglab.sweep.estimate import available_cores  # noqa: E402
+from scalinglab.sweep.cost import available_cores  # noqa: E402
 from scalinglab.sweep.worker import RunTask, run_task  # noqa: E402
 
 

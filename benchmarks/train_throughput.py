@@ -4,10 +4,10 @@
     PYTHONPATH=src python benchmarks/train_throughput.py --only a --seconds 5 --rounds 3
 
 First the machine's float32 matmul peak (GFLOP/s, large square matmuls on all intra-op threads). Then, for each
-shape, a training step as train.py runs it (forward and loss, backward, global-norm gradient clipping, AdamW
+shape, a training step as trainer.py runs it (forward and loss, backward, global-norm gradient clipping, AdamW
 step, zero_grad(set_to_none)) on random tokens, in two fresh subprocesses measured one after the other:
 
-- scalinglab: what train.py does: `keep_freed_memory()` at start, the loss through `train.model_loss`
+- scalinglab: what trainer.py does: `keep_freed_memory()` at start, the loss through `trainer.model_loss`
   (Transformer.loss, the fused chunked unembedding + cross-entropy), the fused AdamW kernel;
 - baseline: the same model with PyTorch's default AdamW (per-tensor loop, not fused), the plain loss
   F.cross_entropy(model(idx)) on full logits, and glibc's default allocator settings (mallopt is process-wide,
@@ -64,7 +64,7 @@ def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) 
     from scalinglab._runtime import keep_freed_memory
     from scalinglab.config import RunConfig
     from scalinglab.model import Transformer
-    from scalinglab.train import make_optimizer, model_loss
+    from scalinglab.trainer import make_optimizer, model_loss
 
     n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
     if impl == "scalinglab":

@@ -13,7 +13,7 @@ from scalinglab.cli import main
 from scalinglab.config import RunConfig
 from scalinglab.report.backtest import FIGURE_NAME, backtest_section
 from scalinglab.store import RunStore
-from scalinglab.train import train_run
+from scalinglab.trainer import train_run
 
 
 @pytest.fixture(scope="module")

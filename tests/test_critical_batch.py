@@ -9,7 +9,7 @@ from conftest import run_cli
 from scalinglab.config import RunConfig
 from scalinglab.analysis.critical_batch import analyze_store
 from scalinglab.store import RunStore
-from scalinglab.train import train_run
+from scalinglab.trainer import train_run
 
 
 @pytest.fixture(scope="module")

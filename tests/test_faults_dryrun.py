@@ -11,7 +11,7 @@ from conftest import run_cli
 from scalinglab.config import RunConfig
 from scalinglab.reproduce import preset_files
 from scalinglab.sweep import load_study, plan_study
-from scalinglab.sweep.estimate import Throughput, probe_throughput
+from scalinglab.sweep.cost import Throughput, probe_throughput
 
 
 def _gpu_sizes_spec(tmp_path, data) -> str:

@@ -11,7 +11,7 @@ from scalinglab.analysis.study_laws import compute_frontier, fit_study
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.store import RunStore
 from scalinglab.analysis.findings import NOT_MEASURED, check_findings
-from scalinglab.train import train_run
+from scalinglab.trainer import train_run
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from scalinglab.config import RunConfig
-from scalinglab.noise import NoiseScaleEstimator
+from scalinglab.noise_scale import NoiseScaleEstimator
 from scalinglab.store import RunStore
-from scalinglab.train import train_run
+from scalinglab.trainer import train_run
 
 
 def test_recovers_analytic_noise_scale_of_linear_regression():

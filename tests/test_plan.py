@@ -11,7 +11,7 @@ import pytest
 from scalinglab.cli import main
 from scalinglab.laws import fit_law
 from scalinglab.laws.forms import get_form
-from scalinglab.plan import Plan, kaplan_size_penalty, overfit_threshold, parse_compute, plan_compute
+from scalinglab.planner import Plan, kaplan_size_penalty, overfit_threshold, parse_compute, plan_compute
 from scalinglab.published import CHINCHILLA2022, KAPLAN2020_LAWS
 
 TRUE = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}

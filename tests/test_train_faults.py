@@ -7,7 +7,6 @@ next logged step without the step it happened at, and a changed dataset was trai
 from __future__ import annotations
 
 import errno
-import importlib
 import io
 import json
 import shutil
@@ -18,7 +17,7 @@ import torch
 
 from scalinglab.config import RunConfig
 from scalinglab.store import RunStore
-from scalinglab.train import (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, CheckpointError, eval_steps,
+from scalinglab.trainer import (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, CheckpointError, eval_steps,
                               read_checkpoint, train_run)
 
 STEPS = 80
@@ -92,7 +91,7 @@ def test_both_checkpoints_corrupt_starts_over(byte_dataset, tmp_path, reference,
 
 
 def test_checkpoints_load_weights_only(tmp_path):
-    from scalinglab.train import write_checkpoint
+    from scalinglab.trainer import write_checkpoint
 
     write_checkpoint({"state": {"step": 3}}, tmp_path / "ok.pt")
     assert read_checkpoint(tmp_path / "ok.pt", torch.device("cpu")) == {"state": {"step": 3}}
@@ -108,7 +107,7 @@ def test_checkpoints_load_weights_only(tmp_path):
 
 def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_checkpoint(
         byte_dataset, tmp_path, reference, monkeypatch):
-    train = importlib.import_module("scalinglab.train")  # `import scalinglab.train as` binds the API function
+    import scalinglab.trainer as train
 
     writes = {"n": 0}
     real = train._write_bytes

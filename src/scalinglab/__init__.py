@@ -27,8 +27,6 @@ Worked scripts: docs/examples/ in the source repository. The command line (`scal
 """
 
 import importlib as _importlib
-import sys as _sys
-import types as _types
 
 __version__ = "0.1.0"
 
@@ -36,14 +34,14 @@ __version__ = "0.1.0"
 _API = {
     "prepare_data": ("scalinglab.data.prepare", "prepare_dataset"),
     "RunConfig": ("scalinglab.config", "RunConfig"),
-    "train": ("scalinglab.train", "train_run"),
+    "train": ("scalinglab.trainer", "train_run"),
     "load_study": ("scalinglab.sweep.spec", "load_study"),
     "run_study": ("scalinglab.sweep.runner", "run_study"),
     "RunStore": ("scalinglab.store", "RunStore"),
     "fit_law": ("scalinglab.laws.fit", "fit_law"),
     "backtest": ("scalinglab.laws.backtest", "backtest"),
     "analyze": ("scalinglab.analysis", "analyze"),
-    "plan": ("scalinglab.plan", "plan_compute"),
+    "plan": ("scalinglab.planner", "plan_compute"),
 }
 
 __all__ = list(_API)
@@ -71,17 +69,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(__all__) | {"__version__"} | {k for k in globals() if k.startswith("__")})
-
-
-class _Package(_types.ModuleType):
-    """`train` and `plan` are API functions and also the names of submodules (train.py, plan.py). Importing a
-    submodule binds it as an attribute of its package, which would replace the function; this keeps the
-    function. The submodules stay importable as always (`from scalinglab.train import train_run`)."""
-
-    def __setattr__(self, name, value):
-        if name in _API and isinstance(value, _types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

@@ -60,7 +60,7 @@ def analyse(df, *, n, c=None, d=None, loss, budget=None, approach=2, run=None, w
 
 
 def run(args) -> int:
-    from scalinglab.laws.data import read_table
+    from scalinglab.laws.inputs import read_table
 
     if args.c is None and args.d is None:
         raise DataError("frontier: give the compute (--c COL) or the tokens (--d COL) of each run")

@@ -30,7 +30,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from scalinglab.plan import plan_compute
+    from scalinglab.planner import plan_compute
 
     law = args.fit_json or args.law
     if args.store:

@@ -67,7 +67,7 @@ def run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from scalinglab.store import RunStore
-    from scalinglab.train import train_run
+    from scalinglab.trainer import train_run
 
     config = build_config(args)
     if not config.data:

@@ -2,7 +2,7 @@
 
 The bootstrap resamples *groups* (runs), not points: the points of one learning curve share the run's seed,
 data order and hyper-parameters, so they move together. A resample is a vector of counts per group, which turns
-into point weights; all resamples are then fitted together by the batched L-BFGS of estimate.py, starting from
+into point weights; all resamples are then fitted together by the batched L-BFGS of optimize.py, starting from
 the full-data optimum and from any other local optimum the grid found that was nearly as good.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import FitError
-from scalinglab.laws.data import Prepared, prepare, read_table
-from scalinglab.laws.estimate import Objective, Optimum, lbfgs_batched, multistart, process_pool
+from scalinglab.laws.inputs import Prepared, prepare, read_table
+from scalinglab.laws.optimize import Objective, Optimum, lbfgs_batched, multistart, process_pool
 from scalinglab.laws.forms import Form, fmt_number, get_form
 from scalinglab.laws.result import Result
 

@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 2 -m scalinglab.sweep.ddp_worker --task task.json
         one run (what `scalinglab study run --nproc-per-node K` launches for each run)
 
-The process group uses NCCL when the run is on CUDA and Gloo on CPU. train.py splits each global batch across
+The process group uses NCCL when the run is on CUDA and Gloo on CPU. trainer.py splits each global batch across
 the ranks (the same batch a single process would see), so the run matches a one-process run of the same config;
 rank 0 alone registers the runs and writes the store and the checkpoints. Given a spec, rank 0 holds the study's
 store lock (<store>.lock) like `scalinglab study run`, so the two never drive one store at once.
@@ -37,7 +37,7 @@ def _tasks_from_spec(args, rank: int, hold) -> list:
     import torch.distributed as dist
 
     from scalinglab.errors import ScalingLabError
-    from scalinglab.sweep.estimate import available_cores
+    from scalinglab.sweep.cost import available_cores
     from scalinglab.sweep.runner import pending_runs, register_runs, study_lock
     from scalinglab.sweep.spec import load_study
     from scalinglab.sweep.worker import RunTask

@@ -21,7 +21,7 @@ def _warm() -> int:
     (its constructor imports torch._dynamo, seconds on a small machine)."""
     import torch
 
-    import scalinglab.train  # noqa: F401
+    import scalinglab.trainer  # noqa: F401
 
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     return os.getpid()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from scalinglab.config import RunConfig
 from scalinglab.errors import ConfigError, StoreError
-from scalinglab.sweep.estimate import (
+from scalinglab.sweep.cost import (
     PROBE_BUDGET_S,
     Throughput,
     available_cores,

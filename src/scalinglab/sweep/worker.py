@@ -104,7 +104,7 @@ def _exit_now() -> None:
 def run_task(task: RunTask, write_store: bool = True) -> Outcome:
     from scalinglab.config import RunConfig
     from scalinglab.errors import ScalingLabError
-    from scalinglab.train import train_run
+    from scalinglab.trainer import train_run
 
     run_id = task.run_id
     store = None

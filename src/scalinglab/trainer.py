@@ -47,7 +47,7 @@ from scalinglab.config import _NON_DEFINING, RunConfig, describe  # noqa: F401 (
 from scalinglab.data.shards import EvalSet, TokenDataset, WindowSampler, dataset_fingerprint
 from scalinglab.errors import ConfigError
 from scalinglab.model import Transformer
-from scalinglab.noise import NoiseScaleEstimator
+from scalinglab.noise_scale import NoiseScaleEstimator
 
 CHECKPOINT_NAME = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"

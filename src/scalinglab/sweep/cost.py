@@ -140,7 +140,7 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
     import torch
 
     from scalinglab.model import Transformer
-    from scalinglab.train import make_optimizer, resolve_device
+    from scalinglab.trainer import make_optimizer, resolve_device
 
     say = log or (lambda _msg: None)
     by_size = sorted(configs, key=lambda c: flop_per_step(c, vocab_size))
