@@ -65,3 +65,25 @@ def test_report_corrects_steps_and_compute_to_the_critical_batch(sweep_store):
     # C_min = C / (1 + B/B_crit) < C: at every loss the corrected frontier needs less compute than the raw one
     raw, fixed = compute_frontier(sd), compute_frontier(sd, bcrit=bcrit)
     assert fixed["C"].min() < raw["C"].min() and fixed["C"].max() < raw["C"].max()
+
+
+def test_batch_sweep_keeps_the_lr_with_the_lowest_validation_loss_at_each_batch_size():
+    """Two learning rates at each of 4 batch sizes: the run whose validation loss is lower stands for its B even
+    where its test loss is higher (the choice must not read the split the losses are reported on), and the
+    choice is recorded."""
+    from synthetic_study import run, study
+
+    runs = []
+    for i, b in enumerate([256, 512, 1024, 2048]):
+        for lr, val_shift in [(1e-3, 0.0), (2e-3, -0.05)]:  # 2e-3 is better on validation, worse on test
+            r = run(f"b{b}-lr{lr:g}", N=1e5, roles="batch", B=b, lr=lr, loss=lambda s, b=b: 3 + 50 / s,
+                    steps=np.arange(1, 31) * 10)
+            r["curve"]["test_loss"] += 0.02 if lr == 2e-3 else 0.0
+            r["curve"]["loss_validation"] = r["curve"]["test_loss"] + 0.01 + val_shift
+            runs.append(r)
+    sd = study(runs)
+    (group,) = sd.batch_groups()
+    pick = sd.lr_choice(group)
+    assert list(pick["B"]) == [256, 512, 1024, 2048]
+    assert np.allclose(pick["lr"].astype(float), 2e-3)  # by validation; by test it would be 1e-3 everywhere
+    assert all(t == [0.001, 0.002] for t in pick["lrs_tried"])

@@ -33,6 +33,7 @@ class BatchSweepResult:
     table: pd.DataFrame  # per target: B_crit with 95% CI, S_min, E_min, noise-scale B_simple, their ratio
     law: object  # FittedLaw of B_crit(L) = B*/L^(1/alpha_B), or None with < 3 targets
     points: pd.DataFrame  # run, B, target, S, E
+    lr_note: str = ""  # which learning rate stood for each batch size, where several were tried
 
 
 def _smoothed_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

@@ -123,6 +123,7 @@ class StudyData:
         done["loss_best"] = [b[0] for b in best]
         done["best_step"] = [b[1] for b in best]
         done["best_by"] = [b[2] for b in best]
+        done["val_loss_best"] = [b[3] for b in best]
         done["best_loss"] = done["loss_best"]
         return cls(name=name, runs=done, curves=cur, all_runs=all_runs, roles=roles, store_path=store_path,
                    transfer_sets=transfer)
@@ -190,8 +191,11 @@ class StudyData:
         return out
 
     def lr_choice(self, group: pd.DataFrame) -> pd.DataFrame:
-        """One run per batch size of a batch group: the learning rate with the lowest early-stopped loss."""
-        pick = group.loc[group.groupby("B")["loss_best"].idxmin()].copy()
+        """One run per batch size of a batch group: the learning rate with the lowest validation loss at its
+        early-stopping step (the test loss only where a run has no validation curve), so the choice never reads the
+        test split the losses are reported on."""
+        key = group["val_loss_best"].where(np.isfinite(group["val_loss_best"].astype(float)), group["loss_best"])
+        pick = group.loc[key.groupby(group["B"]).idxmin()].copy()
         tried = group.groupby("B")["lr"].apply(lambda s: sorted(set(np.round(s.astype(float), 8))))
         pick["lrs_tried"] = pick["B"].map(tried)
         return pick.sort_values("B")
@@ -200,17 +204,19 @@ class StudyData:
         return self.curves[self.curves["run_id"] == run_id]
 
 
-def _best_of_run(metrics: dict, curve: pd.DataFrame, loss_final: float) -> tuple[float, float, str]:
-    """(test loss at the early-stopping step, that step, how it was chosen) of one run."""
+def _best_of_run(metrics: dict, curve: pd.DataFrame, loss_final: float) -> tuple[float, float, str, float]:
+    """(test loss at the early-stopping step, that step, how it was chosen, the validation loss there) of one
+    run."""
     at_best = _num(metrics.get("test_loss_at_best"))
     if np.isfinite(at_best):
-        return at_best, _num(metrics.get("best_step")), "validation"
+        return at_best, _num(metrics.get("best_step")), "validation", _num(metrics.get("val_loss_at_best"))
     if not curve.empty and "loss_validation" in curve:
         c = curve[np.isfinite(pd.to_numeric(curve["loss_validation"], errors="coerce"))]
         if len(c):
             i = c["loss_validation"].astype(float).idxmin()
-            return float(c.at[i, "test_loss"]), float(c.at[i, "step"]), "validation"
+            return (float(c.at[i, "test_loss"]), float(c.at[i, "step"]), "validation",
+                    float(c.at[i, "loss_validation"]))
     if not curve.empty:
         i = curve["test_loss"].astype(float).idxmin()
-        return float(curve.at[i, "test_loss"]), float(curve.at[i, "step"]), "test"
-    return float(loss_final), float("nan"), "final"
+        return float(curve.at[i, "test_loss"]), float(curve.at[i, "step"]), "test", float("nan")
+    return float(loss_final), float("nan"), "final", float("nan")

@@ -293,7 +293,7 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
                                                          "N_opt(C)", "N_opt(C) exact"} else None
     if sweep is not None:
         data = sweep.table.rename(columns={"target": "L"})
-        lrs = sweep.lr_note if getattr(sweep, "lr_note", "") else ""
+        lrs = sweep.lr_note
         note = (f"from the batch-size sweep of N = {sweep.N:,} (B = {sweep.batch_sizes[0]} to "
                 f"{sweep.batch_sizes[-1]} tokens), {len(data)} target losses; intervals from "
                 f"{sweep.law.n_resamples_ok}/{sweep.law.n_resamples} bootstrap resamples of whole runs"
@@ -409,7 +409,15 @@ def batch_sweep_bcrit(sd: StudyData, n_resamples: int):
     except ScalingLabError:
         return None
     sweeps = [r for r in sweeps if r.law is not None]
-    return max(sweeps, key=lambda r: (len(r.table), r.N)) if sweeps else None
+    if not sweeps:
+        return None
+    best = max(sweeps, key=lambda r: (len(r.table), r.N))
+    mine = chosen[chosen["N"] == best.N]
+    if (mine["lrs_tried"].map(len) > 1).any():  # the choice, recorded where one was made
+        best.lr_note = ("learning rate per batch size chosen by the lowest validation loss: " + ", ".join(
+            f"B={int(b):,}: {lr:.3g} of {{{', '.join(f'{x:.3g}' for x in tried)}}}"
+            for b, lr, tried in zip(mine["B"], mine["lr"].astype(float), mine["lrs_tried"])))
+    return best
 
 
 def noise_scale_points(sd: StudyData) -> pd.DataFrame:
