@@ -65,7 +65,7 @@ def compare_exponent(f: Finding, name: str, value: float, lo: float, hi: float, 
                f"{limit:.3g} ({rel_width:g}x the paper's value: this project's choice)")
     if not (np.isfinite(lo) and np.isfinite(hi)):
         f.agrees, f.reason = INCONCLUSIVE, f"{name} = {value:.3g} has no bootstrap interval: too few runs to tell"
-    elif not lo <= paper <= hi:
+    elif not lo - 1e-9 * abs(paper) <= paper <= hi + 1e-9 * abs(paper):  # rounding: exact data's interval is a point
         f.agrees, f.reason = NO, f"the interval {_ci(lo, hi)} of {name} excludes the paper's {paper:g}"
     elif hi - lo > limit:
         f.agrees = INCONCLUSIVE
