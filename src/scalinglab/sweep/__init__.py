@@ -6,7 +6,7 @@
                         retry_failed=False, progress=True, max_attempts=3)   # -> StudySummary
 
 spec.py      the TOML spec and its expansion into runs (axes, shapes at fixed N, validation)
-estimate.py  FLOP, threads per run, the throughput probe and the wall-time estimate
+cost.py      FLOP, threads per run, the throughput probe and the wall-time estimate
 runner.py    register runs, run what is not done, progress, the lock, the DDP launcher
 executor.py  the one executor interface, run(tasks, on_start, on_done): sequential, local, Ray, DDP
 local.py     the local executor (worker processes packed to fill the cores)

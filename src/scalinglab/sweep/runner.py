@@ -180,7 +180,7 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
                retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None,
                log=None) -> StudyPlan:
     """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time. The probe
-    takes a few seconds at most (sweep.estimate.probe_throughput); `log(message)` hears what it does."""
+    takes a few seconds at most (sweep.cost.probe_throughput); `log(message)` hears what it does."""
     from scalinglab.config import describe
 
     vocab = _vocab_size(study)
