@@ -326,6 +326,7 @@ class Chinchilla(ChinchillaFamily):
     """
 
     name = "chinchilla"
+    tied_name = "chinchilla_tied"  # the form's name with alpha = beta
     title = "Chinchilla L(N, D)"
     inputs = ("N", "D")
     param_names = ("E", "A", "B", "alpha", "beta")
@@ -341,7 +342,7 @@ class Chinchilla(ChinchillaFamily):
 
             raise FitError(f"a fixed irreducible loss must be a positive number, got {fix_e!r}")
         if self.tied:
-            self.name, self.title = "chinchilla_tied", "Chinchilla L(N, D), alpha = beta"
+            self.name, self.title = self.tied_name, self.title + ", alpha = beta"
         if self.fix_e is not None:
             self.title += f", E fixed at {fmt_number(self.fix_e)}"
         # which of the five full internal coordinates the optimiser moves
@@ -431,17 +432,11 @@ class DataConstrained(Chinchilla):
     the form is for runs whose loss is limited by repeated data.
     """
 
-    name = "data_constrained"
+    name = tied_name = "data_constrained"
     title = "data-constrained L(N, D, U) (Muennighoff et al. 2023)"
     inputs = ("N", "D", "U")
     text_template = "L(N, D, U) = $E + $A/N^$alpha + $B/D'^$beta"
     latex_template = r"L(N, D, U) = $E + \frac{$A}{N^{$alpha}} + \frac{$B}{D'^{$beta}}"
-
-    def __init__(self, tied: bool = False, fix_e: float | None = None):
-        super().__init__(tied=tied, fix_e=fix_e)
-        self.name, self.title = "data_constrained", DataConstrained.title + (", alpha = beta" if tied else "")
-        if fix_e is not None:
-            self.title += f", E fixed at {fmt_number(self.fix_e)}"
 
     @property
     def text_note(self) -> str:
