@@ -7,8 +7,9 @@
 #     bash benchmarks/torch_oldest.sh [TORCH_VERSION]        # default 2.5.1
 #
 # PyPI's Linux torch wheels before 2.6 are CUDA builds: `import torch` needs the nvidia-* libraries even on the
-# CPU, so they are installed too (about 4 GB in the environment; check `df -h` first). Last run: torch 2.5.1
-# (cu124 build, on the CPU), 2026-11-29, see the commit that added this script for the result.
+# CPU, so they are installed too (about 4 GB in the environment; check `df -h` first). On 2026-11-29 torch 2.5.1
+# (cu124 build) installed this way and imported on the CPU with torch.optim.Adafactor present; the test run did
+# not finish within an hour on a loaded 2-core machine, so no result is recorded yet.
 set -euo pipefail
 version="${1:-2.5.1}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
