@@ -46,3 +46,39 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
         [sys.executable, "-m", "scalinglab.cli", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
+
+
+def train_store(path: Path, dataset: Path, study: str, runs, **base) -> Path:
+    """A real run store of tiny runs: `runs` is a list of (RunConfig fields, roles), each trained on `dataset` on
+    one thread with the shared `base` fields, in `study`, with its roles recorded as a study spec would."""
+    from scalinglab.config import RunConfig
+    from scalinglab.store import RunStore
+    from scalinglab.trainer import train_run
+
+    store = RunStore(path)
+    try:
+        for fields, roles in runs:
+            res = train_run(RunConfig(data=str(dataset), threads=1, **base, **fields), store=store, study=study)
+            store.add_roles(res.run_id, roles, study=study)
+    finally:
+        store.close()
+    return path
+
+
+def sequential_copy(study, store_path: Path):
+    """Run `study` one run after another in this process into another store: the reference an executor must
+    reproduce. Returns the run summary."""
+    import dataclasses
+
+    from scalinglab.sweep import run_study
+
+    return run_study(dataclasses.replace(study, store_path=store_path), executor="sequential", progress=False)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group `pgid` is still alive."""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False

@@ -6,30 +6,22 @@ import json
 
 import numpy as np
 import pytest
+from conftest import train_store
 
 from scalinglab.analysis.backtest import backtest_points, predicted_before_seen
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.cli import main
-from scalinglab.config import RunConfig
 from scalinglab.report.backtest import FIGURE_NAME, backtest_section
-from scalinglab.store import RunStore
-from scalinglab.trainer import train_run
 
 
 @pytest.fixture(scope="module")
 def size_store(byte_dataset, tmp_path_factory):
     """Four model sizes on all the data and one on a repeated 2,000-token subset."""
-    path = tmp_path_factory.mktemp("backtest") / "s.sqlite"
-    store = RunStore(path)
-    base = dict(data=str(byte_dataset), n_ctx=32, tokens=24_000, batch_size=8, n_evals=4, eval_tokens=2048,
-                threads=1)
-    for n_layer, d_model in [(1, 8), (1, 16), (2, 24), (2, 40)]:
-        res = train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2), store=store, study="b")
-        store.add_roles(res.run_id, ["sizes"], study="b")  # runs trained outside a spec declare their role
-    res = train_run(RunConfig(**base, n_layer=1, d_model=16, n_head=2, d_unique=2_000), store=store, study="b")
-    store.add_roles(res.run_id, ["subsets"], study="b")
-    store.close()
-    return path
+    runs = [(dict(n_layer=n_layer, d_model=d_model, n_head=2), ["sizes"])
+            for n_layer, d_model in [(1, 8), (1, 16), (2, 24), (2, 40)]]
+    runs.append((dict(n_layer=1, d_model=16, n_head=2, d_unique=2_000), ["subsets"]))
+    return train_store(tmp_path_factory.mktemp("backtest") / "s.sqlite", byte_dataset, "b", runs, n_ctx=32,
+                       tokens=24_000, batch_size=8, n_evals=4, eval_tokens=2048)
 
 
 def test_study_predicted_before_seen_and_its_section(size_store, tmp_path):

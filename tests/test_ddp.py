@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 
 from scalinglab.sweep import load_study, run_study
+from conftest import sequential_copy
 from test_study import results, write_spec
 
 
 def test_ddp_two_processes_match_one_process(byte_dataset, tmp_path):
     spec = write_spec(tmp_path, byte_dataset, name="ddp", axes="[[axes]]\nd_model = [32]\n")
     study = load_study(spec)
-    one = run_study(dataclasses.replace(study, store_path=tmp_path / "one.sqlite"), executor="sequential",
-                    progress=False)
+    one = sequential_copy(study, tmp_path / "one.sqlite")
     assert one.done == 1
     two = run_study(study, nproc_per_node=2, progress=False)  # torchrun --nproc_per_node 2, gloo
     assert two.done == 1 and two.ok, two.failures
@@ -47,8 +46,7 @@ def test_ddp_noise_scale_matches_one_process(byte_dataset, tmp_path):
     axes = "[[axes]]\nd_model = [32]\nnoise_scale = [true]\nmicro_batch_size = [2]\n"
     spec = write_spec(tmp_path, byte_dataset, name="ddpgns", axes=axes)
     study = load_study(spec)
-    one = run_study(dataclasses.replace(study, store_path=tmp_path / "one.sqlite"), executor="sequential",
-                    progress=False)
+    one = sequential_copy(study, tmp_path / "one.sqlite")
     assert one.done == 1
     two = run_study(study, nproc_per_node=2, progress=False)
     assert two.done == 1 and two.ok, two.failures

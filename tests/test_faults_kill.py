@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import group_alive
 
 from scalinglab.reproduce import copy_preset
 
@@ -50,14 +51,6 @@ def _start(out: Path) -> subprocess.Popen:
     env = {**os.environ, "SCALINGLAB_CACHE": str(out.parent / f"{out.name}.cache")}
     return subprocess.Popen([*CMD, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, text=True, env=env)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def _query(store: Path, sql: str) -> list[tuple]:
@@ -152,10 +145,10 @@ def test_ci_preset_killed_anywhere_finishes_every_run_once_with_identical_result
             kills += 1
         proc.communicate()
         for _ in range(200):  # the whole group is gone: no orphaned worker finishes a run later
-            if not _group_alive(proc.pid):
+            if not group_alive(proc.pid):
                 break
             time.sleep(0.02)
-        assert not _group_alive(proc.pid)
+        assert not group_alive(proc.pid)
         if proc.returncode == 0:
             break  # the study finished before this kill point
         assert proc.returncode == -signal.SIGKILL

@@ -3,7 +3,6 @@ the store), the study finishes, and no run is recorded twice. On a local Ray ins
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import sequential_copy
 from test_study import results, write_spec
 
 from scalinglab.store import RunStore
@@ -47,24 +47,29 @@ def _kill_one_worker_mid_run(ckpt_root: Path, killed: list, stop: threading.Even
         time.sleep(0.05)
 
 
+def _run_on_ray_while(killer, study, max_attempts: int):
+    """Run `study` on a local Ray instance while `killer(stop)` runs in a thread until the study returns."""
+    stop = threading.Event()
+    thread = threading.Thread(target=killer, args=(stop,))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        thread.start()
+        return run_study(study, executor="ray", progress=False, max_attempts=max_attempts)
+    finally:
+        stop.set()
+        thread.join()
+        ray.shutdown()
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds Ray's worker processes through /proc")
 def test_ray_worker_killed_mid_run_is_retried_and_recorded_once(byte_dataset, tmp_path):
     spec = write_spec(tmp_path, byte_dataset, name="raykill", axes=AXES)
     study = load_study(spec)
-    ref = run_study(dataclasses.replace(study, store_path=tmp_path / "seq.sqlite"), executor="sequential",
-                    progress=False)
+    ref = sequential_copy(study, tmp_path / "seq.sqlite")
     assert ref.done == 2
     killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_one_worker_mid_run, args=(study.checkpoint_root, killed, stop))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        killer.start()
-        summary = run_study(study, executor="ray", progress=False, max_attempts=3)
-    finally:
-        stop.set()
-        killer.join()
-        ray.shutdown()
+    summary = _run_on_ray_while(lambda stop: _kill_one_worker_mid_run(study.checkpoint_root, killed, stop), study,
+                                max_attempts=3)
     assert killed, "no Ray worker was caught mid-run"
     assert summary.done == 2 and summary.ok, summary.failures
     want, got = results(tmp_path / "seq.sqlite"), results(study.store_path)
@@ -83,9 +88,8 @@ def test_ray_gives_up_after_max_attempts(byte_dataset, tmp_path):
     """A run whose worker dies every time is failed after max_attempts, with the reason, and the study goes on."""
     spec = write_spec(tmp_path, byte_dataset, name="raydie", axes="[[axes]]\nd_model = [16]\n")
     study = load_study(spec)
-    stop = threading.Event()
 
-    def kill_every_worker():
+    def kill_every_worker(stop):
         while not stop.is_set():
             for pid in _ray_task_pids():
                 try:
@@ -94,15 +98,7 @@ def test_ray_gives_up_after_max_attempts(byte_dataset, tmp_path):
                     pass
             time.sleep(0.01)
 
-    killer = threading.Thread(target=kill_every_worker)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        killer.start()
-        summary = run_study(study, executor="ray", progress=False, max_attempts=2)
-    finally:
-        stop.set()
-        killer.join()
-        ray.shutdown()
+    summary = _run_on_ray_while(kill_every_worker, study, max_attempts=2)
     assert summary.failed == 1 and summary.done == 0
     [(rid, _, error)] = summary.failures
     assert "died in each of 2 attempts" in error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import train_store
 
 from scalinglab.config import RunConfig
 from scalinglab.report.figures import make_figures
@@ -16,20 +17,12 @@ from scalinglab.trainer import train_run
 
 @pytest.fixture(scope="module")
 def tiny_store(byte_dataset, tmp_path_factory):
-    store_path = tmp_path_factory.mktemp("findings") / "s.sqlite"
-    store = RunStore(store_path)
-    base = dict(data=str(byte_dataset), n_ctx=32, tokens=40_000, batch_size=8, n_evals=8, eval_tokens=4096,
-                threads=1)
     shapes = [(1, 48, 4), (2, 34, 2), (3, 28, 4), (1, 16, 2)]  # the first three: N ~ 2.8e4, shapes differ
-    for i, (n_layer, d_model, n_head) in enumerate(shapes):
-        cfg = RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=n_head)
-        train_run(cfg, store=store, study="t")
-        store.add_roles(cfg.run_id(), ["sizes"] + (["shape"] if i < 3 else []), "t")
-    cfg = RunConfig(**base, n_layer=2, d_model=34, n_head=2, d_unique=2_000)
-    train_run(cfg, store=store, study="t")
-    store.add_roles(cfg.run_id(), ["subsets"], "t")
-    store.close()
-    return store_path
+    runs = [(dict(n_layer=n_layer, d_model=d_model, n_head=n_head), ["sizes"] + (["shape"] if i < 3 else []))
+            for i, (n_layer, d_model, n_head) in enumerate(shapes)]
+    runs.append((dict(n_layer=2, d_model=34, n_head=2, d_unique=2_000), ["subsets"]))
+    return train_store(tmp_path_factory.mktemp("findings") / "s.sqlite", byte_dataset, "t", runs, n_ctx=32,
+                       tokens=40_000, batch_size=8, n_evals=8, eval_tokens=4096)
 
 
 def test_roles_frontier_and_findings(tiny_store, tmp_path):

@@ -71,6 +71,10 @@ def test_isoflop_recovers_exponent_and_flags_unbracketed_budgets():
         assert key in d
     back = ComputeOptimal.from_dict(d)
     assert back.n_exponent == pytest.approx(iso.n_exponent) and back.budgets_unbracketed == iso.budgets_unbracketed
+    # named quantities are read from params and ci (one accessor, laws/result.param), never stored beside them
+    assert iso.n_exponent_ci == iso.ci["n_exponent"] and iso.d_exponent == iso.params["d_exponent"]
+    with pytest.raises(AttributeError, match="set params"):
+        iso.n_exponent = 0.5
     assert iso.predict(1e15)["N_opt"].iloc[0] == pytest.approx(iso.params["n_coef"] * 1e15 ** iso.n_exponent)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import group_alive, run_cli
 from scalinglab.accounting import n_params
 from scalinglab.errors import ConfigError, StoreError
 from scalinglab.store import RunStore
@@ -137,14 +137,6 @@ def test_local_workers_match_sequential(reference, tmp_path):
     assert again.ran == 0 and again.already_done == 6
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def test_driver_sigkill_then_restart_completes_every_run_once(reference, tmp_path):
     study, ref = reference
     spec = study.spec_path
@@ -171,10 +163,10 @@ def test_driver_sigkill_then_restart_completes_every_run_once(reference, tmp_pat
             kills += 1
         proc.wait()
         for _ in range(100):  # the whole process group is gone: no orphan worker finishes a run later
-            if not _group_alive(proc.pid):
+            if not group_alive(proc.pid):
                 break
             time.sleep(0.05)
-        assert not _group_alive(proc.pid)
+        assert not group_alive(proc.pid)
     assert kills >= 2, "the study finished before it could be killed; make its runs longer"
     mid = results(store)
     assert any(r["status"] == "running" for r in mid.values()) or any(r["attempts"] > 1 for r in mid.values())

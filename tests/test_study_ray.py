@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
 from scalinglab.sweep import load_study, run_study
+from conftest import sequential_copy
 from test_study import results, write_spec
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs ray (pip install 'scalinglab[ray]')")
@@ -15,8 +15,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs ray (pip install
 def test_ray_matches_sequential(byte_dataset, tmp_path):
     spec = write_spec(tmp_path, byte_dataset, name="rayed", axes="[[axes]]\nd_model = [16, 32]\n")
     study = load_study(spec)
-    ref = run_study(dataclasses.replace(study, store_path=tmp_path / "seq.sqlite"), executor="sequential",
-                    progress=False)
+    ref = sequential_copy(study, tmp_path / "seq.sqlite")
     assert ref.done == 2
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -30,7 +30,7 @@ from scalinglab.errors import FitError
 from scalinglab.laws.inputs import prepare, read_table
 from scalinglab.laws.fit import FittedLaw, fit_law
 from scalinglab.laws.forms import get_form
-from scalinglab.laws.result import NAN2, Result, bootstrap_groups, percentile_ci
+from scalinglab.laws.result import NAN2, Result, bootstrap_groups, param, percentile_ci
 
 # N values closer than this ratio are one model size (extracted points of one model differ in the 6th digit)
 SAME_SIZE_RATIO = 1.02
@@ -485,17 +485,7 @@ class BacktestResult(Result):
     holdout: str = ""
     n_fit_points: int = 0
 
-    @property
-    def mean_rel_error(self) -> float:
-        return self.params["mean_rel_error"]
-
-    @property
-    def max_rel_error(self) -> float:
-        return self.params["max_rel_error"]
-
-    @property
-    def coverage95(self) -> float:
-        return self.params["coverage95"]
+    mean_rel_error, max_rel_error, coverage95 = param(), param(), param()
 
     def predict(self, data=None, group=None, **inputs) -> np.ndarray:
         """The fitted law's prediction (of `group`'s law when the backtest ran per group)."""

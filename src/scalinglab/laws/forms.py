@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+from string import Template
 
 import numpy as np
 
@@ -54,8 +56,24 @@ def fmt_latex(x: float, digits: int = 4) -> str:
     return s
 
 
+class _Symbols(dict):
+    """Template values of a symbolic formula: each name stands for itself unless mapped; with `greek`, a name
+    that begins with a Greek letter's name gets LaTeX's backslash (alpha_N -> \\alpha_N)."""
+
+    def __init__(self, symbols: dict, greek: bool = False):
+        super().__init__(symbols)
+        self.greek = greek
+
+    def __missing__(self, name: str) -> str:
+        return "\\" + name if self.greek and _GREEK.match(name) else name
+
+
+_GREEK = re.compile(r"(alpha|beta|eta)(_|$)")
+
+
 class Form:
-    """Base class. Subclasses set the class attributes and implement the four methods below."""
+    """Base class. Subclasses set the class attributes (the formula's templates among them) and implement the four
+    methods below."""
 
     name: str = ""
     title: str = ""
@@ -86,11 +104,26 @@ class Form:
         """Internal starting points (G, P), spread around values the data suggests."""
         raise NotImplementedError
 
+    # -- the formula: a template over the parameter names, filled with numbers or with the symbols -------
+    text_template: str = ""  # string.Template: "L(N, S_min) = ($N_c/N)^$alpha_N + ($S_c/S_min)^$alpha_S"
+    latex_template: str = ""
+    text_note: str = ""  # appended to the symbolic text formula (what a derived input means)
+    text_symbols: dict[str, str] = {}  # how a name prints in the symbolic text (default: the name)
+    latex_symbols: dict[str, str] = {}  # how a name prints in symbolic LaTeX (default: the name, Greek ones as \alpha)
+
+    def _values(self, params: dict, fmt) -> dict:
+        """The numbers the templates print: every parameter, formatted by `fmt` (a form adds derived ones)."""
+        return {k: fmt(v) for k, v in params.items()}
+
     def text(self, params: dict | None = None) -> str:
-        raise NotImplementedError
+        if params is None:
+            return Template(self.text_template).substitute(_Symbols(self.text_symbols)) + self.text_note
+        return Template(self.text_template).substitute(self._values(params, fmt_number))
 
     def latex(self, params: dict | None = None) -> str:
-        raise NotImplementedError
+        if params is None:
+            return Template(self.latex_template).substitute(_Symbols(self.latex_symbols, greek=True))
+        return Template(self.latex_template).substitute(self._values(params, fmt_latex))
 
     # -- shared ---------------------------------------------------------------------------------------
     def sym(self, var: str) -> str:
@@ -206,7 +239,77 @@ class PowerLaw(Form):
 # ------------------------------------------------------------------------------------------------ Chinchilla
 
 
-class Chinchilla(Form):
+def _lse3(e, t1, t2, jac, fast=True):
+    """log(exp(e) + exp(t1) + exp(t2)) of (K, n) terms (e may be (K, 1)) and, with jac, the three softmax weights
+    (each term's share of the sum: the derivative of the log-sum with respect to that term).
+
+    fast=True (Chinchilla's kernel): plain exponentials where they cannot overflow or all underflow, the weights
+    by one reciprocal; fast=False: always the max-shifted sum, the weights by division. The two agree to the last
+    few bits, but those bits move a fit's L-BFGS path, so each form keeps the kernel its results were made with."""
+    if fast and max(t1.max(), t2.max(), float(np.max(e))) < 600 and min(t1.min(), t2.min(), float(np.min(e))) > -600:
+        w0 = np.exp(e)
+        w1 = np.exp(t1)
+        w2 = np.exp(t2)
+        s = w1 + w2
+        s += w0
+        lp = np.log(s)
+    else:  # stable log-sum-exp for far-off parameters
+        t0 = np.broadcast_to(e, t1.shape)
+        m = np.maximum(np.maximum(t0, t1), t2)
+        w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
+        s = w0 + w1 + w2
+        lp = m + np.log(s)
+    if not jac:
+        return lp, None
+    if not fast:
+        return lp, (w0 / s, w1 / s, w2 / s)
+    s = 1.0 / s
+    return lp, (w0 * s, w1 * s, w2 * s)
+
+
+class ChinchillaFamily(Form):
+    """The structure every member of the Chinchilla family shares: L = E + T1 + T2, an irreducible loss plus two
+    power-law terms, fitted as log L = LSE(e, t1, t2) with the positive scales in log space. A member says only
+    what differs: how it computes t1 and t2 from its internal parameters (`_terms`), their derivatives
+    (`_jac`), which natural parameters are logs inside (`_logs`), its grids and its formula."""
+
+    family = "chinchilla"
+    _logs: list = [0, 1, 2]  # natural parameters whose internal coordinate is their log
+    _fast: bool = True  # which kernel of _lse3 (overtrain and shared-E: the always-stable one)
+
+    def _terms(self, Z, X):
+        """(e (K, 1), t1 (K, n), t2 (K, n), what `_jac` needs) for full internal rows Z."""
+        raise NotImplementedError
+
+    def _jac(self, p, aux) -> tuple:
+        """d log L / d Z_j for each internal coordinate, from the softmax weights p = (p0, p1, p2) of the terms."""
+        raise NotImplementedError
+
+    def _full(self, Z):
+        """The optimiser's internal rows -> all internal coordinates (a restricted member fills in the rest)."""
+        return np.atleast_2d(Z)
+
+    def _reduce(self, F):
+        """All internal coordinates -> the ones the optimiser moves."""
+        return F
+
+    def log_predict(self, Z, X, jac=False):
+        e, t1, t2, aux = self._terms(self._full(Z), X)
+        lp, p = _lse3(e, t1, t2, jac, self._fast)
+        return lp if not jac else (lp, self._jac(p, aux))
+
+    def to_natural(self, Z):
+        T = np.array(self._full(Z), dtype=float)
+        T[:, self._logs] = _exp(T[:, self._logs])
+        return T
+
+    def to_internal(self, theta):
+        T = np.array(np.atleast_2d(theta), dtype=float)
+        T[:, self._logs] = np.log(T[:, self._logs])
+        return self._reduce(T)
+
+
+class Chinchilla(ChinchillaFamily):
     """Hoffmann et al. 2022, eq. 2: L(N, D) = E + A / N^alpha + B / D^beta.
 
     Internal parameters follow their recipe: (a, b, e, alpha, beta) with A = exp(a), B = exp(b), E = exp(e),
@@ -223,11 +326,13 @@ class Chinchilla(Form):
     """
 
     name = "chinchilla"
+    tied_name = "chinchilla_tied"  # the form's name with alpha = beta
     title = "Chinchilla L(N, D)"
-    family = "chinchilla"
     inputs = ("N", "D")
     param_names = ("E", "A", "B", "alpha", "beta")
     internal_names = ("e", "a", "b", "alpha", "beta")
+    text_template = "L(N, D) = $E + $A/N^$alpha + $B/D^$beta"
+    latex_template = r"L(N, D) = $E + \frac{$A}{N^{$alpha}} + \frac{$B}{D^{$beta}}"
 
     def __init__(self, tied: bool = False, fix_e: float | None = None):
         self.tied = bool(tied)
@@ -237,12 +342,17 @@ class Chinchilla(Form):
 
             raise FitError(f"a fixed irreducible loss must be a positive number, got {fix_e!r}")
         if self.tied:
-            self.name, self.title = "chinchilla_tied", "Chinchilla L(N, D), alpha = beta"
+            self.name, self.title = self.tied_name, self.title + ", alpha = beta"
         if self.fix_e is not None:
             self.title += f", E fixed at {fmt_number(self.fix_e)}"
         # which of the five full internal coordinates the optimiser moves
         self._free = [i for i in range(5) if not (i == 0 and self.fix_e is not None) and not (i == 4 and self.tied)]
         self.internal_names = tuple(Chinchilla.internal_names[i] for i in self._free)
+
+    @property
+    def text_note(self) -> str:
+        tail = "; alpha = beta" if self.tied else ""
+        return tail + (f"; E = {fmt_number(self.fix_e)} fixed" if self.fix_e is not None else "")
 
     @property
     def options(self) -> dict:
@@ -266,51 +376,26 @@ class Chinchilla(Form):
             F[:, 4] = F[:, 3]
         return F
 
+    def _reduce(self, F):
+        return F[:, self._free]
+
     def _transform(self, X):
         """(log N, log D) the law sees; the data-constrained form replaces D by its effective value."""
         return np.log(X["N"]), np.log(X["D"])
 
-    def log_predict(self, Z, X, jac=False):
-        Z = self._full(Z)
+    def _terms(self, Z, X):
         ln, ld = self._transform(X)
         # a - alpha log N as a (K, 2) @ (2, n) product: much faster than numpy's broadcasting outer product
         t1 = np.ascontiguousarray(Z[:, [1, 3]]) @ np.vstack([np.ones_like(ln), -ln])
         t2 = np.ascontiguousarray(Z[:, [2, 4]]) @ np.vstack([np.ones_like(ld), -ld])
-        e = Z[:, 0, None]
-        if max(t1.max(), t2.max(), float(np.max(e))) < 600 and min(t1.min(), t2.min(), float(np.min(e))) > -600:
-            # fast path, the common case: plain exponentials cannot overflow or all underflow
-            w0 = np.exp(e)
-            w1 = np.exp(t1)
-            w2 = np.exp(t2)
-            s = w1 + w2
-            s += w0
-            lp = np.log(s)
-        else:  # stable log-sum-exp for far-off parameters
-            t0 = np.broadcast_to(e, t1.shape)
-            m = np.maximum(np.maximum(t0, t1), t2)
-            w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
-            s = w0 + w1 + w2
-            lp = m + np.log(s)
-        if not jac:
-            return lp
-        s = 1.0 / s
-        p1 = w1 * s
-        p2 = w2 * s
-        p0 = w0 * s
+        return Z[:, 0, None], t1, t2, (ln, ld)
+
+    def _jac(self, p, aux):
+        (p0, p1, p2), (ln, ld) = p, aux
         full = [(p0, None), (p1, None), (p2, None), (p1, -ln), (p2, -ld)]
         if self.tied:  # d/d alpha of both terms: no longer one array times one vector
             full[3] = (-(p1 * ln + p2 * ld), None)
-        return lp, tuple(full[i] for i in self._free)
-
-    def to_natural(self, Z):
-        Z = self._full(Z)
-        return np.stack([_exp(Z[:, 0]), _exp(Z[:, 1]), _exp(Z[:, 2]), Z[:, 3], Z[:, 4]], axis=1)
-
-    def to_internal(self, theta):
-        theta = np.atleast_2d(theta)
-        full = np.stack([np.log(theta[:, 0]), np.log(theta[:, 1]), np.log(theta[:, 2]), theta[:, 3], theta[:, 4]],
-                        axis=1)
-        return full[:, self._free]
+        return tuple(full[i] for i in self._free)
 
     def start_grid(self, X=None, logy=None):
         """The published grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25}
@@ -334,20 +419,6 @@ class Chinchilla(Form):
             return g
         return np.unique(g[:, self._free], axis=0)
 
-    def text(self, params=None):
-        if params is None:
-            tail = "; alpha = beta" if self.tied else ""
-            tail += f"; E = {fmt_number(self.fix_e)} fixed" if self.fix_e is not None else ""
-            return "L(N, D) = E + A/N^alpha + B/D^beta" + tail
-        p = {k: fmt_number(v) for k, v in params.items()}
-        return f"L(N, D) = {p['E']} + {p['A']}/N^{p['alpha']} + {p['B']}/D^{p['beta']}"
-
-    def latex(self, params=None):
-        if params is None:
-            return r"L(N, D) = E + \frac{A}{N^{\alpha}} + \frac{B}{D^{\beta}}"
-        p = {k: fmt_latex(v) for k, v in params.items()}
-        return rf"L(N, D) = {p['E']} + \frac{{{p['A']}}}{{N^{{{p['alpha']}}}}} + \frac{{{p['B']}}}{{D^{{{p['beta']}}}}}"
-
 
 class DataConstrained(Chinchilla):
     """Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models", arXiv 2305.16264, eqs. 5-6):
@@ -361,15 +432,15 @@ class DataConstrained(Chinchilla):
     the form is for runs whose loss is limited by repeated data.
     """
 
-    name = "data_constrained"
+    name = tied_name = "data_constrained"
     title = "data-constrained L(N, D, U) (Muennighoff et al. 2023)"
     inputs = ("N", "D", "U")
+    text_template = "L(N, D, U) = $E + $A/N^$alpha + $B/D'^$beta"
+    latex_template = r"L(N, D, U) = $E + \frac{$A}{N^{$alpha}} + \frac{$B}{D'^{$beta}}"
 
-    def __init__(self, tied: bool = False, fix_e: float | None = None):
-        super().__init__(tied=tied, fix_e=fix_e)
-        self.name, self.title = "data_constrained", DataConstrained.title + (", alpha = beta" if tied else "")
-        if fix_e is not None:
-            self.title += f", E fixed at {fmt_number(self.fix_e)}"
+    @property
+    def text_note(self) -> str:
+        return ", D' = U + U R*(1 - exp(-(D/U - 1)/R*))" + super().text_note
 
     @staticmethod
     def effective_tokens(D, U):
@@ -383,17 +454,8 @@ class DataConstrained(Chinchilla):
     def _transform(self, X):
         return np.log(X["N"]), np.log(self.effective_tokens(X["D"], X["U"]))
 
-    def text(self, params=None):
-        if params is None:
-            return "L(N, D, U) = E + A/N^alpha + B/D'^beta, D' = U + U R*(1 - exp(-(D/U - 1)/R*))"
-        p = {k: fmt_number(v) for k, v in params.items()}
-        return f"L(N, D, U) = {p['E']} + {p['A']}/N^{p['alpha']} + {p['B']}/D'^{p['beta']}"
 
-    def latex(self, params=None):
-        return super().latex(params).replace("L(N, D)", "L(N, D, U)").replace("D^{", "D'^{")
-
-
-class SharedE(Form):
+class SharedE(ChinchillaFamily):
     """Chinchilla's law fitted jointly to several groups (datasets, tokenizers) with one irreducible loss E shared
     by all and A, B, alpha, beta per group: L_g(N, D) = E + A_g / N^alpha_g + B_g / D^beta_g. Hoffmann et al.
     2022 (eq. 2) read E as the entropy of natural text; sharing it lets the groups with runs near their floor
@@ -406,6 +468,7 @@ class SharedE(Form):
     name = "chinchilla_shared_e"
     family = "chinchilla_shared_e"
     inputs = ("N", "D", "G")
+    _fast = False
 
     def __init__(self, groups=("0",)):
         self.groups = [str(g) for g in groups]
@@ -413,6 +476,7 @@ class SharedE(Form):
         self.title = f"Chinchilla L(N, D) with E shared by {k} groups"
         self.param_names = ("E",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("A", "B", "alpha", "beta"))
         self.internal_names = ("e",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("a", "b", "alpha", "beta"))
+        self._logs = [0] + [1 + 4 * j + i for j in range(k) for i in (0, 1)]  # E, and each group's A and B
 
     @property
     def options(self) -> dict:
@@ -423,37 +487,19 @@ class SharedE(Form):
         g = str(group)
         return {"E": params["E"], **{p: params[f"{p}[{g}]"] for p in ("A", "B", "alpha", "beta")}}
 
-    def log_predict(self, Z, X, jac=False):
+    def _terms(self, Z, X):
         ln, ld = np.log(X["N"]), np.log(X["D"])
         g = np.asarray(X["G"]).astype(int)
         a, b, al, be = (Z[:, 1 + i::4][:, g] for i in range(4))
-        t0 = np.broadcast_to(Z[:, 0, None], a.shape)
-        t1 = a - al * ln[None, :]
-        t2 = b - be * ld[None, :]
-        m = np.maximum(np.maximum(t0, t1), t2)
-        w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
-        s = w0 + w1 + w2
-        lp = m + np.log(s)
-        if not jac:
-            return lp
-        p0, p1, p2 = w0 / s, w1 / s, w2 / s
+        return Z[:, 0, None], a - al * ln[None, :], b - be * ld[None, :], (ln, ld, g)
+
+    def _jac(self, p, aux):
+        (p0, p1, p2), (ln, ld, g) = p, aux
         out = [(p0, None)]
         for j in range(len(self.groups)):
             one = (g == j).astype(float)
             out += [(p1, one), (p2, one), (p1, -ln * one), (p2, -ld * one)]
-        return lp, tuple(out)
-
-    def to_natural(self, Z):
-        Z = np.atleast_2d(Z).astype(float).copy()
-        Z[:, 0] = _exp(Z[:, 0])
-        Z[:, 1::4], Z[:, 2::4] = _exp(Z[:, 1::4]), _exp(Z[:, 2::4])
-        return Z
-
-    def to_internal(self, theta):
-        T = np.atleast_2d(theta).astype(float).copy()
-        T[:, 0] = np.log(T[:, 0])
-        T[:, 1::4], T[:, 2::4] = np.log(T[:, 1::4]), np.log(T[:, 2::4])
-        return T
+        return tuple(out)
 
     def start_grid(self, X=None, logy=None):
         """Chinchilla's coarse grid with every group starting from the same (a, b, alpha, beta)."""
@@ -473,7 +519,7 @@ class SharedE(Form):
         return r"; \quad ".join(Chinchilla().latex(self.group_params(params, g)) for g in self.groups)
 
 
-class OverTraining(Form):
+class OverTraining(ChinchillaFamily):
     """Gadre et al. 2024 ("Language models scale reliably with over-training and on downstream tasks",
     arXiv 2403.08540, eq. 4): L(C, M) = E + (a M^eta + b M^-eta) C^-eta with C = 6 N D and M = D / N, the
     tokens-per-parameter ratio. At a fixed M the reducible loss is a power law in compute with one exponent
@@ -490,30 +536,21 @@ class OverTraining(Form):
     inputs = ("N", "D")
     param_names = ("E", "a", "b", "eta")
     internal_names = ("e", "log_a", "log_b", "eta")
+    _fast = False
+    text_template = "L(C, M) = $E + ($a M^$eta + $b M^-$eta) C^-$eta"
+    text_note = ", C = 6ND, M = D/N"
+    latex_template = r"L(C, M) = $E + \left($a M^{$eta} + $b M^{-$eta}\right) C^{-$eta}"
 
-    def log_predict(self, Z, X, jac=False):
+    def _terms(self, Z, X):
         ln, ld = np.log(X["N"]), np.log(X["D"])
         lc, lm = math.log(6.0) + ln + ld, ld - ln
-        e, la, lb, eta = (Z[:, i, None] for i in range(4))
-        t0 = np.broadcast_to(e, (Z.shape[0], ln.size))
-        t1 = la - eta * (lc - lm)[None, :]
-        t2 = lb - eta * (lc + lm)[None, :]
-        m = np.maximum(np.maximum(t0, t1), t2)
-        w0, w1, w2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(t2 - m)
-        s = w0 + w1 + w2
-        lp = m + np.log(s)
-        if not jac:
-            return lp
-        p0, p1, p2 = w0 / s, w1 / s, w2 / s
-        return lp, ((p0, None), (p1, None), (p2, None), (-(p1 * (lc - lm) + p2 * (lc + lm)), None))
+        x1, x2 = lc - lm, lc + lm  # log C -/+ log M, the powers of the two terms divided by -eta
+        eta = Z[:, 3, None]
+        return Z[:, 0, None], Z[:, 1, None] - eta * x1[None, :], Z[:, 2, None] - eta * x2[None, :], (x1, x2)
 
-    def to_natural(self, Z):
-        Z = np.atleast_2d(Z)
-        return np.stack([_exp(Z[:, 0]), _exp(Z[:, 1]), _exp(Z[:, 2]), Z[:, 3]], axis=1)
-
-    def to_internal(self, theta):
-        theta = np.atleast_2d(theta)
-        return np.stack([np.log(theta[:, 0]), np.log(theta[:, 1]), np.log(theta[:, 2]), theta[:, 3]], axis=1)
+    def _jac(self, p, aux):
+        (p0, p1, p2), (x1, x2) = p, aux
+        return (p0, None), (p1, None), (p2, None), (-(p1 * x1 + p2 * x2), None)
 
     def chinchilla_params(self, params: dict) -> dict:
         """The same law in Chinchilla's parameters (for planning)."""
@@ -534,19 +571,6 @@ class OverTraining(Form):
                 for e, a, b, eta in itertools.product([0.0, 0.5], [2.0, 6.0, 12.0], [2.0, 6.0, 12.0], [0.15, 0.3])]
         return np.array(rows)
 
-    def text(self, params=None):
-        if params is None:
-            return "L(C, M) = E + (a M^eta + b M^-eta) C^-eta, C = 6ND, M = D/N"
-        p = {k: fmt_number(v) for k, v in params.items()}
-        return f"L(C, M) = {p['E']} + ({p['a']} M^{p['eta']} + {p['b']} M^-{p['eta']}) C^-{p['eta']}"
-
-    def latex(self, params=None):
-        if params is None:
-            return r"L(C, M) = E + \left(a M^{\eta} + b M^{-\eta}\right) C^{-\eta}"
-        p = {k: fmt_latex(v) for k, v in params.items()}
-        return (rf"L(C, M) = {p['E']} + \left({p['a']} M^{{{p['eta']}}} + {p['b']} M^{{-{p['eta']}}}\right) "
-                rf"C^{{-{p['eta']}}}")
-
 
 # ------------------------------------------------------------------------------------------------ Kaplan joint
 
@@ -563,6 +587,11 @@ class KaplanND(Form):
     inputs = ("N", "D")
     param_names = ("N_c", "D_c", "alpha_N", "alpha_D")
     internal_names = ("alpha_D", "rho", "rho_log_N_c", "log_D_c")
+    text_template = "L(N, D) = [($N_c/N)^$ratio + $D_c/D]^$alpha_D"
+    latex_template = (r"L(N, D) = \left[\left(\frac{$N_c}{N}\right)^{$ratio} + \frac{$D_c}{D}"
+                      r"\right]^{$alpha_D}")
+    text_symbols = {"ratio": "(alpha_N/alpha_D)"}
+    latex_symbols = {"ratio": r"\frac{\alpha_N}{\alpha_D}"}
 
     def log_predict(self, Z, X, jac=False):
         ln, ld = np.log(X["N"])[None, :], np.log(X["D"])[None, :]
@@ -597,21 +626,8 @@ class KaplanND(Form):
             rows.append([nc, dc, an, ad])
         return self.to_internal(np.array(rows))
 
-    def text(self, params=None):
-        if params is None:
-            return "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D"
-        p = {k: fmt_number(v) for k, v in params.items()}
-        ratio = fmt_number(params["alpha_N"] / params["alpha_D"])
-        return f"L(N, D) = [({p['N_c']}/N)^{ratio} + {p['D_c']}/D]^{p['alpha_D']}"
-
-    def latex(self, params=None):
-        if params is None:
-            return (r"L(N, D) = \left[\left(\frac{N_c}{N}\right)^{\frac{\alpha_N}{\alpha_D}} + \frac{D_c}{D}"
-                    r"\right]^{\alpha_D}")
-        p = {k: fmt_latex(v) for k, v in params.items()}
-        ratio = fmt_latex(params["alpha_N"] / params["alpha_D"])
-        return (rf"L(N, D) = \left[\left(\frac{{{p['N_c']}}}{{N}}\right)^{{{ratio}}} + \frac{{{p['D_c']}}}{{D}}"
-                rf"\right]^{{{p['alpha_D']}}}")
+    def _values(self, params, fmt):
+        return {**super()._values(params, fmt), "ratio": fmt(params["alpha_N"] / params["alpha_D"])}
 
 
 class KaplanNS(Form):
@@ -627,6 +643,9 @@ class KaplanNS(Form):
     symbols = {"S": "S_min"}
     param_names = ("N_c", "S_c", "alpha_N", "alpha_S")
     internal_names = ("alpha_N_log_N_c", "alpha_N", "alpha_S_log_S_c", "alpha_S")
+    text_template = "L(N, S_min) = ($N_c/N)^$alpha_N + ($S_c/S_min)^$alpha_S"
+    latex_template = (r"L(N, S_{\min}) = \left(\frac{$N_c}{N}\right)^{$alpha_N} + "
+                      r"\left(\frac{$S_c}{S_{\min}}\right)^{$alpha_S}")
 
     def log_predict(self, Z, X, jac=False):
         ln, ls = np.log(X["N"])[None, :], np.log(X["S"])[None, :]
@@ -657,20 +676,6 @@ class KaplanNS(Form):
             rows.append([half + an * mln + oa, an, half + as_ * mls + ob, as_])
         return np.array(rows)
 
-    def text(self, params=None):
-        if params is None:
-            return "L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S"
-        p = {k: fmt_number(v) for k, v in params.items()}
-        return f"L(N, S_min) = ({p['N_c']}/N)^{p['alpha_N']} + ({p['S_c']}/S_min)^{p['alpha_S']}"
-
-    def latex(self, params=None):
-        if params is None:
-            return (r"L(N, S_{\min}) = \left(\frac{N_c}{N}\right)^{\alpha_N} + "
-                    r"\left(\frac{S_c}{S_{\min}}\right)^{\alpha_S}")
-        p = {k: fmt_latex(v) for k, v in params.items()}
-        return (rf"L(N, S_{{\min}}) = \left(\frac{{{p['N_c']}}}{{N}}\right)^{{{p['alpha_N']}}} + "
-                rf"\left(\frac{{{p['S_c']}}}{{S_{{\min}}}}\right)^{{{p['alpha_S']}}}")
-
 
 # ------------------------------------------------------------------------------------------------ B_crit(L)
 
@@ -684,6 +689,10 @@ class CriticalBatch(Form):
     response = "B_crit"
     param_names = ("B_star", "alpha_B")
     internal_names = ("log_B_star", "inv_alpha_B")
+    text_template = "B_crit(L) = $B_star/L^(1/$alpha_B)"
+    latex_template = r"B_{\mathrm{crit}}(L) = \frac{$B_star}{L^{1/$alpha_B}}"
+    text_symbols = {"B_star": "B*"}
+    latex_symbols = {"B_star": "B_*"}
 
     def log_predict(self, Z, X, jac=False):
         ll = np.log(X["L"])[None, :]
@@ -705,17 +714,6 @@ class CriticalBatch(Form):
     def start_grid(self, X, logy):
         ll = np.log(X["L"])
         return np.array([[np.mean(logy + g * ll), g] for g in (1.0, 3.0, 5.0, 10.0)])
-
-    def text(self, params=None):
-        if params is None:
-            return "B_crit(L) = B*/L^(1/alpha_B)"
-        return f"B_crit(L) = {fmt_number(params['B_star'])}/L^(1/{fmt_number(params['alpha_B'])})"
-
-    def latex(self, params=None):
-        if params is None:
-            return r"B_{\mathrm{crit}}(L) = \frac{B_*}{L^{1/\alpha_B}}"
-        return (rf"B_{{\mathrm{{crit}}}}(L) = \frac{{{fmt_latex(params['B_star'])}}}"
-                rf"{{L^{{1/{fmt_latex(params['alpha_B'])}}}}}")
 
 
 # ------------------------------------------------------------------------------------------------ registry

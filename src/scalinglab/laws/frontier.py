@@ -32,8 +32,9 @@ from scalinglab.laws.result import (
     PowerLawFit,
     Result,
     _loglog,
-    _pair,
+    _num,
     bootstrap_groups,
+    param,
     percentile_ci,
     power_law_fit,
 )
@@ -69,21 +70,7 @@ class ComputeOptimal(Result):
     law: object = field(default=None, repr=False)  # the fitted surface (approach 3)
     draws: np.ndarray = field(default=None, repr=False)  # bootstrap rows (log n_coef, n_exponent, log d_coef, d_exponent)
 
-    @property
-    def n_exponent(self) -> float:
-        return self.params["n_exponent"]
-
-    @property
-    def d_exponent(self) -> float:
-        return self.params["d_exponent"]
-
-    @property
-    def n_exponent_ci(self) -> tuple[float, float]:
-        return self.ci["n_exponent"]
-
-    @property
-    def d_exponent_ci(self) -> tuple[float, float]:
-        return self.ci["d_exponent"]
+    n_exponent, d_exponent, n_exponent_ci, d_exponent_ci = param(), param(), param(), param()
 
     def predict(self, C) -> pd.DataFrame:
         """N_opt, D_opt and the tokens per parameter D_opt/N_opt at compute C (FLOP, in the data's convention)."""
@@ -111,17 +98,9 @@ class ComputeOptimal(Result):
 
     @classmethod
     def from_dict(cls, d: dict) -> ComputeOptimal:
-        return cls(params={k: float("nan") if v is None else v for k, v in d["params"].items()},
-                   ci={k: _pair(v) for k, v in d["ci"].items()},
-                   se={k: float("nan") if v is None else v for k, v in d["se"].items()},
-                   converged=d["converged"], message=d["message"], n_points=d["n_points"],
-                   n_resamples=d.get("n_resamples", 0), n_resamples_ok=d.get("n_resamples_ok", 0),
-                   approach=int(d.get("approach", 2)), budgets_used=list(d.get("budgets_used", [])),
+        return cls(**cls.fields_from_dict(d), approach=int(d.get("approach", 2)),
+                   budgets_used=list(d.get("budgets_used", [])),
                    budgets_unbracketed=list(d.get("budgets_unbracketed", [])))
-
-
-def _num(x):
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 # Kept names: approach 1's and approach 2's results are ComputeOptimal with their table under these names.

@@ -111,27 +111,24 @@ def lbfgs_batched(objective: Objective, Z0: np.ndarray, W: np.ndarray | None = N
         na = n_hist[act]
         alphas = np.zeros((act.size, m))
         Sa, Ya, ra = S[act], Y[act], rho[act]
-        for j in range(m):
+        rows = np.arange(act.size)
+
+        def pair(j):
+            """(s, y, rho) of each row's j-th newest pair; rho 0 where a row has fewer than j + 1 pairs."""
             slot = (na - 1 - j) % m
-            use = j < na
-            s_j = Sa[np.arange(act.size), slot]
-            y_j = Ya[np.arange(act.size), slot]
-            r_j = np.where(use, ra[np.arange(act.size), slot], 0.0)
+            return Sa[rows, slot], Ya[rows, slot], np.where(j < na, ra[rows, slot], 0.0)
+
+        for j in range(m):
+            s_j, y_j, r_j = pair(j)
             a_j = r_j * np.einsum("kp,kp->k", s_j, q)
             alphas[:, j] = a_j
             q -= a_j[:, None] * y_j
-        newest = (na - 1) % m
-        s_n = Sa[np.arange(act.size), newest]
-        y_n = Ya[np.arange(act.size), newest]
+        s_n, y_n, _ = pair(0)  # the newest pair scales the initial inverse Hessian
         yy = np.einsum("kp,kp->k", y_n, y_n)
         gamma = np.where((na > 0) & (yy > 0), np.einsum("kp,kp->k", s_n, y_n) / np.where(yy > 0, yy, 1.0), 1.0)
         q *= gamma[:, None]
         for j in range(m - 1, -1, -1):
-            slot = (na - 1 - j) % m
-            use = j < na
-            s_j = Sa[np.arange(act.size), slot]
-            y_j = Ya[np.arange(act.size), slot]
-            r_j = np.where(use, ra[np.arange(act.size), slot], 0.0)
+            s_j, y_j, r_j = pair(j)
             b_j = r_j * np.einsum("kp,kp->k", y_j, q)
             q += (alphas[:, j] - b_j)[:, None] * s_j
         d = -q

@@ -37,9 +37,26 @@ def _pair(v) -> tuple[float, float]:
     return (float("nan") if lo is None else float(lo), float("nan") if hi is None else float(hi))
 
 
+class param:
+    """A result's named quantity, read from its protocol: in a result class, `exponent = param()` reads
+    self.params["exponent"] and `exponent_ci = param()` (a name ending in _ci) reads self.ci["exponent"].
+    Read-only, like the property it stands for."""
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+        self.table, self.key = ("ci", name[:-3]) if name.endswith("_ci") else ("params", name)
+        self.__doc__ = f"{self.table}[{self.key!r}]"
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj, self.table)[self.key]
+
+    def __set__(self, obj, value):
+        raise AttributeError(f"{self.name} is read from {self.table}; set {self.table}[{self.key!r}] instead")
+
+
 class Result:
     """Mixin with the protocol's shared behaviour. Subclasses are dataclasses with at least the fields
-    params, ci, se, converged, message, n_points."""
+    params, ci, se, converged, message, n_points; they name their quantities with `param()`."""
 
     def interval_width(self, name: str, relative: bool = False) -> float:
         lo, hi = self.ci.get(name, NAN2)
@@ -63,6 +80,15 @@ class Result:
             "n_resamples": int(getattr(self, "n_resamples", 0)),
             "n_resamples_ok": int(getattr(self, "n_resamples_ok", 0)),
         }
+
+    @staticmethod
+    def fields_from_dict(d: dict) -> dict:
+        """The protocol's fields from a to_dict() dict (None back to NaN): what every from_dict starts from."""
+        return dict(params={k: float("nan") if v is None else v for k, v in d["params"].items()},
+                    ci={k: _pair(v) for k, v in d["ci"].items()},
+                    se={k: float("nan") if v is None else v for k, v in d["se"].items()},
+                    converged=d["converged"], message=d["message"], n_points=d["n_points"],
+                    n_resamples=d.get("n_resamples", 0), n_resamples_ok=d.get("n_resamples_ok", 0))
 
     def summary(self) -> str:
         from scalinglab.laws.forms import fmt_number
@@ -140,21 +166,7 @@ class PowerLawFit(Result):
     x: np.ndarray = field(default=None, repr=False)
     y: np.ndarray = field(default=None, repr=False)
 
-    @property
-    def coef(self) -> float:
-        return self.params["coef"]
-
-    @property
-    def exponent(self) -> float:
-        return self.params["exponent"]
-
-    @property
-    def exponent_ci(self) -> tuple[float, float]:
-        return self.ci["exponent"]
-
-    @property
-    def coef_ci(self) -> tuple[float, float]:
-        return self.ci["coef"]
+    coef, exponent, coef_ci, exponent_ci = param(), param(), param(), param()
 
     def predict(self, x) -> np.ndarray:
         return self.coef * np.asarray(x, float) ** self.exponent
@@ -177,12 +189,7 @@ class PowerLawFit(Result):
 
     @classmethod
     def from_dict(cls, d: dict) -> "PowerLawFit":
-        return cls(params={k: float("nan") if v is None else v for k, v in d["params"].items()},
-                   ci={k: _pair(v) for k, v in d["ci"].items()},
-                   se={k: float("nan") if v is None else v for k, v in d["se"].items()},
-                   converged=d["converged"], message=d["message"], n_points=d["n_points"],
-                   n_resamples=d.get("n_resamples", 0), n_resamples_ok=d.get("n_resamples_ok", 0),
-                   name=d.get("name", "y"), var=d.get("var", "x"))
+        return cls(**cls.fields_from_dict(d), name=d.get("name", "y"), var=d.get("var", "x"))
 
 
 def _loglog(x, y):

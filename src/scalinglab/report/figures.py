@@ -47,6 +47,16 @@ def _colorbar(fig, ax, norm, label="N (non-embedding parameters)"):
     fig.colorbar(sm, ax=ax, label=label)
 
 
+def _fit_panel(fits: dict, key: str, why: str, missing: bool = False, need_law: bool = False):
+    """(the law fit `key`, its data, a figure, its one axis); Skip(why) when the fit or its data is missing, or its
+    law with `need_law`, or `missing` says what else the figure needs is."""
+    lf = fits.get(key)
+    if missing or lf is None or not len(lf.data) or (need_law and lf.law is None):
+        raise Skip(why)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    return lf, lf.data, fig, ax
+
+
 def _law_line(ax, lf: LawFit | None, var: str, xs, **kw):
     if lf is None or lf.law is None:
         return
@@ -180,11 +190,8 @@ def fig3_shape(sd: StudyData, fits: dict) -> plt.Figure:
 
 def fig4_nd(sd: StudyData, fits: dict) -> plt.Figure:
     """Fig. 4 left / Fig. 9 left: loss against N for each data size, with L(N, D) (eq. 1.5)."""
-    lf = fits.get("L(N,D)")
-    if lf is None or not len(lf.data) or sd.subsets.empty:
-        raise Skip("needs runs on data subsets at several model sizes")
-    d = lf.data
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lf, d, fig, ax = _fit_panel(fits, "L(N,D)", "needs runs on data subsets at several model sizes",
+                                missing=sd.subsets.empty)
     dnorm = _norm(d["D"])
     for D, g in d.groupby("D"):
         g = g.sort_values("N")
@@ -253,16 +260,13 @@ def fig8_transfer(sd: StudyData, fits: dict) -> plt.Figure:
 
 def fig9_overfitting(sd: StudyData, fits: dict) -> plt.Figure:
     """Fig. 9 right: deltaL = L(N, D)/L(N, inf) - 1 against N^(alpha_N/alpha_D)/D, with eq. 4.3."""
-    lf = fits.get("L(N,D)")
-    if lf is None or lf.law is None or sd.subsets.empty:
-        raise Skip("needs an L(N, D) fit (runs on data subsets at several sizes)")
+    lf, d, fig, ax = _fit_panel(fits, "L(N,D)", "needs an L(N, D) fit (runs on data subsets at several sizes)",
+                                missing=sd.subsets.empty, need_law=True)
     p = lf.law.params
-    d = lf.data
     linf = lf.law.predict(N=d["N"], D=np.full(len(d), 1e30))
     dl = d["loss"].to_numpy(float) / linf - 1
     ratio = p["alpha_N"] / p["alpha_D"]
     x = d["N"].to_numpy(float) ** ratio / d["D"].to_numpy(float)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     norm = _norm(d["N"])
     ax.scatter(x, np.maximum(dl, 1e-4), c=d["N"], cmap="viridis", norm=norm, zorder=3)
     xs = _xs(x, 2)
@@ -278,11 +282,8 @@ def fig9_overfitting(sd: StudyData, fits: dict) -> plt.Figure:
 
 def fig10_bcrit(sd: StudyData, fits: dict) -> plt.Figure:
     """Fig. 10: the critical batch (gradient noise scale) against loss, with B_crit(L)."""
-    lf = fits.get("B_crit(L)")
-    if lf is None or not len(lf.data):
-        raise Skip("needs runs that measured the gradient noise scale (noise_scale = true)")
-    d = lf.data
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lf, d, fig, ax = _fit_panel(fits, "B_crit(L)", "needs runs that measured the gradient noise scale "
+                                "(noise_scale = true)")
     if "B_crit_low" in d:  # measured from a batch-size sweep, with the noise scale at the same losses
         err = np.maximum(np.vstack([d["B_crit"] - d["B_crit_low"], d["B_crit_high"] - d["B_crit"]]), 0)
         ax.errorbar(d["L"], d["B_crit"], yerr=err, fmt="o", capsize=3, label="B_crit from the batch-size sweep")
@@ -302,11 +303,7 @@ def fig10_bcrit(sd: StudyData, fits: dict) -> plt.Figure:
 
 def fig11_ns(sd: StudyData, fits: dict) -> plt.Figure:
     """Fig. 11 / Fig. 4 right: test loss against steps for each N, with L(N, S) (eq. 1.6)."""
-    lf = fits.get("L(N,S)")
-    if lf is None or not len(lf.data):
-        raise Skip("needs the learning curves of >= 2 model sizes")
-    d = lf.data
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lf, d, fig, ax = _fit_panel(fits, "L(N,S)", "needs the learning curves of >= 2 model sizes")
     norm = _norm(d["N"])
     for rid, g in d.groupby("group"):
         col = plt.cm.viridis(norm(g["N"].iloc[0]))
