@@ -24,6 +24,68 @@ def size_store(byte_dataset, tmp_path_factory):
                        tokens=24_000, batch_size=8, n_evals=4, eval_tokens=2048)
 
 
+SIZES = [(1, 8), (1, 16), (2, 16), (2, 24), (2, 40)]  # (n_layer, d_model), smallest to largest
+
+
+def train_study(path, dataset, subsets=(3_000, 8_000)):
+    """A study of tiny runs: five sizes on the full budget (role sizes) and the four smaller ones on two
+    repeated data subsets (role subsets): five values of N and three of D, as L(N, D) needs."""
+    store = RunStore(path)
+    base = dict(data=str(dataset), n_ctx=32, tokens=24_000, batch_size=8, n_evals=4, eval_tokens=2048, threads=1)
+    for i, (n_layer, d_model) in enumerate(SIZES):
+        res = train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2), store=store, study="s")
+        store.add_roles(res.run_id, ["sizes"], study="s")
+        if i < len(SIZES) - 1:
+            for u in subsets:
+                res = train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2, d_unique=u),
+                                store=store, study="s")
+                store.add_roles(res.run_id, ["subsets"], study="s")
+    store.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def study_store(byte_dataset, tmp_path_factory):
+    return train_study(tmp_path_factory.mktemp("study") / "s.sqlite", byte_dataset)
+
+
+def test_every_study_report_predicts_before_it_sees(study_store, tmp_path):
+    """The report of a real store: L(N, D) fitted without the largest size, and without the largest D, asked for
+    those runs; the section shows what the analysis measured, its figure, and is read back from its cache."""
+    from scalinglab.analysis import analyze
+    from scalinglab.report.html import write_report
+
+    rep = write_report(study_store, tmp_path / "out", n_resamples=60)
+    pbs = rep.analysis.predicted
+    sd = rep.analysis.data
+    page = rep.path.read_text()
+    assert "<h2>Predicted before seen</h2>" in page and (tmp_path / "out" / FIGURE_NAME).stat().st_size > 1000
+    # largest N: the one full-budget run of the largest model, fitted by auto on the four smaller sizes
+    r = pbs.by_size
+    big = sd.main.loc[sd.main["N"].idxmax()]
+    assert r is not None and r.n_points == 1 and r.points["n"].iloc[0] == big["N"]
+    assert r.points["actual"].iloc[0] == pytest.approx(big["loss"])
+    assert r.form.startswith("auto: ") and "largest N" in pbs.choices and pbs.choices["largest N"] in page
+    assert r.n_fit_points == len(sd.main) - 1 + len(sd.subsets)
+    # largest D: the five full-budget runs, predicted from the subset runs alone
+    d = pbs.by_data
+    assert d is not None and d.n_points == len(SIZES)
+    assert sorted(d.points["n"]) == sorted(sd.main["N"]) and (d.points["d"] == sd.main["D"].iloc[0]).all()
+    for res in (r, d):
+        p = res.points
+        assert np.all(np.isfinite(p[["predicted", "low", "high"]].to_numpy()))
+        assert ((p["low"] <= p["predicted"]) & (p["predicted"] <= p["high"])).all()
+        assert res.mean_rel_error == pytest.approx(np.mean(np.abs(p["predicted"] / p["actual"] - 1)))
+        assert f"{100 * res.mean_rel_error:.2f}%" in page and f"{100 * res.max_rel_error:.2f}%" in page
+        for row in p.itertuples():
+            assert f"<td>{row.actual:.4f}</td><td>{row.predicted:.4f}</td>" in page
+    # a second report of the same runs reads the backtests back instead of refitting them
+    cached = analyze(study_store, n_resamples=60, cache=tmp_path / "out" / "fits.json").predicted
+    assert cached.by_size.points["predicted"].tolist() == r.points["predicted"].tolist()
+    assert cached.choices == pbs.choices
+    assert (tmp_path / "out" / "backtest.json").is_file()
+
+
 def test_study_predicted_before_seen_and_its_section(size_store, tmp_path):
     sd = StudyData.from_store(size_store)
     pts = backtest_points(sd)

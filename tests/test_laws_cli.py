@@ -117,3 +117,75 @@ def test_forms_print_like_the_paper():
     assert get_form("bcrit").text({"B_star": 2e8, "alpha_B": 0.21}) == "B_crit(L) = 2e8/L^(1/0.21)"
     assert r"\frac{A}{N^{\alpha}}" in get_form("chinchilla").latex()
     assert get_form("kaplan_cmin").text() == "L(C_min) = (C_c^min/C_min)^alpha_C_min"
+
+
+# ------------------------------------------------------------------------------------------------ form options
+
+
+def two_dataset_csv(tmp_path, n=24):
+    """Runs on two datasets with one irreducible loss (1.8), each with its own reducible terms; half the runs of
+    the second dataset repeat a 3e9-token subset (column `unique`; the others saw each token once)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for ds, (A, a) in (("web", (480.0, 0.35)), ("code", (300.0, 0.3))):
+        N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n))
+        D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), n))
+        loss = (1.8 + A / N ** a + 2000 / D ** 0.37) * np.exp(0.005 * rng.standard_normal(n))
+        rows.append(pd.DataFrame({"params": N, "tokens": D, "loss": loss, "dataset": ds, "unique": D}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_fit_takes_what_the_chinchilla_forms_need(tmp_path, capsys):
+    df = two_dataset_csv(tmp_path)
+    path = tmp_path / "two.csv"
+    df.to_csv(path, index=False)
+    base = ["fit", str(path), "--n", "params", "--d", "tokens", "--loss", "loss", "--bootstrap", "10", "--json"]
+    # E fixed: stays at the value given, in the estimate and in every bootstrap draw
+    rc, out, err = run_cli(capsys, *base, "--form", "chinchilla_tied", "--fix-e", "1.75")
+    d = json.loads(out)
+    assert rc == 0, err
+    assert d["params"]["E"] == pytest.approx(1.75) and d["form_options"] == {"fix_e": 1.75}
+    assert d["params"]["alpha"] == d["params"]["beta"]
+    # the groups of the shared-E form
+    rc, out, err = run_cli(capsys, *base, "--form", "chinchilla_shared_e", "--by", "dataset")
+    d = json.loads(out)
+    assert rc == 0, err
+    assert d["form_options"] == {"groups": ["web", "code"]} and abs(d["params"]["E"] - 1.8) < 0.2
+    # the unique-tokens column of the data-constrained form (here with E fixed too: the options combine); a
+    # table without a column of a default name needs it, and says so
+    df.loc[::2, "unique"] = df.loc[::2, "tokens"] / 8
+    df.to_csv(path, index=False)
+    rc, out, err = run_cli(capsys, *base, "--form", "data_constrained", "--u", "unique", "--fix-e", "1.8")
+    d = json.loads(out)
+    assert rc == 0, err
+    assert d["form"] == "data_constrained" and d["columns"]["U"] == "unique" and d["params"]["E"] == 1.8
+    rc, _, err = run_cli(capsys, *base, "--form", "data_constrained")
+    assert rc == 2 and "name it with --u COL" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["fit", "backtest"])
+@pytest.mark.parametrize("argv, words", [
+    (["--form", "chinchilla", "--fix-e", "abc"], "not a number"),
+    (["--form", "chinchilla", "--fix-e", "-1"], "positive number"),
+    (["--form", "chinchilla", "--fix-e", "nan"], "positive number"),
+    (["--form", "kaplan_nd", "--fix-e", "1.7"], "has no such E"),
+    (["--form", "chinchilla", "--u", "unique"], "does not use it"),
+    (["--form", "data_constrained", "--u", "nope"], "no column 'nope'"),
+    (["--form", "chinchilla_shared_e"], "name their column"),
+    (["--form", "chinchilla_shared_e", "--by", "nope"], "no column 'nope'"),
+])
+def test_bad_form_options_are_one_line_exit_2(tmp_path, capsys, command, argv, words):
+    path = tmp_path / "two.csv"
+    two_dataset_csv(tmp_path).to_csv(path, index=False)
+    extra = ["--holdout", "N > 5e9"] if command == "backtest" else []
+    rc, out, err = run_cli(capsys, command, str(path), "--n", "params", "--d", "tokens", "--loss", "loss",
+                           "--bootstrap", "0", *extra, *argv)
+    assert rc == 2, (out, err)
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_fit_by_is_for_the_shared_e_form_only(tmp_path, capsys):
+    path = tmp_path / "two.csv"
+    two_dataset_csv(tmp_path).to_csv(path, index=False)
+    rc, _, err = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens", "--by", "dataset")
+    assert rc == 2 and "--group" in err and len(err.strip().splitlines()) == 1

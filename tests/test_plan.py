@@ -204,3 +204,66 @@ def test_kaplan_checks():
     assert p.early_stopping_step > 0
     # a model far too small can never reach the optimal loss: infinite compute, said as such
     assert plan_compute("1e21", "chinchilla2022", size_factors=(1e-4,)).size_penalty[1e-4] == math.inf
+
+
+def test_every_chinchilla_family_form_plans_with_intervals(tmp_path, capsys):
+    """Tied exponents, a fixed E, the over-training form, the data-constrained form and one group of a shared-E
+    law all plan by Chinchilla's allocation; each plan is the minimum of that law along 6 N D = C, with the
+    law's bootstrap carried into N_opt, D_opt and the loss."""
+    runs = chinchilla_runs(40, seed=4)
+    two = pd.concat([runs.assign(ds="web"),
+                     chinchilla_runs(40, seed=5).assign(ds="code", loss=lambda f: f["loss"] * 1.05)],
+                    ignore_index=True)
+    C = 1e22
+    cases = {"chinchilla_tied": fit_law(runs, "chinchilla_tied", n_resamples=40, grid="quick"),
+             "fix_e": fit_law(runs, "chinchilla", fix_e=1.8, n_resamples=40, grid="quick"),
+             "overtrain": fit_law(runs, "overtrain", n_resamples=40, grid="quick"),
+             "data_constrained": fit_law(runs.assign(U=runs["D"]), "data_constrained", n_resamples=40,
+                                         grid="quick"),
+             "chinchilla_shared_e": fit_law(two, "chinchilla_shared_e", by="ds", n_resamples=40)}
+    plans = {}
+    for name, law in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(law.to_dict()))
+        argv = ["plan", "--compute", str(C), "--law", str(path), "--json"]
+        if name == "chinchilla_shared_e":
+            argv += ["--law-key", "code"]
+        assert main(argv) == 0, name
+        out = plans[name] = json.loads(capsys.readouterr().out)
+        p = out["params"]
+        assert 6 * p["N_opt"] * p["D_opt"] == pytest.approx(C, rel=1e-9)
+
+        def loss(N, law=law):  # the law in its own form and variables
+            X = {"N": np.array([N]), "D": np.array([C / (6 * N)])}
+            if "U" in law.form.inputs:
+                X["U"] = X["D"]
+            if "G" in law.form.inputs:
+                X["G"] = np.array([1.0])  # group "code"
+            return float(law.form.predict(law.params, X)[0])
+
+        assert loss(p["N_opt"]) == pytest.approx(p["loss"], rel=1e-9), name
+        assert loss(0.8 * p["N_opt"]) > p["loss"] and loss(1.25 * p["N_opt"]) > p["loss"], name
+        assert out["n_resamples_ok"] >= 30, name
+        for q in ("N_opt", "D_opt", "loss"):
+            lo, hi = out["ci"][q]
+            assert lo < p[q] < hi, (name, q)
+    # the over-training form is the tied law in other variables: the same plan
+    assert plans["overtrain"]["params"]["N_opt"] == pytest.approx(plans["chinchilla_tied"]["params"]["N_opt"],
+                                                                  rel=0.02)
+    assert any("fresh tokens" in n for n in plans["data_constrained"]["notes"])
+    assert any("group code" in n for n in plans["chinchilla_shared_e"]["notes"])
+
+
+def test_forms_without_an_allocation_are_one_line_exit_2(tmp_path, capsys):
+    runs = chinchilla_runs(30, seed=6)
+    shared = fit_law(pd.concat([runs.assign(ds="a"), runs.assign(ds="b")], ignore_index=True),
+                     "chinchilla_shared_e", by="ds", n_resamples=0)
+    power = fit_law(runs[["N", "loss"]], "kaplan_n", n_resamples=0)
+    for law, extra, words in ((power, [], "needs a law of model size N and tokens D"),
+                              (shared, [], "name one with --law-key GROUP"),
+                              (shared, ["--law-key", "c"], "no group 'c'")):
+        path = tmp_path / "law.json"
+        path.write_text(json.dumps(law.to_dict()))
+        assert main(["plan", "--compute", "1e21", "--law", str(path), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err

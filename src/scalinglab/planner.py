@@ -2,8 +2,9 @@
 
 Laws to plan with: the published constants (scalinglab.published, each with its source), or a law the user
 fitted: a FittedLaw, or its JSON (`scalinglab fit --json`, or a study's report/fits.json). Any fitted law of N
-and D plans: the Chinchilla form by the closed form of laws.frontier (the one Chinchilla allocation), any other
-(Kaplan's eq. 1.5, ...) by minimising the law along 6 N D = C. A fitted law's bootstrap draws are carried
+and D plans: the Chinchilla family (tied exponents, a fixed E, the over-training form, the data-constrained form
+with fresh tokens, one group of a shared-E law) by the closed form of laws.frontier on its five natural
+parameters, any other (Kaplan's eq. 1.5, ...) by minimising the law along 6 N D = C. A fitted law's bootstrap draws are carried
 through, so N_opt, D_opt, the loss, B_crit and the steps come with 95% intervals. Also Kaplan's checks: the
 overfitting bound D >= k N^(alpha_N/alpha_D) (eq. 4.4), the early-stopping step (eq. 5.7), and the extra compute
 of a model x times the optimal size. No torch.
@@ -51,8 +52,59 @@ def parse_compute(text) -> float:
 # ------------------------------------------------------------------------------------------------ laws
 
 
+# families of forms that are Chinchilla's law in other words (tied exponents, a fixed E, Gadre et al.'s
+# over-training variables, Muennighoff et al.'s data-constrained form, one group of a shared-E fit): they plan by
+# Chinchilla's closed-form allocation of their five natural parameters
+CHINCHILLA_FAMILIES = ("chinchilla", "overtrain", "chinchilla_shared_e")
+PLANNABLE_TEXT = ("chinchilla, chinchilla_tied, overtrain, data_constrained, chinchilla_shared_e (one group), "
+                  "kaplan_nd")
+
+
+def _family(form) -> str | None:
+    return getattr(form, "family", None)
+
+
 def _plannable(form) -> bool:
-    return form.response == "L" and set(form.inputs) == {"N", "D"}
+    return form.response == "L" and (set(form.inputs) == {"N", "D"} or _family(form) in CHINCHILLA_FAMILIES)
+
+
+def _not_plannable(form) -> FitError:
+    return FitError(f"planning needs a law of model size N and tokens D with a compute-optimal allocation "
+                    f"({PLANNABLE_TEXT}); got {form.name}, a law of {', '.join(form.inputs)}")
+
+
+def chinchilla_terms(law, group: str | None = None):
+    """A fitted law of the chinchilla family in Chinchilla's five natural parameters E, A, B, alpha, beta:
+    (params, draws, notes), draws a dict of arrays (one per bootstrap draw; None without draws). `group` picks
+    one group of a chinchilla_shared_e law (needed when it has several)."""
+    form, params = law.form, dict(law.params)
+    samples = law.samples if law.samples is not None and len(law.samples) >= 2 else None
+    draws = None if samples is None else dict(zip(form.param_names, samples.T))
+    notes = []
+    family = _family(form)
+    if family == "overtrain":
+        params = form.chinchilla_params(params)
+        draws = None if draws is None else form.chinchilla_params(draws)
+        notes.append("the over-training law L(C, M) planned as the Chinchilla law it equals (alpha = beta = 2 eta)")
+    elif family == "chinchilla_shared_e":
+        groups = list(form.groups)
+        if group is None and len(groups) == 1:
+            group = groups[0]
+        if group is None or str(group) not in groups:
+            what = "name one" if group is None else f"it has no group {group!r}; name one"
+            raise FitError(f"a chinchilla_shared_e law holds one law per group ({', '.join(groups)}): {what} "
+                           "with --law-key GROUP")
+        params = form.group_params(params, group)
+        draws = None if draws is None else form.group_params(draws, group)
+        notes.append(f"group {group} of a law with E shared by {len(groups)} groups")
+    elif form.name == "data_constrained":
+        notes.append("the data-constrained law planned with fresh tokens (no repetition), where it is Chinchilla's: "
+                     "with fewer unique tokens than D_opt the loss will be higher")
+    elif family != "chinchilla":
+        raise _not_plannable(form)
+    keys = ("E", "A", "B", "alpha", "beta")
+    return ({k: float(params[k]) for k in keys}, None if draws is None else {k: np.asarray(draws[k], float)
+                                                                            for k in keys}, notes)
 
 
 def load_law(source, key: str | None = None):
@@ -76,6 +128,8 @@ def load_law(source, key: str | None = None):
                         "study's fits.json)")
     if "form" in source:
         laws = {"": source}
+        if source.get("form") == "chinchilla_shared_e":
+            key = None  # the key names one of its groups: plan_compute picks it (chinchilla_terms)
     else:  # a study's fits: name -> {"fingerprint", "law"}
         laws = {k: v["law"] for k, v in source.items() if isinstance(v, dict) and isinstance(v.get("law"), dict)}
         if not laws:
@@ -100,7 +154,8 @@ def load_law(source, key: str | None = None):
     if not usable:
         raise DataError(f"{where}: no converged law of N and D to plan with (it holds {', '.join(fitted)}); fit "
                         "one with `scalinglab fit --form chinchilla --json`, or run a study with data subsets")
-    best = [k for k, v in usable.items() if v.form.name == "chinchilla"] or list(usable)
+    best = ([k for k, v in usable.items() if v.form.name == "chinchilla"] or
+            [k for k, v in usable.items() if _family(v.form) == "chinchilla"] or list(usable))
     if len(best) != 1:
         raise DataError(f"{where}: {len(best)} laws of N and D ({', '.join(best)}); name one with --law-key")
     return fitted[best[0]]
@@ -118,9 +173,8 @@ def optimal_allocation(form, params: dict, C: float):
     if form.name == "chinchilla":
         t = chinchilla_optimal(rows, np.full(K, float(C)))
         return t["N_opt"].to_numpy(), t["D_opt"].to_numpy(), t["loss"].to_numpy()
-    if not _plannable(form):
-        raise FitError(f"planning needs a law of model size N and tokens D (chinchilla, kaplan_nd, ...); "
-                       f"got {form.name}, a law of {', '.join(form.inputs)}")
+    if not _plannable(form) or set(form.inputs) != {"N", "D"}:
+        raise _not_plannable(form)
     Z = form.to_internal(np.column_stack([rows[p] for p in form.param_names]))
     lnN = 0.5 * math.log(C / 6.0) + np.linspace(-7, 7, 1401) * math.log(10)
     N = np.exp(lnN)
@@ -329,11 +383,20 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
             raise FitError(f"the fitted law did not converge ({fitted.message}); refit before planning with it")
         kind, form, params = "fitted", fitted.form, fitted.params
         if not _plannable(form):
-            raise FitError(f"planning needs a law of model size N and tokens D (chinchilla, kaplan_nd, ...); got "
-                           f"{form.name}, a law of {', '.join(form.inputs)}")
+            raise _not_plannable(form)
         label, n_points = "fitted: " + fitted.text(), fitted.n_points
-        samples = fitted.samples if fitted.samples is not None else np.empty((0, form.n_params))
-        draws_params = dict(zip(form.param_names, samples.T)) if len(samples) >= 2 else None
+        if _family(form) in CHINCHILLA_FAMILIES:  # Chinchilla's closed form, on its five parameters
+            from scalinglab.laws.forms import get_form
+
+            params, draws_params, more = chinchilla_terms(fitted, law_key)
+            notes += more
+            shared = _family(form) == "chinchilla_shared_e"
+            form = get_form("chinchilla")
+            if shared:  # the chosen group's law
+                label = "fitted: " + form.text(params)
+        else:
+            samples = fitted.samples if fitted.samples is not None else np.empty((0, form.n_params))
+            draws_params = dict(zip(form.param_names, samples.T)) if len(samples) >= 2 else None
 
     ci, se = {}, {}
     n_res = n_ok = 0

@@ -8,13 +8,16 @@ the study's own law answers.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from scalinglab.analysis.study_data import StudyData
+from scalinglab.analysis.study_laws import _fingerprint
 from scalinglab.errors import ScalingLabError
 from scalinglab.laws.backtest import BacktestResult, backtest_frame, size_codes
 
@@ -28,15 +31,24 @@ class PredictedBeforeSeen:
     by_data: BacktestResult | None = None
     notes: list[str] = field(default_factory=list)
     form: str = "auto"
+    choices: dict[str, str] = field(default_factory=dict)  # "largest N"/"largest D" -> what auto chose, and why
 
     @property
     def results(self) -> dict[str, BacktestResult]:
         return {k: v for k, v in (("largest N", self.by_size), ("largest D", self.by_data)) if v is not None}
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "notes": list(self.notes),
+        return {"form": self.form, "notes": list(self.notes), "choices": dict(self.choices),
                 "by_size": None if self.by_size is None else self.by_size.to_dict(),
                 "by_data": None if self.by_data is None else self.by_data.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PredictedBeforeSeen":
+        def res(x):
+            return None if x is None else BacktestResult.from_dict(x)
+
+        return cls(by_size=res(d.get("by_size")), by_data=res(d.get("by_data")), notes=list(d.get("notes", [])),
+                   form=d.get("form", "auto"), choices=dict(d.get("choices") or {}))
 
 
 def backtest_points(sd: StudyData) -> pd.DataFrame:
@@ -56,13 +68,34 @@ def backtest_points(sd: StudyData) -> pd.DataFrame:
 
 
 def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resamples: int = 300, seed: int = 0,
-                          n_jobs: int = 1) -> PredictedBeforeSeen:
+                          n_jobs: int = 1, cache: str | Path | None = None) -> PredictedBeforeSeen:
     """Backtest the study's L(N, D) on its largest size and, where it varies D, its largest D. With form 'auto'
     and fewer than 4 model sizes to fit, the plain chinchilla form is used (auto needs sizes to backtest inside
-    the fitting data) and a note says so."""
+    the fitting data) and a note says so. With `cache` (a JSON file) the result is read back while the runs
+    behind it are unchanged, and written there otherwise."""
     if not isinstance(sd, StudyData):
         sd = StudyData.from_store(sd)
     pts = backtest_points(sd)
+    fp = _fingerprint(pts[["N", "D", "L", "run_id"]].astype({"run_id": str}), f"backtest/{form}/{seed}",
+                      n_resamples)
+    if cache is not None and Path(cache).is_file():
+        try:
+            held = json.loads(Path(cache).read_text())
+            if held.get("fingerprint") == fp:
+                return PredictedBeforeSeen.from_dict(held["result"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable cache is recomputed and rewritten
+    out = _predicted_before_seen(sd, pts, form, n_resamples, seed, n_jobs)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(cache) + ".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fp, "result": out.to_dict()}))
+        tmp.replace(cache)
+    return out
+
+
+def _predicted_before_seen(sd: StudyData, pts: pd.DataFrame, form: str, n_resamples: int, seed: int,
+                           n_jobs: int) -> PredictedBeforeSeen:
     out = PredictedBeforeSeen(form=form)
     if pts.empty:
         out.notes.append("no finished runs with N, D and a loss: nothing to backtest")
@@ -107,4 +140,6 @@ def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resample
             out.notes.append(f"{label}: not run ({exc})")
             continue
         setattr(out, attr, res)
+        if res.selections:
+            out.choices[label] = "; ".join(sel.text() for sel in res.selections.values())
     return out

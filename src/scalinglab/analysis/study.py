@@ -1,7 +1,8 @@
 """One object for a study's analysis: `analyze(store) -> StudyAnalysis`.
 
 It holds the study's runs by role (`data`), every fitted law (`laws`), the compute frontier under both compute
-conventions (`frontier`), the batch-size sweep (`batch`) and the check of each finding (`findings`);
+conventions (`frontier`), the batch-size sweep (`batch`), the check of each finding (`findings`) and the
+"predicted before seen" backtests of L(N, D) (`predicted`: fitted without the largest runs, asked for them);
 `.report(out)` hands it to scalinglab.report, which only renders.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scalinglab.analysis.backtest import PredictedBeforeSeen, predicted_before_seen
 from scalinglab.analysis.findings import Finding, check_findings
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.analysis.study_laws import COMPUTE, LawFit, compute_frontier, critical_batch_law, fit_study
@@ -24,6 +26,7 @@ class StudyAnalysis:
     findings: list[Finding]
     frontier: dict[str, pd.DataFrame] = field(default_factory=dict)  # "6ND" / "exact" -> C, loss, run_id, N
     n_resamples: int = 0
+    predicted: PredictedBeforeSeen | None = None  # None: not run (an analysis built without it)
 
     @property
     def batch(self) -> LawFit | None:
@@ -47,7 +50,8 @@ class StudyAnalysis:
         return {"name": self.data.name, "n_runs": int(len(self.data.runs)), "n_resamples": self.n_resamples,
                 "laws": {k: {"law": None if lf.law is None else lf.law.to_dict(), "note": lf.note,
                              "compute": lf.compute, "warnings": lf.warnings} for k, lf in self.laws.items()},
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self.findings],
+                "predicted_before_seen": None if self.predicted is None else self.predicted.to_dict()}
 
     def report(self, out: str | Path):
         """Write OUT/report.html, the figures and findings.json (scalinglab.report.html.render_report)."""
@@ -63,5 +67,7 @@ def analyze(store_or_data, *, n_resamples: int = 300, cache: str | Path | None =
     laws = fit_study(sd, n_resamples=n_resamples, cache=cache)
     bcrit = critical_batch_law(laws)
     frontier = {c: compute_frontier(sd, bcrit=bcrit, compute=c) for c in COMPUTE}
+    bt_cache = None if cache is None else Path(cache).with_name("backtest.json")
     return StudyAnalysis(data=sd, laws=laws, findings=check_findings(sd, laws), frontier=frontier,
-                         n_resamples=n_resamples)
+                         n_resamples=n_resamples,
+                         predicted=predicted_before_seen(sd, n_resamples=n_resamples, cache=bt_cache))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from scalinglab.commands.fit import add_law_options, law_options
 from scalinglab.laws.forms import FORM_NAMES
 
 BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied",
@@ -25,11 +26,10 @@ def register(subparsers):
     p.add_argument("--d", help="column of D (training tokens); derived as C/(6N) when only --c is given")
     p.add_argument("--c", help="column of C (training FLOP)")
     p.add_argument("--loss", help="column of the loss")
-    p.add_argument("--u", help="column of unique tokens, for data_constrained (default: D_unique/d_unique if any)")
-    p.add_argument("--group", help="column of a grouping (dataset): each group is fitted and backtested "
-                                   "separately, the errors pooled (with chinchilla_shared_e: jointly, E shared)")
+    add_law_options(p, by_flags=("--group", "--by"),
+                    by_help="column of a grouping (dataset): each group is fitted and backtested separately, the "
+                            "errors pooled (with chinchilla_shared_e: jointly, E shared)")
     p.add_argument("--run", help="column of the run id: the bootstrap resamples whole runs (default: each row)")
-    p.add_argument("--fix-e", type=float, metavar="E", help="fix the irreducible loss E of the chinchilla forms")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--seed", type=int, default=0)
@@ -40,9 +40,10 @@ def register(subparsers):
 def run(args) -> int:
     from scalinglab.laws.backtest import backtest
 
-    res = backtest(args.file, args.holdout, args.form, n=args.n, d=args.d, c=args.c, loss=args.loss, u=args.u,
-                   group=args.group, run=args.run, n_resamples=args.bootstrap, seed=args.seed, n_jobs=args.jobs,
-                   fix_e=args.fix_e)
+    opts = law_options(args, args.form, auto_ok=True)
+    res = backtest(args.file, args.holdout, args.form, n=args.n, d=args.d, c=args.c, loss=args.loss, u=opts["u"],
+                   group=opts["by"], run=args.run, n_resamples=args.bootstrap, seed=args.seed, n_jobs=args.jobs,
+                   fix_e=opts["fix_e"])
     if args.json:
         print(json.dumps(res.to_dict()))
     else:

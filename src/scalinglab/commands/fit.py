@@ -3,9 +3,51 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
+from scalinglab.errors import FitError
 from scalinglab.laws.forms import FORM_NAMES, fmt_number
+
+# what the chinchilla-family forms need beyond N, D and the loss; `fit` and `backtest` take them the same way
+FIX_E_FORMS = ("chinchilla", "chinchilla_tied", "data_constrained")
+U_FORMS = ("data_constrained",)
+
+
+def add_law_options(p, *, by_flags=("--by",), by_help: str | None = None) -> None:
+    """The options of the chinchilla family's forms, for `fit` and `backtest` alike."""
+    p.add_argument("--fix-e", metavar="E", help="fix the irreducible loss E (a positive number) instead of fitting "
+                                                "it: forms " + ", ".join(FIX_E_FORMS))
+    p.add_argument("--u", metavar="COL", help="column of the unique tokens each run saw, for data_constrained "
+                                              "(default: a column U, D_unique, d_unique or unique_tokens)")
+    p.add_argument(*by_flags, dest="by", metavar="COL",
+                   help=by_help or "column of the groups (datasets) chinchilla_shared_e fits jointly, E shared")
+    p.set_defaults(by_flag=by_flags[0])
+
+
+def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
+    """fix_e, u and by from the parsed options, checked against the form: a value the form cannot use, or a
+    bad number, raises FitError (one line, exit 2)."""
+    fix_e = getattr(args, "fix_e", None)
+    if fix_e is not None:
+        try:
+            fix_e = float(fix_e)
+        except (TypeError, ValueError):
+            raise FitError(f"--fix-e {args.fix_e!r}: not a number; give the irreducible loss, e.g. --fix-e 1.69")
+        if not (math.isfinite(fix_e) and fix_e > 0):
+            raise FitError(f"--fix-e {args.fix_e!r}: the irreducible loss must be a positive number (nats/token)")
+        if form not in FIX_E_FORMS and not (auto_ok and form == "auto"):
+            raise FitError(f"--fix-e fixes E of the forms {', '.join(FIX_E_FORMS)}; form {form} has no such E")
+    u = getattr(args, "u", None)
+    if u is not None and form not in U_FORMS and not (auto_ok and form == "auto"):
+        raise FitError(f"--u names the unique-tokens column of the form data_constrained; form {form} does not "
+                       "use it")
+    by = getattr(args, "by", None)
+    if form == "chinchilla_shared_e" and by is None:
+        flag = getattr(args, "by_flag", "--by")
+        raise FitError(f"form chinchilla_shared_e fits groups (datasets) jointly with one E: name their column "
+                       f"with {flag} COL")
+    return {"fix_e": fix_e, "u": u, "by": by}
 
 
 def register(subparsers):
@@ -20,6 +62,7 @@ def register(subparsers):
     p.add_argument("--l", help="column of the loss, for --form bcrit")
     p.add_argument("--loss", help="column of the response: the loss (B_crit for --form bcrit)")
     p.add_argument("--group", help="column of the run id: the bootstrap resamples whole runs")
+    add_law_options(p)
     p.add_argument("--weights", help="column of point weights")
     p.add_argument("--irreducible", action="store_true", help="add L_inf to the single-variable Kaplan laws")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
@@ -35,12 +78,16 @@ def register(subparsers):
 def run(args) -> int:
     from scalinglab.laws import fit_law
 
+    opts = law_options(args, args.form)
+    if opts["by"] is not None and args.form != "chinchilla_shared_e":
+        raise FitError(f"--by names the groups chinchilla_shared_e fits jointly; form {args.form} fits one law "
+                       "(for the run id the bootstrap resamples, use --group)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the verdict is printed below, in the table or the JSON
         law = fit_law(args.file, form=args.form, n=args.n, d=args.d, c=args.c, s=args.s, l=args.l,
                       loss=args.loss, group=args.group, weights=args.weights, irreducible=args.irreducible,
                       n_resamples=args.bootstrap, delta=args.delta, seed=args.seed, max_iter=args.max_iter,
-                      n_jobs=args.jobs, drop_highest_loss=args.drop_highest_loss)
+                      n_jobs=args.jobs, drop_highest_loss=args.drop_highest_loss, **opts)
     if args.json:
         print(json.dumps(law.to_dict()))
     else:

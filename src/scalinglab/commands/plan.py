@@ -19,7 +19,8 @@ def register(subparsers):
     p.add_argument("--law", default="chinchilla2022", metavar="NAME|FILE",
                    help=f"published constants ({', '.join(PUBLISHED)}; default chinchilla2022) or a fitted-law "
                         "JSON file: the output of `scalinglab fit --json`, or a study's report/fits.json")
-    p.add_argument("--law-key", help="which law of a study's fits.json (default: its one law of N and D)")
+    p.add_argument("--law-key", help="which law of a study's fits.json (default: its one law of N and D), or which "
+                                     "group of a chinchilla_shared_e law")
     p.add_argument("--fit-json", help=argparse.SUPPRESS)  # the older name of --law FILE
     p.add_argument("--store", help="a run store: fit the chinchilla law to its finished runs and plan with it")
     p.add_argument("--bcrit-json", help="a fitted B_crit(L) law (`scalinglab fit --form bcrit --json`)")

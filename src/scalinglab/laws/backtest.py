@@ -6,7 +6,9 @@ sample, not its fit in sample. This module gives
 - `parse_holdout`: which rows to hold out, from a small safe expression ("N > 5e8", "D >= 1e10 and N > 1e8",
   "largest", "largest 2"); nothing is evaluated as code;
 - `prediction_interval`: 95% intervals for a new run, from the bootstrap of the law's parameters (resampling
-  whole runs) plus the run-to-run scatter around the law, estimated from the fit's residuals;
+  whole runs) plus the run-to-run scatter around the law, estimated from the fit's residuals, and never less
+  than the out-of-sample error that nested backtests of the fitting data measured at the same extrapolation
+  distance (`nested_error_model`: in-sample residuals are optimistic, and no resampling shows a misfit);
 - `select_law`: `--form auto`, a choice among forms and fitting choices by nested backtesting inside the
   fitting data only (hold out its largest sizes, fit the rest, score the extrapolation), then a refit on all of
   the fitting data;
@@ -224,17 +226,18 @@ def noise_scale(law: FittedLaw) -> tuple[float, int]:
     return float(math.sqrt(np.sum(r[keep] ** 2) / dof)), dof
 
 
-def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0, extrapolation: float = 0.0,
-                        axis: str = "N"):
+def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int = 0,
+                        extrapolation: tuple[float, float] | float = 0.0, axis: str = "N"):
     """(low, high) for the measured loss of new runs at inputs X: each bootstrap draw of the parameters (whole
     runs resampled; its spread corrected for the small number of runs) predicts, and a draw of the run-to-run
-    noise is added (Student t in log loss with the
-    scale and degrees of freedom of `noise_scale`, which carries the uncertainty of that scale). With
-    `extrapolation` = k (`extrapolation_slope`), a point log(x / x_max) = t beyond the fitted values of `axis`
-    (N, or D) gets the
-    variance (k t)^2 where the bootstrap's is smaller: the error nested backtests measured, which includes a
-    misfit of the form that no resampling of the same runs can show. NaN where the law has no bootstrap
-    samples."""
+    noise is added (Student t in log loss with the scale and degrees of freedom of `noise_scale`, which carries
+    the uncertainty of that scale).
+
+    With `extrapolation` = (v0, k2) (`nested_error_model`), a point at t = log(x / x_max) >= 0 from the largest
+    fitted value of `axis` (N, or D) gets, where the bootstrap's variance is smaller, the total variance
+    v0 + k2 t^2 that nested backtests measured out of sample: it includes a misfit of the form, and the
+    in-sample residuals' optimism, that no resampling of the same runs can show. (A bare number k is the older
+    slope-only model, (0, k^2).) NaN where the law has no bootstrap samples."""
     n = len(next(iter(X.values())))
     if law.samples is None or len(law.samples) < 2:
         return np.full(n, np.nan), np.full(n, np.nan)
@@ -245,14 +248,14 @@ def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int
     if G > p + 1:
         centre = law.form.log_predict(law.form.to_internal(law.form.theta(law.params)[None, :]), X)
         lp = centre + math.sqrt(G / (G - p)) * (lp - centre)
+    v0, k2 = (0.0, float(extrapolation) ** 2) if np.isscalar(extrapolation) else map(float, extrapolation)
     sigma, dof = noise_scale(law)
     if np.isfinite(sigma) and sigma > 0:
         scale = np.full(n, sigma)
-        if extrapolation and axis in X and law.data is not None and axis in law.data:
-            # beyond the fitted sizes, the nested backtests' error growth where it exceeds the bootstrap's
+        if (v0 > 0 or k2 > 0) and axis in X and law.data is not None and axis in law.data:
+            # the nested backtests' out-of-sample error where it exceeds the bootstrap's plus the scatter's
             t = np.maximum(np.log(np.asarray(X[axis], float) / float(law.data[axis].max())), 0.0)
-            excess = np.maximum((extrapolation * t) ** 2 - np.var(lp, axis=0), 0.0)
-            scale = np.sqrt(sigma ** 2 + excess)
+            scale = np.sqrt(np.maximum(sigma ** 2, v0 + k2 * t ** 2 - np.var(lp, axis=0)))
         rng = np.random.default_rng(seed)
         lp = lp + scale[None, :] * rng.standard_t(dof, size=lp.shape)
     q = 100 * (1 - level) / 2
@@ -377,6 +380,26 @@ def extrapolation_slope(log_err: np.ndarray, dist: np.ndarray, sigma: float) -> 
     return float(math.sqrt(k2)) if k2 > 0 else 0.0
 
 
+def nested_error_model(log_err: np.ndarray, dist: np.ndarray, sigma: float) -> tuple[float, float]:
+    """(v0, k2): the variance of a nested (out-of-sample) prediction's log error at extrapolation distance t,
+    modelled as v0 + k2 t^2. The nested points, sorted by t, fall into up to 4 bins of at least 6; each bin's
+    variance is the median of its squared errors / 0.455 (0.455: the median of a chi-square with one degree of
+    freedom, so a few outlying runs do not set it), and (v0, k2) is their non-negative least-squares line in t^2.
+    With fewer than 12 points the slope-only model of `extrapolation_slope` (v0 = 0)."""
+    from scipy.optimize import nnls
+
+    ok = np.isfinite(log_err) & (dist > 1e-3)
+    n_bins = min(4, int(ok.sum()) // 6)
+    if n_bins < 2:
+        return 0.0, extrapolation_slope(log_err, dist, sigma) ** 2
+    r2, t2 = log_err[ok] ** 2, dist[ok] ** 2
+    bins = np.array_split(np.argsort(t2, kind="stable"), n_bins)
+    v = np.array([np.median(r2[b]) / 0.455 for b in bins])
+    x = np.array([np.mean(t2[b]) for b in bins])
+    v0, k2 = nnls(np.column_stack([np.ones(n_bins), x]), v)[0]
+    return float(v0), float(k2)
+
+
 def _nested_job(frame, form_name, delta, folds, drops, fix_e):
     with single_threaded_blas():
         return _nested_errors(frame, form_name, delta, folds, drops, fix_e)
@@ -405,7 +428,8 @@ class Selection:
     def text(self) -> str:
         best = self.scores[self.chosen.label]
         other, rel = self.margin()
-        s = (f"auto chose {self.chosen.label}: nested backtest error {100 * best:.2f}% over {self.n_folds} folds "
+        s = (f"auto chose {self.chosen.label}: nested backtest error {100 * best:.2f}% over {self.n_folds} "
+             f"fold{'s' if self.n_folds != 1 else ''} "
              f"inside the fitting data")
         if other:
             s += f"; runner-up {other} {100 * self.scores[other]:.2f}% ({100 * rel:.0f}% worse)"
@@ -608,13 +632,13 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
             test_rows = test_rows.assign(G=[float(law.form.groups.index(x)) for x in labels])
         X = {v: test_rows[v].to_numpy(float) for v in law.form.inputs}
         pred = law.form.predict(law.params, X)
-        slope = 0.0
+        slope = (0.0, 0.0)
         kept = _drop_rows(fit_rows, cand.drop).reset_index(drop=True)
         folds = nested_folds(kept, min_train_sizes=SLOPE_MIN_SIZES, axis=axis)
         if len(folds) >= 2 and not shared:  # one fold of a barely determined fit says nothing of the full fit
             with single_threaded_blas():
                 r, t = _nested_errors(kept, cand.form, cand.delta, folds, ["none"], fix_e, points=True, axis=axis)
-            slope = extrapolation_slope(r, t, noise_scale(law)[0])
+            slope = nested_error_model(r, t, noise_scale(law)[0])
         slopes[key] = slope
         lo, hi = prediction_interval(law, {**X, axis: test_rows[axis].to_numpy(float)}, seed=seed,
                                      extrapolation=slope, axis=axis)

@@ -281,9 +281,12 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     f = get_form(form, irreducible=irreducible, fix_e=fix_e)
     if f.name == "chinchilla_shared_e":  # one law per group of `by`, E shared: the groups become input G
         df, where = _load(data, level or "runs", "data")
-        if by is None or not isinstance(df, pd.DataFrame) or by not in df.columns:
+        if isinstance(df, pd.DataFrame) and by is not None and by not in df.columns:
+            raise FitError(f"{where}: no column {by!r} for the groups of chinchilla_shared_e; columns are: "
+                           f"{', '.join(map(str, df.columns))}")
+        if by is None or not isinstance(df, pd.DataFrame):
             raise FitError(f"form chinchilla_shared_e needs the column of its groups (fit_law(..., by=COL), or "
-                           f"`scalinglab backtest --group COL`); got {by!r}")
+                           f"`--by COL` on the command line); got {by!r}")
         codes, labels = pd.factorize(df[by])
         data, f = df.assign(G=codes.astype(float)), get_form(form, groups=[str(x) for x in labels])
     if level is None:  # learning-curve forms read every evaluation of a store, the others one row per run

@@ -32,18 +32,37 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
         yerr = None if not np.all(np.isfinite(np.r_[lo, hi])) else np.vstack([lo, hi])
         ax.errorbar(p["actual"], p["predicted"], yerr=yerr, fmt="o", ms=5, capsize=3, color="C0",
                     label="held-out run (95% prediction interval)")
-        vals = np.r_[p["actual"], p["low"], p["high"]]
-        vals = vals[np.isfinite(vals)]
-        a, b = vals.min(), vals.max()
-        pad = 0.05 * (b - a if b > a else a)
-        ax.plot([a - pad, b + pad], [a - pad, b + pad], color="0.5", lw=1, ls="--", label="predicted = measured")
+        # the axes span the points and the intervals, but not an interval many times wider than the points'
+        # spread: that one runs off the panel (its numbers are in the table) rather than flattening the rest
+        core = np.r_[p["actual"], p["predicted"]]
+        core = core[np.isfinite(core)]
+        a, b = core.min(), core.max()
+        span = max(b - a, 0.02 * b)
+        ends = np.r_[p["low"], p["high"]]
+        ends = ends[np.isfinite(ends) & (ends > a - 2 * span) & (ends < b + 2 * span)]
+        a, b = min(a, ends.min(initial=a)), max(b, ends.max(initial=b))
+        pad = 0.08 * (b - a)
+        lim = (a - pad, b + pad)
+        ax.plot(lim, lim, color="0.5", lw=1, ls="--", label="predicted = measured")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
         ax.set_xlabel("measured loss (nats/token)")
         ax.set_ylabel("predicted loss, fitted without these runs")
-        ax.set_title(f"{label} held out: mean error {100 * r.mean_rel_error:.2g}%, "
-                     f"coverage {100 * r.coverage95:.0f}%", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
+        inside = _inside(r)
+        ax.set_title(f"{label} held out: mean error {100 * r.mean_rel_error:.2f}%, "
+                     f"{inside} inside the interval", fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _inside(r) -> str:
+    """'k of n' runs inside their 95% interval ('-' without intervals)."""
+    p = r.points
+    if not np.isfinite(r.coverage95):
+        return "-"
+    k = int(((p["actual"] >= p["low"]) & (p["actual"] <= p["high"])).sum())
+    return f"{k} of {len(p)}"
 
 
 def _esc(x) -> str:
@@ -54,7 +73,9 @@ def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None
     """The section's HTML (figure embedded as base64 PNG; also written to OUT/fig_backtest.png with out_dir)."""
     parts = ["<h2>Predicted before seen</h2>",
              "<p>The study's L(N, D) fitted without its largest runs, then asked for them: the error a user of "
-             "these laws should expect when predicting a run larger than any trained.</p>"]
+             "these laws should expect when predicting a run larger than any trained. <i>largest N</i> holds out "
+             "the runs of the largest model, <i>largest D</i> those with the most tokens; the intervals are 95% "
+             "prediction intervals for a new run (the law's bootstrap plus the run-to-run scatter).</p>"]
     fig = backtest_figure(pbs)
     if fig is not None:
         import io
@@ -72,12 +93,13 @@ def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None
     for label, r in pbs.results.items():
         lo, hi = r.ci["mean_rel_error"]
         ci = f" (95% CI {100 * lo:.2g} - {100 * hi:.2g}%)" if np.isfinite(lo) else ""
-        sel = "; ".join(s.text() for s in r.selections.values())
+        sel = pbs.choices.get(label) or "; ".join(s.text() for s in r.selections.values())
         chosen = f"<br><small>{_esc(sel)}</small>" if sel else ""
         rows.append(f"<tr><td>{_esc(label)}</td><td>{_esc(r.form)}{chosen}</td>"
                     f"<td>{r.n_fit_points} runs</td><td>{r.n_points}</td>"
                     f"<td>{100 * r.mean_rel_error:.2f}%{_esc(ci)}</td><td>{100 * r.max_rel_error:.2f}%</td>"
-                    f"<td>{100 * r.coverage95:.0f}%</td></tr>")
+                    f"<td>{_inside(r)}" + (f" ({100 * r.coverage95:.0f}%)" if np.isfinite(r.coverage95) else "")
+                    + "</td></tr>")
     if len(rows) > 1:
         parts.append("<table>" + "".join(rows) + "</table>")
         for label, r in pbs.results.items():

@@ -1,7 +1,7 @@
 """The report: one self-contained HTML page (figures embedded as base64 PNG) plus the PNG files.
 
 `render_report(analysis, out_dir)` renders a StudyAnalysis (scalinglab.analysis): OUT/report.html,
-OUT/findings.json and OUT/figN.png. `write_report(store, out_dir)` analyses a store first (laws cached in
+OUT/findings.json and OUT/figN.png, with the "predicted before seen" section (OUT/fig_backtest.png). `write_report(store, out_dir)` analyses a store first (laws cached in
 OUT/fits.json by the points they saw). Nothing here fits or decides: it only renders.
 """
 
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scalinglab.analysis.backtest import PredictedBeforeSeen
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.analysis.study_laws import COMPUTE_TEXT, PAPER, LawFit
+from scalinglab.report.backtest import backtest_section
 from scalinglab.report.figures import FigureResult, make_figures
 
 _CSS = """
@@ -117,7 +119,7 @@ def _figure(fr: FigureResult) -> str:
             f"<figcaption>{_esc(fr.title)}</figcaption></figure>")
 
 
-def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult]) -> str:
+def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult], predicted: str = "") -> str:
     n_done = len(sd.runs)
     stop = {"validation": "the step of lowest validation loss (a split disjoint from test)",
             "test": "the step of lowest test loss (this store has no validation split: optimistic)",
@@ -137,6 +139,7 @@ Kaplan's, used by findings 7 and 11) and {_esc(COMPUTE_TEXT["exact"])} ("exact")
 paper's statement), <b>inconclusive</b> (the interval is too wide to tell; the limit is stated),
 <b>not measured</b> (the runs are missing).</p>{_findings_table(findings)}
 <h2>Fitted laws</h2>{_laws_table(fits)}
+{predicted}
 <h2>Figures</h2>{''.join(_figure(f) for f in figures)}
 <h2>Runs</h2>{_runs_table(sd)}
 </body></html>
@@ -149,7 +152,10 @@ def render_report(analysis, out_dir: str | Path) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     sd, fits, findings = analysis.data, analysis.laws, analysis.findings
     figures = make_figures(sd, fits, out)
-    page = render_html(sd, fits, findings, figures)
+    pbs = getattr(analysis, "predicted", None)
+    if pbs is None:
+        pbs = PredictedBeforeSeen(notes=["not run for this analysis (scalinglab.analysis.analyze runs it)"])
+    page = render_html(sd, fits, findings, figures, backtest_section(pbs, out))
     tmp = out / "report.html.tmp"
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out / "report.html")
