@@ -70,8 +70,7 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
 def grouped_hidden(shape, P: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
     """`Transformer.hidden` of G runs at once: idx [G, batch, time] -> final-LayerNorm states [G, batch*time, d]."""
     G, b, t = idx.shape
-    V, d, H = shape.vocab_size, shape.d_model, shape.n_head
-    d_attn = P["blocks.0.attn.proj.weight"].shape[-1] if shape.n_layer else d
+    V, d, H, d_attn = shape.vocab_size, shape.d_model, shape.n_head, shape.d_attn
     # one embedding lookup for the G runs: run g's rows of the stacked table start at g * V
     offsets = torch.arange(G, device=idx.device).view(G, 1, 1) * V
     x = F.embedding(idx + offsets, P["tok_emb.weight"].reshape(G * V, d)) + P["pos_emb.weight"][:, None, :t]
