@@ -506,7 +506,11 @@ class Trainer:
                     test_loss_se_at_best=t.get("se"))
 
     # ------------------------------------------------------------------------------------------ the run
-    def run(self) -> RunResult:
+    # `run` is `begin`, then `lr` / `train_step` / `after_step` until `after_step` says the run stops, then
+    # `finish`; grouped.py drives several Trainers through the same steps with one batched train step.
+    def begin(self) -> tuple[TrainState, str | None]:
+        """The run's state, fresh or restored from its checkpoint and registered in the store, and a reason to
+        stop at once (the checkpoint is of this run on other data) or None."""
         cfg = self.config
         keep_freed_memory()
         if cfg.threads:
@@ -516,57 +520,67 @@ class Trainer:
         stop = self.restore(state)
         self.t_start = time.perf_counter() - state.wall_time_s
         self.register(state)
-        if stop is not None:
-            return self.finish(state, "failed", stop)
-
-        train_model = torch.compile(state.model) if cfg.compile else state.model
-        if self.dist:
-            train_model = torch.nn.parallel.DistributedDataParallel(train_model)
         self._params = list(state.model.parameters())
-        S = cfg.steps
-        evals_at = set(eval_steps(S, cfg.n_evals))
-        peak = cfg.peak_lr(self.n)
+        self._evals_at = set(eval_steps(cfg.steps, cfg.n_evals))
+        self._peak = cfg.peak_lr(self.n)
         # the first step whose loss is not finite, tracked on the device (no host sync per step)
         self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
-        last_ckpt, fault = time.perf_counter(), None
-        status, error = "done", None
+        self._last_ckpt, self._fault = time.perf_counter(), None
+        return state, stop
 
-        while state.step < S:
-            lr = lr_at(state.step, peak, cfg.warmup, cfg.schedule_steps, cfg.min_lr_frac)
-            step_loss = self.train_step(state, train_model, lr)
-            state.loss_sum += step_loss.double()
-            state.loss_count += 1
-            bad = ~torch.isfinite(step_loss) & (self._first_nonfinite < 0)
-            self._first_nonfinite = torch.where(bad, state.step, self._first_nonfinite)
-            step = state.step
-            # every rank logs at the same steps (the log is a collective under DDP); a fault seen by rank 0 (one
-            # process stops at once) stops all ranks at the next log
-            if step % cfg.train_log_every == 0 or step in evals_at or step == S:
-                error, any_fault = self.log_point(state, lr, fault is not None)
-                if any_fault and error is None:
-                    status, error = "failed", fault or "stopped: another rank hit a fault"
-                    break
-                if error is None and step in evals_at:
-                    error = self.evaluate_step(state, final=step == S)
-                    self.flush(state)
-                if error is not None:
-                    status = "diverged"
-                    break
-            if self.on_progress and self.is_main:
-                elapsed = max(1e-9, time.perf_counter() - self.t_start)
-                self.on_progress(dict(step=step, steps=S, loss=state.points[-1]["train_loss"] if state.points else None,
-                                      tokens_per_s=step * cfg.batch_tokens / elapsed, run_id=self.run_id))
-            if self.checkpoint_dir is not None and self.is_main and fault is None and step < S \
-                    and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
-                if int(self._first_nonfinite) >= 0:
-                    continue  # never checkpoint a run that has gone non-finite: the next log stops it
-                fault = self.checkpoint(state)
-                last_ckpt = time.perf_counter()
-                if fault is not None and not self.dist:
-                    status, error = "failed", fault
-                    break
+    def lr(self, state: TrainState) -> float:
+        """The LR of the next update."""
+        cfg = self.config
+        return lr_at(state.step, self._peak, cfg.warmup, cfg.schedule_steps, cfg.min_lr_frac)
+
+    def after_step(self, state: TrainState, step_loss: torch.Tensor, lr: float) -> tuple[str, str | None] | None:
+        """Everything after one optimizer step: the loss accumulator, the non-finite check, train-loss points,
+        evaluations, progress, checkpoints. Returns (status, error) when the run stops here, else None."""
+        cfg = self.config
+        S = cfg.steps
+        state.loss_sum += step_loss.double()
+        state.loss_count += 1
+        bad = ~torch.isfinite(step_loss) & (self._first_nonfinite < 0)
+        self._first_nonfinite = torch.where(bad, state.step, self._first_nonfinite)
+        step = state.step
+        # every rank logs at the same steps (the log is a collective under DDP); a fault seen by rank 0 (one
+        # process stops at once) stops all ranks at the next log
+        if step % cfg.train_log_every == 0 or step in self._evals_at or step == S:
+            error, any_fault = self.log_point(state, lr, self._fault is not None)
+            if any_fault and error is None:
+                return "failed", self._fault or "stopped: another rank hit a fault"
+            if error is None and step in self._evals_at:
+                error = self.evaluate_step(state, final=step == S)
                 self.flush(state)
-        return self.finish(state, status, error)
+            if error is not None:
+                return "diverged", error
+        if self.on_progress and self.is_main:
+            elapsed = max(1e-9, time.perf_counter() - self.t_start)
+            self.on_progress(dict(step=step, steps=S, loss=state.points[-1]["train_loss"] if state.points else None,
+                                  tokens_per_s=step * cfg.batch_tokens / elapsed, run_id=self.run_id))
+        if self.checkpoint_dir is not None and self.is_main and self._fault is None and step < S \
+                and time.perf_counter() - self._last_ckpt > cfg.checkpoint_every_s \
+                and int(self._first_nonfinite) < 0:  # never checkpoint a run gone non-finite: the next log stops it
+            self._fault = self.checkpoint(state)
+            self._last_ckpt = time.perf_counter()
+            if self._fault is not None and not self.dist:
+                return "failed", self._fault
+            self.flush(state)
+        return ("done", None) if step >= S else None
+
+    def run(self) -> RunResult:
+        state, stop = self.begin()
+        if stop is not None:
+            return self.finish(state, "failed", stop)
+        train_model = torch.compile(state.model) if self.config.compile else state.model
+        if self.dist:
+            train_model = torch.nn.parallel.DistributedDataParallel(train_model)
+        while state.step < self.config.steps:
+            lr = self.lr(state)
+            ended = self.after_step(state, self.train_step(state, train_model, lr), lr)
+            if ended is not None:
+                return self.finish(state, *ended)
+        return self.finish(state, "done", None)
 
 
 def model_loss(model, batch: torch.Tensor) -> torch.Tensor:
