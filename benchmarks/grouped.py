@@ -36,12 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ARMS = ("packed", "grouped", "grouped-vmap", "grouped-split")
 
 
+# name -> (n_layer, d_model, n_head, n_ctx, batch_size): (a) is train_throughput.py's shape (a); the others bracket
+# the executor's grouping threshold (sweep.executor.GROUP_MAX_STEP_FLOP): a smaller and a larger step
+SHAPES = {"a": (2, 64, 1, 128, 32), "small": (2, 32, 2, 64, 16), "b": (4, 128, 2, 256, 16)}
+SHAPE = "a"
+
+
 def configs(data: str, runs: int, steps: int, threads: int | None = None):
     from scalinglab.config import RunConfig
 
+    n_layer, d_model, n_head, n_ctx, batch = SHAPES[SHAPE]
     lrs = [1e-3 * 2 ** (i / 2) for i in range(runs)]
-    return [RunConfig(data=data, n_layer=2, d_model=64, n_head=1, n_ctx=128, batch_size=32, tokens=steps * 32 * 128,
-                      lr=lr, seed=i, n_evals=2, eval_tokens=8192, threads=threads, checkpoint_every_s=1e9)
+    return [RunConfig(data=data, n_layer=n_layer, d_model=d_model, n_head=n_head, n_ctx=n_ctx, batch_size=batch,
+                      tokens=steps * batch * n_ctx, lr=lr, seed=i, n_evals=2, eval_tokens=8192, threads=threads,
+                      checkpoint_every_s=1e9)
             for i, lr in enumerate(lrs)]  # fmt: skip
 
 
@@ -80,7 +88,7 @@ def run_arm(arm: str, data: str, n_runs: int, steps: int, cores: int, threads_pa
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS=str(threads))
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", arm, "--data", data, "--steps", str(steps),
-                               "--share", ",".join(map(str, s)), "--threads", str(threads)],
+                               "--share", ",".join(map(str, s)), "--threads", str(threads), "--shape", SHAPE],
                               env=env, stdout=subprocess.PIPE, text=True) for s in shares]  # fmt: skip
     outs = []
     for p in procs:
@@ -99,12 +107,16 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--shape", choices=SHAPES, default="a",
+                    help="a: L2 d64 h1 T128 B32 (default); small: L2 d32 h2 T64 B16; b: L4 d128 h2 T256 B16")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {','.join(ARMS)}")
     ap.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--share", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global SHAPE
+    SHAPE = args.shape
     if args.worker:
         share = [int(x) for x in args.share.split(",")]
         print(json.dumps(worker(args.worker, args.data, share, args.steps, args.threads)))
@@ -114,7 +126,8 @@ def main() -> int:
     from train_throughput import matmul_peak_gflops
 
     from scalinglab.data.shards import TokenDataset
-    from scalinglab.sweep.cost import available_cores, threads_for
+    from scalinglab.sweep.cost import available_cores, flop_per_step, threads_for
+    from scalinglab.sweep.executor import GROUP_MAX_STEP_FLOP
 
     arms = [a for a in args.arms.split(",") if a]
     if "packed" not in arms:
@@ -133,10 +146,13 @@ def main() -> int:
             if arm not in best or r["wall"] < best[arm]["wall"]:
                 best[arm] = r
     peak = max(peak_start, matmul_peak_gflops())
-    tokens = args.runs * args.steps * 32 * 128
-    print(f"grouped training: {args.runs} runs of shape (a) (L2 d64 h1 T128 V4096 B32), {args.steps} steps each, "
-          f"on {cores} cores; float32 matmul peak {peak:.0f} GFLOP/s; load average {load_start} at the start, "
-          f"{load()} at the end\n")  # fmt: skip
+    n_layer, d_model, n_head, n_ctx, batch = SHAPES[SHAPE]
+    tokens = args.runs * args.steps * batch * n_ctx
+    step = flop_per_step(configs(data, 1, args.steps)[0], vocab)
+    print(f"grouped training: {args.runs} runs of shape {SHAPE} (L{n_layer} d{d_model} h{n_head} T{n_ctx} V{vocab} "
+          f"B{batch}), {args.steps} steps each, on {cores} cores; {step:.2g} FLOP per step (the executor groups "
+          f"runs below {GROUP_MAX_STEP_FLOP:.0g}); {threads_packed} thread(s) per packed run; float32 matmul peak "
+          f"{peak:.0f} GFLOP/s; load average {load_start} at the start, {load()} at the end\n")  # fmt: skip
     header = f"{'arm':<14} {'processes x threads':>19} {'time s':>7} {'tok/s':>8} {'vs packed':>9} " \
              f"{'max |dloss|':>11} {'load after':>14}"
     print(header)

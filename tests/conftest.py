@@ -66,13 +66,14 @@ def train_store(path: Path, dataset: Path, study: str, runs, **base) -> Path:
 
 
 def sequential_copy(study, store_path: Path):
-    """Run `study` one run after another in this process into another store: the reference an executor must
-    reproduce. Returns the run summary."""
+    """Run `study` one run after another in this process, each run alone (no grouping), into another store: the
+    reference an executor must reproduce. Returns the run summary."""
     import dataclasses
 
     from scalinglab.sweep import run_study
 
-    return run_study(dataclasses.replace(study, store_path=store_path), executor="sequential", progress=False)
+    return run_study(dataclasses.replace(study, store_path=store_path), executor="sequential", progress=False,
+                     group=False)
 
 
 def group_alive(pgid: int) -> bool:

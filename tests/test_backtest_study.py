@@ -30,18 +30,14 @@ SIZES = [(1, 8), (1, 16), (2, 16), (2, 24), (2, 40)]  # (n_layer, d_model), smal
 def train_study(path, dataset, subsets=(3_000, 8_000)):
     """A study of tiny runs: five sizes on the full budget (role sizes) and the four smaller ones on two
     repeated data subsets (role subsets): five values of N and three of D, as L(N, D) needs."""
-    store = RunStore(path)
-    base = dict(data=str(dataset), n_ctx=32, tokens=24_000, batch_size=8, n_evals=4, eval_tokens=2048, threads=1)
+    runs = []
     for i, (n_layer, d_model) in enumerate(SIZES):
-        res = train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2), store=store, study="s")
-        store.add_roles(res.run_id, ["sizes"], study="s")
+        shape = dict(n_layer=n_layer, d_model=d_model, n_head=2)
+        runs.append((shape, ["sizes"]))
         if i < len(SIZES) - 1:
-            for u in subsets:
-                res = train_run(RunConfig(**base, n_layer=n_layer, d_model=d_model, n_head=2, d_unique=u),
-                                store=store, study="s")
-                store.add_roles(res.run_id, ["subsets"], study="s")
-    store.close()
-    return path
+            runs += [(dict(shape, d_unique=u), ["subsets"]) for u in subsets]
+    return train_store(path, dataset, "s", runs, n_ctx=32, tokens=24_000, batch_size=8, n_evals=4,
+                       eval_tokens=2048)
 
 
 @pytest.fixture(scope="module")

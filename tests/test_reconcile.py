@@ -218,3 +218,25 @@ def test_a_real_run_follows_the_fixed_horizon(byte_dataset, tmp_path):
         assert pts["lr"].iloc[4] == pytest.approx(2e-3, rel=1e-6)  # warm-up of 5 steps, from tokens
     assert lrs[None][-1] < 0.05 * 2e-3
     assert lrs[4 * 40 * 8 * 32][-1] > 0.8 * 2e-3
+
+
+def test_tuning_rule_chooses_by_validation_loss_never_test():
+    """Two candidates and the (d) baseline at one size: validation and test disagree on the best. The rule must
+    follow validation; without a validation loss (a dataset without the split) it falls back to test."""
+    import pandas as pd
+
+    def run(study, rid, lr, test, val):
+        metrics = json.dumps({"eval_losses": {"test": test, **({"validation": val} if val is not None else {})}})
+        return {"study": study, "status": "done", "run_id": rid, "n_layer": 2, "d_model": 32, "n_head": 2,
+                "N": 24_576, "D": 1e6, "final_test_loss": test, "final_metrics": metrics,
+                "config": json.dumps({"lr_scale": lr, "beta2": 0.95, "batch_size": 16})}
+
+    rows = [run(rc.STUDY["cosine"], "base", 1.0, test=4.00, val=4.10),
+            run(rc.STUDY["tune"], "hi", 2.0, test=3.90, val=4.20),   # best on test, worst on validation
+            run(rc.STUDY["tune"], "lo", 0.5, test=4.05, val=4.00)]   # best on validation
+    rule = rc.tuning_rule(pd.DataFrame(rows))
+    assert rule.loc[rule["chosen"], "run_id"].tolist() == ["lo"]
+    no_val = [run(r["study"], r["run_id"], json.loads(r["config"])["lr_scale"], r["final_test_loss"], None)
+              for r in rows]
+    rule = rc.tuning_rule(pd.DataFrame(no_val))
+    assert rule.loc[rule["chosen"], "run_id"].tolist() == ["hi"]

@@ -56,10 +56,11 @@ def results(store_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(byte_dataset, tmp_path_factory):
-    """The study run one run after another in this process: the results every executor must reproduce."""
+    """The study run one run after another in this process, each run alone: the results every executor must
+    reproduce."""
     d = tmp_path_factory.mktemp("ref")
     study = load_study(write_spec(d, byte_dataset))
-    summary = run_study(study, executor="sequential", progress=False)
+    summary = run_study(study, executor="sequential", progress=False, group=False)
     assert summary.done == 6 and summary.ran == 6 and summary.ok
     return study, results(study.store_path)
 
@@ -125,7 +126,7 @@ def test_bad_specs_give_one_clear_line(byte_dataset, tmp_path, raw_axes, base, m
 def test_local_workers_match_sequential(reference, tmp_path):
     study, ref = reference
     local = dataclasses.replace(study, store_path=tmp_path / "local.sqlite")
-    summary = run_study(local, executor="local", workers=2, progress=False)
+    summary = run_study(local, executor="local", workers=2, progress=False, group=False)
     assert summary.done == 6 and summary.ran == 6 and summary.ok
     got = results(local.store_path)
     assert set(got) == set(ref)
@@ -133,8 +134,54 @@ def test_local_workers_match_sequential(reference, tmp_path):
         # one thread per run: the same arithmetic in any process, so bit-identical losses
         assert got[rid]["test"] == r["test"] and got[rid]["train"] == r["train"], rid
         assert got[rid]["curve"] == r["curve"] and got[rid]["attempts"] == 1
-    again = run_study(local, executor="local", workers=2, progress=False)  # nothing left to do
+    again = run_study(local, executor="local", workers=2, progress=False, group=False)  # nothing left to do
     assert again.ran == 0 and again.already_done == 6
+
+
+def test_local_executor_groups_same_shape_runs_and_each_matches_its_lone_run(reference, tmp_path):
+    """By default the local executor trains the study's small runs of one shape (3 seeds at each of 2 widths)
+    as batched groups: the store says so run by run, and each run's curve is its lone run's to float rounding."""
+    study, ref = reference
+    local = dataclasses.replace(study, store_path=tmp_path / "grouped.sqlite")
+    summary = run_study(local, executor="local", workers=2, progress=False)
+    assert summary.done == 6 and summary.ran == 6 and summary.ok
+    with RunStore(local.store_path, readonly=True) as s:
+        devices = s.runs().set_index("run_id")["device"].to_dict()
+    assert set(devices.values()) == {"cpu (group of 3)"}, devices  # 2 groups of 3: one per worker
+    got = results(local.store_path)
+    assert set(got) == set(ref)
+    for rid, r in ref.items():
+        assert got[rid]["status"] == "done" and got[rid]["attempts"] == 1
+        assert abs(got[rid]["test"] - r["test"]) < 1e-4 and abs(got[rid]["train"] - r["train"]) < 1e-4, rid
+        assert [st for st, _ in got[rid]["curve"]] == [st for st, _ in r["curve"]]
+        assert max(abs(a[1] - b[1]) for a, b in zip(got[rid]["curve"], r["curve"])) < 1e-4, rid
+
+
+def test_tasks_group_by_shape_and_size_and_split_across_workers(byte_dataset, tmp_path):
+    from scalinglab.sweep.executor import GROUP_MAX_RUNS, group_tasks
+    from scalinglab.sweep.worker import RunTask
+
+    axes = "[[axes]]\nd_model = [16, 32]\n[[axes]]\nseed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
+    study = load_study(write_spec(tmp_path, byte_dataset, axes=axes))
+    tasks = [RunTask.for_run(r, 1, study) for r in study.runs]
+    vocab = 256
+
+    def sizes(units):
+        return sorted(len(u) for u in units)
+
+    # one worker: each width's 10 runs in groups of at most GROUP_MAX_RUNS, no group mixes the widths
+    units = group_tasks(tasks, workers=1, vocab_size=vocab)
+    assert GROUP_MAX_RUNS == 8 and sizes(units) == [5, 5, 5, 5]
+    for u in units:
+        assert len({t.config["d_model"] for t in u}) == 1
+    # two workers: still two groups per width (each worker gets one)
+    assert sizes(group_tasks(tasks, workers=2, vocab_size=vocab)) == [5, 5, 5, 5]
+    # four workers: four groups per width, two or three runs each
+    assert sizes(group_tasks(tasks, workers=4, vocab_size=vocab)) == [2, 2, 2, 2, 3, 3, 3, 3]
+    # steps too large to gain from batching, or no vocabulary known: every run alone
+    big = [RunTask.for_run(dataclasses.replace(r, batch_size=4096), 1, study) for r in study.runs]
+    assert sizes(group_tasks(big, workers=1, vocab_size=vocab)) == [1] * 20
+    assert sizes(group_tasks(tasks, workers=1)) == [1] * 20
 
 
 def test_driver_sigkill_then_restart_completes_every_run_once(reference, tmp_path):
@@ -142,7 +189,7 @@ def test_driver_sigkill_then_restart_completes_every_run_once(reference, tmp_pat
     spec = study.spec_path
     store = tmp_path / "killed.sqlite"
     cmd = [sys.executable, "-m", "scalinglab.cli", "study", "run", str(spec), "--store", str(store), "--workers", "2",
-           "--no-progress", "--no-probe"]  # fmt: skip
+           "--no-progress", "--no-probe", "--no-group"]  # fmt: skip (lone runs resume bit-exactly)
     rng = random.Random(20240521)
     kills = 0
     for _ in range(3):

@@ -182,6 +182,8 @@ class GroupedTrainer:
                          for c, d in zip(configs, dirs)]  # fmt: skip
         if len({t.data.vocab_size for t in self.trainers}) > 1:
             raise ConfigError("grouped training: the runs' datasets have different vocabularies")
+        for t in self.trainers:  # the store says which runs were trained as a group
+            t.device_label = f"{t.device} (group of {len(configs)})"
         self.how = how
 
     def run(self) -> list[RunResult]:

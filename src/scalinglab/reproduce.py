@@ -64,13 +64,15 @@ def copy_preset(preset: str, out: Path) -> list[Path]:
 
 
 def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: int | None = None,
-              n_resamples: int | None = None, progress: bool | str = True, log=print) -> ReproduceResult:
+              n_resamples: int | None = None, progress: bool | str = True, log=print,
+              group: bool = True) -> ReproduceResult:
     from scalinglab.report.html import write_report
     from scalinglab.sweep import load_study, run_study
 
     out = Path(out or f"reproduce-{preset}")
     if preset in RECONCILE_PRESETS:
-        return reproduce_reconcile(preset, out, workers=workers, n_resamples=n_resamples, progress=progress, log=log)
+        return reproduce_reconcile(preset, out, workers=workers, n_resamples=n_resamples, progress=progress, log=log,
+                                   group=group)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     specs = copy_preset(preset, out)
@@ -89,7 +91,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     ran = 0
     for study in studies:
         log(f"[runs] {study.name}: {len(study.runs)} runs")
-        summary = run_study(study, executor="local", workers=workers, progress=progress)
+        summary = run_study(study, executor="local", workers=workers, progress=progress, group=group)
         ran += summary.ran
     timings["runs_s"] = time.perf_counter() - t1
 
@@ -105,7 +107,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
 
 
 def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=None, progress=True,
-                        log=print) -> ReproduceResult:
+                        log=print, group: bool = True) -> ReproduceResult:
     """The reconcile preset: its plan (OUT/plan.toml) expanded into study specs written to OUT, each run into
     OUT/study.sqlite; the tuned grid planned from the sweep's results; then the reconcile report."""
     from scalinglab.analysis import reconcile as rc
@@ -125,7 +127,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
         path = rc.write_spec(spec, out / name, header)
         study = load_study(path, progress=bool(progress))  # prepares the data the first time
         log(f"[runs] {study.name}: {len(study.runs)} runs")
-        ran += run_study(study, executor="local", workers=workers, progress=progress).ran
+        ran += run_study(study, executor="local", workers=workers, progress=progress, group=group).ran
         return study
 
     header = f"written from {plan_path.name} by `scalinglab reproduce --preset {preset}`; edit the plan, not this"
@@ -137,7 +139,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
         runs = st.runs()
     spec, _ = rc.tuned_spec(plan, vocab, runs)
     if spec is not None:
-        run("5_tuned.toml", spec, header + "; each size's LR, batch and beta2 chosen by 4_tune (lowest test loss)")
+        run("5_tuned.toml", spec, header + "; each size's LR, batch and beta2 chosen by 4_tune (lowest validation loss)")
     timings["runs_s"] = time.perf_counter() - t0
     t2 = time.perf_counter()
     log("[report] three approaches per setting, the exponent's path, findings")

@@ -229,6 +229,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.dist and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
+        self.device_label = str(self.device)  # the store's `device` column; grouped.py adds the group's size
 
         self.data = TokenDataset(config.data)
         self.fingerprint = dataset_fingerprint(config.data)
@@ -345,7 +346,7 @@ class Trainer:
         if self.store is not None and self.is_main:
             self.store.add_run(self.run_id, self.config.to_dict(), name=self.config.name, study=self.study,
                                info=self.info)
-            self.store.mark_running(self.run_id, device=str(self.device))
+            self.store.mark_running(self.run_id, device=self.device_label)
             self.store.truncate_curve(self.run_id, -1)
             self.store.add_curve(self.run_id, state.points, state.evals)
         self._flushed = (len(state.points), len(state.evals))
@@ -481,7 +482,7 @@ class Trainer:
                 b_simple=state.gns.b_simple if state.gns else None,
             ),
             epochs=self.sampler.epochs(state.step * B_tok),
-            wall_time_s=wall, tokens_per_s=state.step * B_tok / max(wall, 1e-9), device=str(self.device),
+            wall_time_s=wall, tokens_per_s=state.step * B_tok / max(wall, 1e-9), device=self.device_label,
             error=error,
         )
         if self.store is not None and self.is_main:

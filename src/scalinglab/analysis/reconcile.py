@@ -68,6 +68,9 @@ class Plan:
     kaplan_warmup_tokens: int = 500_000  # (a), (b): one long warm-up for every size
     warmup_tokens_per_param: float = 1.0  # (c) on: warm-up of this many tokens per parameter
     tokens_per_param: tuple[float, float] = (1.0, 1000.0)  # a (size, budget) is trained when D/N lies in this range
+    # the same range for the IsoFLOP grids of (d) and (e) alone (default: tokens_per_param). Exact FLOP counts the
+    # unembedding, which dominates a tiny model's step, so its optimum can lie at a larger D/N than 6ND's
+    grid_tokens_per_param: tuple[float, float] | None = None
     min_steps: int = 20  # ... and it has at least this many optimizer steps
     n_evals: int = 40  # evaluations along the long runs (log-spaced)
     eval_tokens: int = 16_384
@@ -92,8 +95,9 @@ class Plan:
             raise ConfigError(f"{where}: a [data] table with a corpus is required")
         kw["data"] = raw["data"]
         kw["base"] = raw.get("base", {})
-        if "tokens_per_param" in kw:
-            kw["tokens_per_param"] = tuple(kw["tokens_per_param"])
+        for key in ("tokens_per_param", "grid_tokens_per_param"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
         try:
             plan = cls(**kw)
         except TypeError as exc:
@@ -116,11 +120,11 @@ class Plan:
 
     def grid_tokens(self, size: dict, vocab: int, budget: float) -> int | None:
         """Tokens of the (size, budget) run with the cosine matched: exact FLOP = budget; None when D/N falls
-        outside tokens_per_param or the run would be shorter than min_steps."""
+        outside grid_tokens_per_param (or tokens_per_param) or the run would be shorter than min_steps."""
         n = accounting.n_params(self.shape(size, vocab))
         bt = self.batch_size * self.n_ctx
         d = budget / self.flop_per_token(size, vocab, exact=True)
-        lo, hi = self.tokens_per_param
+        lo, hi = self.grid_tokens_per_param or self.tokens_per_param
         if not lo <= d / n <= hi or d < self.min_steps * bt:
             return None
         return round(d / bt) * bt
@@ -191,8 +195,13 @@ def _key(d: dict) -> tuple:
 
 def tuning_rule(runs: pd.DataFrame) -> pd.DataFrame:
     """Per size: the sweep's candidates at the tuning budget (the (d) run there is the baseline), their final
-    losses and the one chosen (lowest final test loss). `runs` is the store's runs table."""
+    losses and the one chosen: the lowest final validation loss (the test loss only for data without a
+    validation split), so the test split never chooses what it then measures. `runs` is the store's runs table."""
     import json
+
+    def selection_loss(r) -> float:
+        metrics = json.loads(r["final_metrics"]) if isinstance(r.get("final_metrics"), str) else {}
+        return float(metrics.get("eval_losses", {}).get("validation", r["final_test_loss"]))
 
     tune = runs[(runs["study"] == STUDY["tune"]) & (runs["status"] == "done")]
     rows = []
@@ -200,7 +209,7 @@ def tuning_rule(runs: pd.DataFrame) -> pd.DataFrame:
         cfg = json.loads(r["config"])
         rows.append({"n_layer": r["n_layer"], "d_model": r["d_model"], "n_head": r["n_head"], "N": r["N"],
                      "tokens": r["D"], "lr_scale": cfg.get("lr_scale", 1.0), "beta2": cfg.get("beta2"),
-                     "batch_size": cfg.get("batch_size"), "loss": r["final_test_loss"], "run_id": r["run_id"]})
+                     "batch_size": cfg.get("batch_size"), "loss": selection_loss(r), "run_id": r["run_id"]})
     if not rows:
         return pd.DataFrame(columns=["n_layer", "d_model", "n_head", "N", "tokens", "lr_scale", "beta2",
                                      "batch_size", "loss", "run_id", "chosen", "baseline"])
@@ -213,7 +222,7 @@ def tuning_rule(runs: pd.DataFrame) -> pd.DataFrame:
             cfg = json.loads(r["config"])
             base_rows.append({"n_layer": L, "d_model": dm, "n_head": nh, "N": r["N"], "tokens": D, "lr_scale": 1.0,
                               "beta2": cfg.get("beta2"), "batch_size": cfg.get("batch_size"),
-                              "loss": r["final_test_loss"], "run_id": r["run_id"]})
+                              "loss": selection_loss(r), "run_id": r["run_id"]})
     table = pd.concat([cand.assign(baseline=False), pd.DataFrame(base_rows).assign(baseline=True)],
                       ignore_index=True)
     best = table.groupby(["n_layer", "d_model", "n_head"])["loss"].idxmin()

@@ -142,8 +142,8 @@ step of Porian et al.'s path, rounded).</p>
 <table><tr><th>step</th><th>verdict</th><th>measured</th></tr>{steps}</table>
 {figs}
 <h2>Tuning rule of setting (e)</h2>
-<p>Per size, the candidates of the sweep at one budget and the (d) run there (baseline); the lowest final test loss
-is chosen and used for that size at every budget.</p>{tune}
+<p>Per size, the candidates of the sweep at one budget and the (d) run there (baseline); the lowest final
+validation loss (column "loss") is chosen and used for that size at every budget.</p>{tune}
 </body></html>"""
 
 

@@ -10,16 +10,62 @@
 local workers, torchrun's rank 0); False when the result comes back to the driver, which writes it (Ray: the
 workers may be on other machines, without the store's file system). The driver marks a run 'running' itself
 (`on_start`) only when the workers do not. A task carries its run id; no executor rebuilds its RunConfig.
+
+Grouping: the sequential and local executors train runs that share a small model's shape together in one
+process as one batched model (`group_tasks`, grouped.py): each run is still stored, checkpointed and resumed as
+its own, and its curve equals its lone run's to float rounding. `group=False` trains every run alone.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
-from scalinglab.sweep.worker import Outcome, RunTask, run_task
+from scalinglab.sweep.worker import Outcome, RunTask, run_group
 
 OnStart = Callable[[RunTask], None]
 OnDone = Callable[[Outcome], None]
+
+
+# Grouping pays where a step is small enough that per-op overhead, not arithmetic, sets its time: below this many
+# FLOP per optimizer step (benchmarks/grouped.py measures both sides of it). Larger runs train alone.
+GROUP_MAX_STEP_FLOP = 2e9
+# At most this many runs in one group (memory grows with it; the gain levels off after a few).
+GROUP_MAX_RUNS = 8
+
+
+def group_tasks(tasks: list[RunTask], *, workers: int = 1, flop: dict[str, float] | None = None,
+                vocab_size: int | None = None) -> list[list[RunTask]]:
+    """The tasks as units to train: runs with equal `grouped.group_key`, in the same study and store, whose step
+    is below GROUP_MAX_STEP_FLOP, form groups; every other run is a unit of one. A key's runs are ordered by FLOP
+    (so runs of similar length share a group) and split into enough groups that `workers` processes all get one
+    where there are runs enough (two runs at least per group), at most GROUP_MAX_RUNS each."""
+    from scalinglab.config import RunConfig
+    from scalinglab.grouped import group_key
+    from scalinglab.sweep.cost import flop_per_step
+
+    flop = flop or {}
+    keyed: dict[tuple, list[RunTask]] = {}
+    units: list[list[RunTask]] = []
+    for t in tasks:
+        config = RunConfig.from_dict({**t.config, "threads": t.threads})
+        key = group_key(config)
+        small = vocab_size is not None and flop_per_step(config, vocab_size) <= GROUP_MAX_STEP_FLOP
+        if key is None or not small:
+            units.append([t])
+        else:
+            keyed.setdefault((key, t.study, t.store_path), []).append(t)
+    for runs in keyed.values():
+        runs.sort(key=lambda t: -flop.get(t.run_id, 0.0))
+        n = len(runs)
+        k = max(math.ceil(n / GROUP_MAX_RUNS), min(workers, n // 2), 1)
+        size, extra = divmod(n, k)
+        start = 0
+        for i in range(k):
+            stop = start + size + (i < extra)
+            units.append(runs[start:stop])
+            start = stop
+    return units
 
 
 class Executor:
@@ -34,28 +80,38 @@ class Executor:
 
 
 class SequentialExecutor(Executor):
-    """One run after another in this process."""
+    """One run (or one group of small same-shape runs) after another in this process."""
 
     name = "sequential"
 
+    def __init__(self, *, group: bool = True, vocab_size: int | None = None):
+        self.group, self.vocab_size = group, vocab_size
+
     def run(self, tasks, *, on_start, on_done) -> None:
-        for t in tasks:
-            on_start(t)
-            on_done(run_task(t))
+        units = group_tasks(tasks, vocab_size=self.vocab_size) if self.group else [[t] for t in tasks]
+        for unit in units:
+            for t in unit:
+                on_start(t)
+            for outcome in run_group(unit):
+                on_done(outcome)
 
 
 class LocalExecutor(Executor):
-    """Worker processes on this machine, packed to fill the cores (sweep.local)."""
+    """Worker processes on this machine, packed to fill the cores (sweep.local); small same-shape runs grouped."""
 
     name = "local"
 
-    def __init__(self, pool, *, cores: int, flop: dict[str, float]):
+    def __init__(self, pool, *, cores: int, flop: dict[str, float], group: bool = True,
+                 vocab_size: int | None = None):
         self.pool, self.cores, self.flop = pool, cores, flop
+        self.group, self.vocab_size = group, vocab_size
 
     def run(self, tasks, *, on_start, on_done) -> None:
         from scalinglab.sweep.local import run_local
 
-        run_local(tasks, flop=self.flop, cores=self.cores, pool=self.pool, on_start=on_start, on_done=on_done)
+        units = (group_tasks(tasks, workers=self.pool.workers, flop=self.flop, vocab_size=self.vocab_size)
+                 if self.group else [[t] for t in tasks])  # fmt: skip
+        run_local(units, flop=self.flop, cores=self.cores, pool=self.pool, on_start=on_start, on_done=on_done)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
-from scalinglab.sweep.worker import Outcome, RunTask, init_worker, run_task
+from scalinglab.sweep.worker import Outcome, RunTask, init_worker, run_group
 
 
 def _warm() -> int:
@@ -54,7 +54,7 @@ class LocalPool:
 
 
 def run_local(
-    tasks: list[RunTask],
+    units: list[list[RunTask]],
     *,
     flop: dict[str, float],
     cores: int,
@@ -62,24 +62,30 @@ def run_local(
     on_start: Callable[[RunTask], None],
     on_done: Callable[[Outcome], None],
 ) -> None:
-    """Run every task; `flop[run_id]` orders them (largest first). Calls on_done once per task, in finish order."""
-    pending = sorted(tasks, key=lambda t: -flop.get(t.run_id, 0.0))
-    budget = max(cores, max((t.threads for t in tasks), default=1))
-    running: dict[Future, RunTask] = {}
+    """Run every unit (a lone run, or a group of same-shape runs trained together: executor.group_tasks);
+    `flop[run_id]` orders them (largest first). Calls on_done once per run, in finish order."""
+    def unit_flop(unit):
+        return sum(flop.get(t.run_id, 0.0) for t in unit)
+
+    pending = sorted(units, key=lambda u: -unit_flop(u))
+    budget = max(cores, max((u[0].threads for u in units), default=1))
+    running: dict[Future, list[RunTask]] = {}
     free = budget
     while pending or running:
         i = 0
         while i < len(pending) and len(running) < pool.workers:
-            t = pending[i]
-            if t.threads <= free or not running:
+            unit = pending[i]
+            threads = unit[0].threads
+            if threads <= free or not running:
                 try:
-                    fut = pool.pool.submit(run_task, t)
+                    fut = pool.pool.submit(run_group, unit)
                 except BrokenProcessPool:
                     break  # a finished future below reports it; the pool restarts there
-                running[fut] = t
-                free -= t.threads
+                running[fut] = unit
+                free -= threads
                 pending.pop(i)
-                on_start(t)
+                for t in unit:
+                    on_start(t)
             else:
                 i += 1  # a smaller run may still fit the free cores
         if not running:  # the pool broke before anything could start
@@ -88,17 +94,20 @@ def run_local(
         done, _ = wait(list(running), return_when=FIRST_COMPLETED)
         broken = False
         for fut in done:
-            t = running.pop(fut)
-            free += t.threads
+            unit = running.pop(fut)
+            free += unit[0].threads
             try:
-                outcome = fut.result()
+                outcomes = fut.result()
             except BrokenProcessPool:
                 broken = True
-                outcome = t.failed("its worker process died (killed, or out of memory); retry with --retry-failed")
-            on_done(outcome)
+                outcomes = [t.failed("its worker process died (killed, or out of memory); retry with --retry-failed")
+                            for t in unit]  # fmt: skip
+            for outcome in outcomes:
+                on_done(outcome)
         if broken:
-            for fut, t in list(running.items()):  # every run on the broken pool is lost with it
+            for fut, unit in list(running.items()):  # every run on the broken pool is lost with it
                 running.pop(fut)
-                free += t.threads
-                on_done(t.failed("a worker process died during the run; retry with --retry-failed"))
+                free += unit[0].threads
+                for t in unit:
+                    on_done(t.failed("a worker process died during the run; retry with --retry-failed"))
             pool.restart()

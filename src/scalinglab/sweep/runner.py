@@ -292,6 +292,7 @@ def run_study(
     nproc_per_node: int | None = None,
     probe: bool | None = None,
     max_attempts: int = 3,
+    group: bool = True,
 ) -> StudySummary:
     """Run every run of `study` that is not done and return a StudySummary.
 
@@ -302,7 +303,8 @@ def run_study(
     "lines" = lines only, False = quiet. nproc_per_node: K > 1 trains each run across K processes with torchrun
     (DDP), one run after another. probe: time a few steps first for the wall-time estimate (default: when
     progress is shown). max_attempts: Ray resubmits a run whose worker process died, up to this many attempts in
-    all (each one counted in the store's `attempts`)."""
+    all (each one counted in the store's `attempts`). group: the local and sequential executors train small
+    runs of one shape together as one batched model (sweep.executor.group_tasks); False trains each alone."""
     from scalinglab.store import RunStore
 
     if executor not in EXECUTORS:
@@ -336,12 +338,13 @@ def run_study(
             if ddp:
                 ex = DDPExecutor(nproc_per_node)
             elif executor == "sequential":
-                ex = SequentialExecutor()
+                ex = SequentialExecutor(group=group, vocab_size=_vocab_size(study))
             elif executor == "ray":
                 ex = RayExecutor(ray_address, max_attempts=max_attempts)
             elif ex is not None:
                 ex.cores = max(plan.cores, plan.workers * (threads_per_worker or 1))
                 ex.flop = {r.run_id: r.flop for r in todo}
+                ex.group, ex.vocab_size = group, _vocab_size(study)
             if progress:
                 _print_header(plan, executor if not ddp else f"torchrun x{nproc_per_node}")
             by_id = {r.run_id: r for r in plan.runs}

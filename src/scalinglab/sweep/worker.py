@@ -124,6 +124,35 @@ def run_task(task: RunTask, write_store: bool = True) -> Outcome:
     return task.failed(error)
 
 
+def run_group(tasks: list[RunTask], write_store: bool = True) -> list[Outcome]:
+    """Train same-shape runs together as one batched model (grouped.py); their outcomes in the order of `tasks`.
+    Each run is stored and checkpointed as its own, exactly as `run_task` would. Should the group fail as a whole
+    (a run's config or data rejected, a crash in the batched step), each run is trained alone instead: a run
+    resumes from whatever checkpoint the group wrote, and one bad run fails alone without taking the others."""
+    if len(tasks) == 1:
+        return [run_task(tasks[0], write_store)]
+    from scalinglab.config import RunConfig
+    from scalinglab.grouped import train_grouped
+
+    store = None
+    try:
+        configs = [RunConfig.from_dict({**t.config, "threads": t.threads}) for t in tasks]
+        store = RunStore(tasks[0].store_path) if (write_store and tasks[0].store_path) else None
+        results = train_grouped(configs, store=store, study=tasks[0].study,
+                                checkpoint_dirs=[t.checkpoint_dir for t in tasks],
+                                on_progress=lambda _info: exit_if_orphaned())
+    except Exception as exc:  # noqa: BLE001 - the group's failure is not any one run's: each run gets its own try
+        if store is not None:
+            store.close()
+        print(f"scalinglab: a group of {len(tasks)} runs could not train together ({type(exc).__name__}: {exc}); "
+              "training each alone", file=sys.stderr, flush=True)
+        return [run_task(t, write_store) for t in tasks]
+    if store is not None:
+        store.close()
+    return [Outcome(t.run_id, c.name, r.status, _brief(r.summary), r.summary.get("error"),
+                    None if write_store else r) for t, c, r in zip(tasks, configs, results)]  # fmt: skip
+
+
 def record_failure(store, run_id: str, error: str) -> None:
     """Mark the run failed with its reason. When the store itself cannot be written (the disk is full), the
     driver records it later: the error is already in the Outcome it receives."""
