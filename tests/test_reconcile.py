@@ -240,3 +240,19 @@ def test_tuning_rule_chooses_by_validation_loss_never_test():
               for r in rows]
     rule = rc.tuning_rule(pd.DataFrame(no_val))
     assert rule.loc[rule["chosen"], "run_id"].tolist() == ["hi"]
+
+
+def test_runs_outside_the_current_specs_are_left_out(tmp_path):
+    """An edited plan leaves its earlier runs in the store: the preset passes its current specs' run ids and
+    the analysis reads only those (here: every run but the long ones of settings (a)-(c))."""
+    path = tmp_path / "study.sqlite"
+    synthetic_store(path, np.random.default_rng(1))
+    with RunStore(path, readonly=True) as st:
+        runs = st.runs()
+    keep = set(runs.loc[~runs["study"].isin([rc.STUDY["kaplan"], rc.STUDY["warmup"]]), "run_id"])
+    grid = get_form("chinchilla").start_grid()[::400]
+    an = rc.analyse(path, BUDGETS, n_resamples=10, surface_grid=grid, run_ids=keep)
+    assert all(len(an.settings[s].points) == 0 for s in "abc")
+    assert set(an.settings["d"].points["run_id"]) <= keep and len(an.settings["d"].points) > 0
+    full = rc.analyse(path, BUDGETS, n_resamples=10, surface_grid=grid)
+    assert all(len(full.settings[s].points) > 0 for s in "abc")

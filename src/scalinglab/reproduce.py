@@ -121,11 +121,13 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
     plan_path = out / "plan.toml"
     plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
     ran, store = 0, out / "study.sqlite"
+    run_ids: set[str] = set()  # the current specs' runs: an edited plan's earlier runs stay in the store, unread
 
     def run(name, spec, header):
         nonlocal ran, plan, vocab
         path = rc.write_spec(spec, out / name, header)
         study = load_study(path, progress=bool(progress))  # prepares the data the first time
+        run_ids.update(r.run_id() for r in study.runs)
         log(f"[runs] {study.name}: {len(study.runs)} runs")
         ran += run_study(study, executor="local", workers=workers, progress=progress, group=group).ran
         return study
@@ -144,7 +146,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
     t2 = time.perf_counter()
     log("[report] three approaches per setting, the exponent's path, findings")
     rep = write_reconcile_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
-                                 budgets=plan.budgets, name=f"{preset} preset")
+                                 budgets=plan.budgets, name=f"{preset} preset", run_ids=run_ids)
     timings["report_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     timings["data_s"] = 0.0

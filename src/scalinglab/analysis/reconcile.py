@@ -68,9 +68,6 @@ class Plan:
     kaplan_warmup_tokens: int = 500_000  # (a), (b): one long warm-up for every size
     warmup_tokens_per_param: float = 1.0  # (c) on: warm-up of this many tokens per parameter
     tokens_per_param: tuple[float, float] = (1.0, 1000.0)  # a (size, budget) is trained when D/N lies in this range
-    # the same range for the IsoFLOP grids of (d) and (e) alone (default: tokens_per_param). Exact FLOP counts the
-    # unembedding, which dominates a tiny model's step, so its optimum can lie at a larger D/N than 6ND's
-    grid_tokens_per_param: tuple[float, float] | None = None
     min_steps: int = 20  # ... and it has at least this many optimizer steps
     n_evals: int = 40  # evaluations along the long runs (log-spaced)
     eval_tokens: int = 16_384
@@ -95,9 +92,8 @@ class Plan:
             raise ConfigError(f"{where}: a [data] table with a corpus is required")
         kw["data"] = raw["data"]
         kw["base"] = raw.get("base", {})
-        for key in ("tokens_per_param", "grid_tokens_per_param"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
+        if "tokens_per_param" in kw:
+            kw["tokens_per_param"] = tuple(kw["tokens_per_param"])
         try:
             plan = cls(**kw)
         except TypeError as exc:
@@ -120,11 +116,11 @@ class Plan:
 
     def grid_tokens(self, size: dict, vocab: int, budget: float) -> int | None:
         """Tokens of the (size, budget) run with the cosine matched: exact FLOP = budget; None when D/N falls
-        outside grid_tokens_per_param (or tokens_per_param) or the run would be shorter than min_steps."""
+        outside tokens_per_param or the run would be shorter than min_steps."""
         n = accounting.n_params(self.shape(size, vocab))
         bt = self.batch_size * self.n_ctx
         d = budget / self.flop_per_token(size, vocab, exact=True)
-        lo, hi = self.grid_tokens_per_param or self.tokens_per_param
+        lo, hi = self.tokens_per_param
         if not lo <= d / n <= hi or d < self.min_steps * bt:
             return None
         return round(d / bt) * bt
@@ -498,8 +494,10 @@ def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, ru
 
 
 def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
-            surface_grid=None) -> ReconcileAnalysis:
-    """The reconcile analysis of a store written by the reconcile preset (runs found by their study names).
+            surface_grid=None, run_ids=None) -> ReconcileAnalysis:
+    """The reconcile analysis of a store written by the reconcile preset (runs found by their study names;
+    `run_ids`, when given, keeps only those runs: the preset passes its current specs' runs, so runs of an
+    earlier version of an edited plan, still in the store, are left out).
     `surface_grid`: approach 3's starting points (default: every 5th of Hoffmann et al.'s grid, ~900 starts, to
     keep five surface fits with their bootstraps to minutes)."""
     from scalinglab.laws.forms import get_form
@@ -518,6 +516,8 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
         raise StoreError(f"{store}: no runs of the reconcile studies ({', '.join(STUDY.values())}); is this the "
                          "store of `scalinglab reproduce --preset reconcile`?")
     done = runs[(runs["status"] == "done") & np.isfinite(pd.to_numeric(runs["final_test_loss"], errors="coerce"))]
+    if run_ids is not None:
+        done = done[done["run_id"].isin(set(run_ids))]
     by = {k: done[done["study"] == v].reset_index(drop=True) for k, v in STUDY.items()}
     if budgets is None:  # the grid's budgets, else a log grid over the long runs' compute
         g = by["cosine"]

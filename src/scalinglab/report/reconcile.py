@@ -148,10 +148,10 @@ validation loss (column "loss") is chosen and used for that size at every budget
 
 
 def write_reconcile_report(store, out_dir, *, n_resamples: int = 400, budgets=None, name: str = "reconcile",
-                           surface_grid=None) -> ReconcileReport:
+                           surface_grid=None, run_ids=None) -> ReconcileReport:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    an = analyse(store, budgets, n_resamples=n_resamples, surface_grid=surface_grid)
+    an = analyse(store, budgets, n_resamples=n_resamples, surface_grid=surface_grid, run_ids=run_ids)
     figures = []
     for fname, title, draw in (("exponent_path.png", "the exponent from (a) to (e), 95% intervals", fig_path),
                                ("isoflop_curves.png", "IsoFLOP curves per setting", fig_isoflop)):
