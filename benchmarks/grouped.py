@@ -11,6 +11,8 @@ imported and a warm-up step taken before the clock starts, so start-up is left o
 - packed: the local executor's packing: W = cores // threads worker processes at once, threads per run as the
   executor gives them (`sweep.cost.threads_for`), each worker training its share of the runs one after another
   with `train_run`; the time is the makespan (the longest worker's sum of its runs' wall times);
+- packed-1t: the same runs alone, but one thread each and cores processes at once (the thread policy apart
+  from grouping: grouped-split's fair reference);
 - grouped: one process on every core training the 4 runs together (`train_grouped`, batched matmuls);
 - grouped-vmap: the same with torch.vmap over torch.func.functional_call instead of explicit batched matmuls;
 - grouped-split: W processes of one thread, each training its share of the runs as a group.
@@ -33,12 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ARMS = ("packed", "grouped", "grouped-vmap", "grouped-split")
+ARMS = ("packed", "packed-1t", "grouped", "grouped-vmap", "grouped-split")
 
 
 # name -> (n_layer, d_model, n_head, n_ctx, batch_size): (a) is train_throughput.py's shape (a); the others bracket
 # the executor's grouping threshold (sweep.executor.GROUP_MAX_STEP_FLOP): a smaller and a larger step
-SHAPES = {"a": (2, 64, 1, 128, 32), "small": (2, 32, 2, 64, 16), "b": (4, 128, 2, 256, 16)}
+SHAPES = {"a": (2, 64, 1, 128, 32), "small": (2, 32, 2, 64, 16), "tiny": (1, 16, 2, 64, 32), "b": (4, 128, 2, 256, 16),
+          "c": (6, 384, 6, 256, 8)}
 SHAPE = "a"
 
 
@@ -64,9 +67,9 @@ def worker(arm: str, data: str, runs: list[int], steps: int, threads: int) -> di
     cfgs = [configs(data, max(runs) + 1, steps, threads)[i] for i in runs]
     warm = configs(data, 1, 2, threads)[0]
     # warm-up outside the clock: first optimizer (torch._dynamo import), MKL's buffers, the data's pages
-    train_grouped([warm] * 2, how="vmap" if arm == "grouped-vmap" else "bmm") if arm != "packed" else train_run(warm)
+    train_grouped([warm] * 2, how="vmap" if arm == "grouped-vmap" else "bmm") if not arm.startswith("packed") else train_run(warm)
     t = time.perf_counter()
-    if arm == "packed":
+    if arm.startswith("packed"):
         results = [train_run(c) for c in cfgs]
     else:
         results = train_grouped(cfgs, how="vmap" if arm == "grouped-vmap" else "bmm")
@@ -82,7 +85,7 @@ def run_arm(arm: str, data: str, n_runs: int, steps: int, cores: int, threads_pa
     elif arm == "grouped-vmap":
         shares, threads = [list(range(n_runs))], cores
     else:
-        threads = threads_packed if arm == "packed" else 1
+        threads = threads_packed if arm == "packed" else 1  # packed-1t: the runs alone, one thread each
         w = max(1, cores // threads)
         shares = [list(range(n_runs))[k::w] for k in range(w)]
     src = str(Path(__file__).resolve().parents[1] / "src")

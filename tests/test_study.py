@@ -138,12 +138,13 @@ def test_local_workers_match_sequential(reference, tmp_path):
     assert again.ran == 0 and again.already_done == 6
 
 
-def test_local_executor_groups_same_shape_runs_and_each_matches_its_lone_run(reference, tmp_path):
-    """By default the local executor trains the study's small runs of one shape (3 seeds at each of 2 widths)
-    as batched groups: the store says so run by run, and each run's curve is its lone run's to float rounding."""
+def test_grouping_local_executor_groups_same_shape_runs_and_each_matches_its_lone_run(reference, tmp_path):
+    """Asked to group, the local executor trains the study's small runs of one shape (3 seeds at each of 2
+    widths) as batched groups: the store says so run by run, and each run's curve is its lone run's to float
+    rounding."""
     study, ref = reference
     local = dataclasses.replace(study, store_path=tmp_path / "grouped.sqlite")
-    summary = run_study(local, executor="local", workers=2, progress=False)
+    summary = run_study(local, executor="local", workers=2, progress=False, group=True)
     assert summary.done == 6 and summary.ran == 6 and summary.ok
     with RunStore(local.store_path, readonly=True) as s:
         devices = s.runs().set_index("run_id")["device"].to_dict()
@@ -189,7 +190,7 @@ def test_driver_sigkill_then_restart_completes_every_run_once(reference, tmp_pat
     spec = study.spec_path
     store = tmp_path / "killed.sqlite"
     cmd = [sys.executable, "-m", "scalinglab.cli", "study", "run", str(spec), "--store", str(store), "--workers", "2",
-           "--no-progress", "--no-probe", "--no-group"]  # fmt: skip (lone runs resume bit-exactly)
+           "--no-progress", "--no-probe"]  # fmt: skip
     rng = random.Random(20240521)
     kills = 0
     for _ in range(3):

@@ -65,7 +65,7 @@ def copy_preset(preset: str, out: Path) -> list[Path]:
 
 def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: int | None = None,
               n_resamples: int | None = None, progress: bool | str = True, log=print,
-              group: bool = True) -> ReproduceResult:
+              group: bool = False) -> ReproduceResult:
     from scalinglab.report.html import write_report
     from scalinglab.sweep import load_study, run_study
 
@@ -107,7 +107,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
 
 
 def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=None, progress=True,
-                        log=print, group: bool = True) -> ReproduceResult:
+                        log=print, group: bool = False) -> ReproduceResult:
     """The reconcile preset: its plan (OUT/plan.toml) expanded into study specs written to OUT, each run into
     OUT/study.sqlite; the tuned grid planned from the sweep's results; then the reconcile report."""
     from scalinglab.analysis import reconcile as rc

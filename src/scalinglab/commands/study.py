@@ -2,7 +2,7 @@
 
     scalinglab study run SPEC [--dry-run] [--workers W] [--threads-per-worker T] [--ray auto|ADDRESS]
                               [--nproc-per-node K] [--sequential] [--retry-failed] [--max-attempts K]
-                              [--no-group] [--store PATH]
+                              [--group] [--store PATH]
     scalinglab study status SPEC [--store PATH]
 """
 
@@ -33,8 +33,9 @@ def register(sub) -> None:
     rp.add_argument("--retry-failed", action="store_true", help="also re-run runs that failed")
     rp.add_argument("--max-attempts", type=int, default=3, metavar="K",
                     help="Ray: resubmit a run whose worker process died, up to K attempts in all (default 3)")
-    rp.add_argument("--no-group", action="store_true",
-                    help="train every run alone (default: small runs of one shape train together, batched)")
+    rp.add_argument("--group", action="store_true",
+                    help="train small runs of one shape together as one batched model (measured no faster on 2 "
+                         "cores: benchmarks/grouped.py)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar (a line per finished run stays)")
     rp.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimate)")
     rp.set_defaults(func=cmd_run)
@@ -65,7 +66,7 @@ def cmd_run(args) -> int:
                         ray_address=args.ray, retry_failed=args.retry_failed,
                         progress="lines" if args.no_progress else True, nproc_per_node=args.nproc_per_node,
                         probe=False if args.no_probe else None, max_attempts=args.max_attempts,
-                        group=not args.no_group)
+                        group=args.group)
     if summary.failed:
         console.print(f"{summary.failed} run(s) failed (see `scalinglab study status {args.spec}`); "
                       "re-run with --retry-failed", highlight=False)

@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 from scalinglab import accounting
 from scalinglab.config import RunConfig
 
-# FLOP per optimizer step below which one thread is best; each doubling above it earns one more thread.
-ONE_THREAD_FLOP_PER_STEP = 2e9
+# FLOP per optimizer step below which one thread is best; each doubling above it earns one more thread. Runs are
+# packed side by side, so a run's second thread only pays where intra-op threading gains more than a second run
+# beside it would. Measured on 2 cores (benchmarks/grouped.py, packed vs packed-1t: 4 runs as one 2-thread run at a
+# time, or as two 1-thread runs side by side): two 1-thread runs gave 1.42x the throughput at 9e9 FLOP per step
+# (shape a), 1.49x at 3.9e10 (b), 1.18x at 1.6e11 (c). (It was 2e9, which gave every one of them 2 threads.)
+ONE_THREAD_FLOP_PER_STEP = 4e11
 RUN_STARTUP_S = 0.3  # per-run set-up in a warm worker (dataset open, model build, first evaluation windows)
 
 

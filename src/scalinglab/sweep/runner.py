@@ -292,7 +292,7 @@ def run_study(
     nproc_per_node: int | None = None,
     probe: bool | None = None,
     max_attempts: int = 3,
-    group: bool = True,
+    group: bool = False,
 ) -> StudySummary:
     """Run every run of `study` that is not done and return a StudySummary.
 
@@ -304,7 +304,7 @@ def run_study(
     (DDP), one run after another. probe: time a few steps first for the wall-time estimate (default: when
     progress is shown). max_attempts: Ray resubmits a run whose worker process died, up to this many attempts in
     all (each one counted in the store's `attempts`). group: the local and sequential executors train small
-    runs of one shape together as one batched model (sweep.executor.group_tasks); False trains each alone."""
+    runs of one shape together as one batched model (sweep.executor.group_tasks); default: each alone."""
     from scalinglab.store import RunStore
 
     if executor not in EXECUTORS:
