@@ -10,8 +10,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("reproduce", help="reproduce Kaplan et al. 2020 at this machine's scale (resumable)")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
-                   help="ci (~1 min), smoke (< 10 min on 2 cores, default), cpu (~1 h), gpu (one GPU, hours); "
-                        "reconcile (Kaplan vs Chinchilla, ~2 h on 2 cores), reconcile_gpu (one GPU)")
+                   help="ci (~1 min), smoke (~10 min on 2 cores, default), cpu (~1 h), gpu (one GPU, hours); "
+                        "reconcile (Kaplan vs Chinchilla, ~1.5 h on 2 cores), reconcile_gpu (one GPU)")
     p.add_argument("--out", default=None, help="output directory (default: reproduce-<preset>)")
     p.add_argument("--workers", type=int, default=None, help="runs trained at once (default: fill the cores)")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples per fitted law")
