@@ -67,7 +67,10 @@ def worker(arm: str, data: str, runs: list[int], steps: int, threads: int) -> di
     cfgs = [configs(data, max(runs) + 1, steps, threads)[i] for i in runs]
     warm = configs(data, 1, 2, threads)[0]
     # warm-up outside the clock: first optimizer (torch._dynamo import), MKL's buffers, the data's pages
-    train_grouped([warm] * 2, how="vmap" if arm == "grouped-vmap" else "bmm") if not arm.startswith("packed") else train_run(warm)
+    if arm.startswith("packed"):
+        train_run(warm)
+    else:
+        train_grouped([warm] * 2, how="vmap" if arm == "grouped-vmap" else "bmm")
     t = time.perf_counter()
     if arm.startswith("packed"):
         results = [train_run(c) for c in cfgs]
@@ -153,7 +156,7 @@ def main() -> int:
     tokens = args.runs * args.steps * batch * n_ctx
     step = flop_per_step(configs(data, 1, args.steps)[0], vocab)
     print(f"grouped training: {args.runs} runs of shape {SHAPE} (L{n_layer} d{d_model} h{n_head} T{n_ctx} V{vocab} "
-          f"B{batch}), {args.steps} steps each, on {cores} cores; {step:.2g} FLOP per step (the executor groups "
+          f"B{batch}), {args.steps} steps each, on {cores} cores; {step:.2g} FLOP per step (--group groups "
           f"runs below {GROUP_MAX_STEP_FLOP:.0g}); {threads_packed} thread(s) per packed run; float32 matmul peak "
           f"{peak:.0f} GFLOP/s; load average {load_start} at the start, {load()} at the end\n")  # fmt: skip
     header = f"{'arm':<14} {'processes x threads':>19} {'time s':>7} {'tok/s':>8} {'vs packed':>9} " \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_chec
 
 
 def test_nan_between_logged_steps_stops_the_run_with_its_step(byte_dataset, tmp_path):
-    # an LR of 1000 without clipping makes the loss non-finite at step 5; with train_log_every large the loss
+    # an LR of 1000 without clipping makes the loss non-finite within a few steps; with train_log_every large the loss
     # is read only at the evaluation steps (1, 9, 80 here), and the run still names the step it went bad at
     cfg = _config(byte_dataset, grad_clip=0.0, warmup_steps=1, train_log_every=1000)
     cfg.lr, cfg.n_evals = 1e3, 3
@@ -145,7 +146,10 @@ def test_nan_between_logged_steps_stops_the_run_with_its_step(byte_dataset, tmp_
     result = train_run(cfg, store=store, checkpoint_dir=tmp_path / "ckpt")
     assert result.status == "diverged"
     row = store.runs().iloc[0]
-    assert row["status"] == "diverged" and "non-finite at step 5" in row["error"]
+    # the step it went bad at (5 on torch 2.13, 4 on 2.5: the numerics of LR 1000 differ), not the evaluation
+    # step 9 where the loss was next read
+    went_bad = re.search(r"non-finite at step (\d+)", row["error"])
+    assert row["status"] == "diverged" and went_bad and 1 < int(went_bad.group(1)) < 9, row["error"]
     assert eval_steps(STEPS, 3) == [1, 9, STEPS] and json.loads(row["final_metrics"])["steps_done"] == 9
 
 
