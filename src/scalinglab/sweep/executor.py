@@ -74,6 +74,14 @@ def group_tasks(tasks: list[RunTask], *, workers: int = 1, flop: dict[str, float
 class Executor:
     name = "executor"
     writes_store = True
+    group = False  # train small same-shape runs as groups (the sequential and local executors)
+    vocab_size: int | None = None  # the study's vocabulary, which grouping needs to size a step
+
+    def units(self, tasks: list[RunTask], *, workers: int = 1, flop: dict[str, float] | None = None):
+        """What to train, unit by unit: `group_tasks` when grouping is on, else each run alone."""
+        if not self.group:
+            return [[t] for t in tasks]
+        return group_tasks(tasks, workers=workers, flop=flop, vocab_size=self.vocab_size)
 
     def run(self, tasks: list[RunTask], *, on_start: OnStart, on_done: OnDone) -> None:
         raise NotImplementedError
@@ -87,12 +95,8 @@ class SequentialExecutor(Executor):
 
     name = "sequential"
 
-    def __init__(self, *, group: bool = False, vocab_size: int | None = None):
-        self.group, self.vocab_size = group, vocab_size
-
     def run(self, tasks, *, on_start, on_done) -> None:
-        units = group_tasks(tasks, vocab_size=self.vocab_size) if self.group else [[t] for t in tasks]
-        for unit in units:
+        for unit in self.units(tasks):
             for t in unit:
                 on_start(t)
             for outcome in run_group(unit):
@@ -100,20 +104,18 @@ class SequentialExecutor(Executor):
 
 
 class LocalExecutor(Executor):
-    """Worker processes on this machine, packed to fill the cores (sweep.local); small same-shape runs grouped."""
+    """Worker processes on this machine, packed to fill the cores (sweep.local); with `group`, small same-shape
+    runs grouped."""
 
     name = "local"
 
-    def __init__(self, pool, *, cores: int, flop: dict[str, float], group: bool = False,
-                 vocab_size: int | None = None):
+    def __init__(self, pool, *, cores: int, flop: dict[str, float]):
         self.pool, self.cores, self.flop = pool, cores, flop
-        self.group, self.vocab_size = group, vocab_size
 
     def run(self, tasks, *, on_start, on_done) -> None:
         from scalinglab.sweep.local import run_local
 
-        units = (group_tasks(tasks, workers=self.pool.workers, flop=self.flop, vocab_size=self.vocab_size)
-                 if self.group else [[t] for t in tasks])  # fmt: skip
+        units = self.units(tasks, workers=self.pool.workers, flop=self.flop)
         run_local(units, flop=self.flop, cores=self.cores, pool=self.pool, on_start=on_start, on_done=on_done)
 
     def close(self) -> None:

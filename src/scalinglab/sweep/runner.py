@@ -338,13 +338,14 @@ def run_study(
             if ddp:
                 ex = DDPExecutor(nproc_per_node)
             elif executor == "sequential":
-                ex = SequentialExecutor(group=group, vocab_size=_vocab_size(study))
+                ex = SequentialExecutor()
             elif executor == "ray":
                 ex = RayExecutor(ray_address, max_attempts=max_attempts)
             elif ex is not None:
                 ex.cores = max(plan.cores, plan.workers * (threads_per_worker or 1))
                 ex.flop = {r.run_id: r.flop for r in todo}
-                ex.group, ex.vocab_size = group, _vocab_size(study)
+            if group and isinstance(ex, (SequentialExecutor, LocalExecutor)):
+                ex.group, ex.vocab_size = True, _vocab_size(study)
             if progress:
                 _print_header(plan, executor if not ddp else f"torchrun x{nproc_per_node}")
             by_id = {r.run_id: r for r in plan.runs}

@@ -142,13 +142,12 @@ def run_group(tasks: list[RunTask], write_store: bool = True) -> list[Outcome]:
                                 checkpoint_dirs=[t.checkpoint_dir for t in tasks],
                                 on_progress=lambda _info: exit_if_orphaned())
     except Exception as exc:  # noqa: BLE001 - the group's failure is not any one run's: each run gets its own try
-        if store is not None:
-            store.close()
         print(f"scalinglab: a group of {len(tasks)} runs could not train together ({type(exc).__name__}: {exc}); "
               "training each alone", file=sys.stderr, flush=True)
         return [run_task(t, write_store) for t in tasks]
-    if store is not None:
-        store.close()
+    finally:
+        if store is not None:
+            store.close()
     return [Outcome(t.run_id, c.name, r.status, _brief(r.summary), r.summary.get("error"),
                     None if write_store else r) for t, c, r in zip(tasks, configs, results)]  # fmt: skip
 
