@@ -59,12 +59,11 @@ def matmul_peak_gflops(seconds: float = 3.0) -> float:
     return best
 
 
-def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) -> dict:
-    """Time training steps of one shape with one implementation, in this process."""
+def build_step(name: str, impl: str, d_head: int = 64):
+    """(step, shape, tokens per step): one training step of shape `name` as `impl` runs it (see the module doc)."""
     import torch
     import torch.nn.functional as F
 
-    from scalinglab import accounting
     from scalinglab._runtime import keep_freed_memory
     from scalinglab.config import RunConfig
     from scalinglab.model import Transformer
@@ -91,11 +90,22 @@ def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) 
     def step(i: int) -> float:
         loss = loss_fn(batches[i % len(batches)])
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        with torch.profiler.record_function("clip_grad_norm_"):  # a label for step_profile.py; free otherwise
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return float(loss)
 
+    return step, shape, batch * n_ctx
+
+
+def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) -> dict:
+    """Time training steps of one shape with one implementation, in this process."""
+    import torch
+
+    from scalinglab import accounting
+
+    step, shape, tok_per_step = build_step(name, impl, d_head)
     for i in range(warmup):
         step(i)
     times, t_end = [], time.perf_counter() + seconds
@@ -103,7 +113,6 @@ def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) 
         t = time.perf_counter()
         step(len(times))
         times.append(time.perf_counter() - t)
-    tok_per_step = batch * n_ctx
     return dict(
         shape=name, impl=impl, n_head=shape.n_head, steps=len(times),
         tokens_per_s=tok_per_step / statistics.median(times),
