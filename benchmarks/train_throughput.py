@@ -20,7 +20,12 @@ MFU = 3 x forward_flop_per_token_exact (accounting.py, unembedding and dense att
 over the measured peak. On a shared machine other processes take cores at random moments, so each
 implementation runs --rounds times, alternating with the others, and the table shows the best round (a round's
 figure is the median step time over its timed steps); the peak is the better of a measurement before and one
-after; the load average is printed so a busy machine shows.
+after; the load average is printed so a busy machine shows. Because the machine's speed drifts by tens of per cent
+from minute to minute (other tenants), two more figures follow: scalinglab against plain round by round (the two
+processes of a round run back to back, so in about the same state), scalinglab against plain step by step in one
+process (both models and optimizers in one process with the same allocator setting, steps alternating: the most
+precise comparison, since both see the same machine state), and scalinglab's MFU on the peak measured by
+its own process just before its steps.
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) 
     from scalinglab import accounting
 
     step, shape, tok_per_step = build_step(name, impl, d_head)
+    own_peak = matmul_peak_gflops(1.5)  # this process's peak, just before its steps: the machine's speed drifts
     for i in range(warmup):
         step(i)
     times, t_end = [], time.perf_counter() + seconds
@@ -118,8 +124,27 @@ def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) 
         tokens_per_s=tok_per_step / statistics.median(times),
         tokens_per_s_mean=tok_per_step * len(times) / sum(times),
         flop_per_token=3.0 * accounting.forward_flop_per_token_exact(shape),
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads(), own_peak=own_peak,
     )  # fmt: skip
+
+
+def interleaved(name: str, seconds: float, d_head: int, warmup: int = 3) -> dict:
+    """Plain and scalinglab in one process (both keep freed memory), one step of each in turn: the two see the
+    same machine state step by step, so their ratio is free of the drift between processes."""
+    plain, _, tok_per_step = build_step(name, "plain", d_head)
+    fast, _, _ = build_step(name, "scalinglab", d_head)
+    for i in range(warmup):
+        plain(i), fast(i)
+    times: dict[str, list[float]] = {"plain": [], "scalinglab": []}
+    t_end = time.perf_counter() + 2 * seconds
+    while time.perf_counter() < t_end or len(times["plain"]) < 5:
+        for impl, step in (("plain", plain), ("scalinglab", fast)):
+            t = time.perf_counter()
+            step(len(times[impl]))
+            times[impl].append(time.perf_counter() - t)
+    return dict(shape=name, impl="interleaved", steps=len(times["plain"]),
+                ratio=statistics.median(times["plain"]) / statistics.median(times["scalinglab"]),
+                **{f"{k}_tokens_per_s": tok_per_step / statistics.median(v) for k, v in times.items()})  # fmt: skip
 
 
 def run_worker(name: str, impl: str, seconds: float, d_head: int) -> dict:
@@ -137,10 +162,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="timed seconds per shape and implementation")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per shape; the best counts")
     ap.add_argument("--d-head", type=int, default=64, help="head width; n_head = d_model // d_head (default 64)")
-    ap.add_argument("--worker", choices=list(IMPLS), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=[*IMPLS, "interleaved"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     names = args.only or sorted(SHAPES)
 
+    if args.worker == "interleaved":
+        print(json.dumps(interleaved(names[0], args.seconds, args.d_head)))
+        return 0
     if args.worker:
         print(json.dumps(measure(names[0], args.worker, args.seconds, args.d_head)))
         return 0
@@ -152,10 +180,19 @@ def main(argv=None) -> int:
     results, load_rows = [], []
     for name in names:
         rounds: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
+        inter: list[float] = []
         for _ in range(max(1, args.rounds)):
             for impl, runs in rounds.items():
                 runs.append(run_worker(name, impl, args.seconds, args.d_head))
-        results.append({impl: max(r, key=lambda x: x["tokens_per_s"]) for impl, r in rounds.items()})
+            inter.append(run_worker(name, "interleaved", args.seconds, args.d_head)["ratio"])
+        best = {impl: max(r, key=lambda x: x["tokens_per_s"]) for impl, r in rounds.items()}
+        # scalinglab against plain within each round (adjacent processes, so the same state of a drifting machine)
+        best["ratios"] = sorted(f["tokens_per_s"] / p["tokens_per_s"] for f, p in zip(rounds["scalinglab"],
+                                                                                     rounds["plain"]))
+        best["interleaved"] = sorted(inter)
+        best["own_mfu"] = max(r["tokens_per_s"] * r["flop_per_token"] / (r["own_peak"] * 1e9)
+                              for r in rounds["scalinglab"])  # fmt: skip
+        results.append(best)
         load_rows.append(load())
     # the peak, too, is the best of two measurements (before and after), so a busy moment does not inflate MFU
     peak = max(peak_start, matmul_peak_gflops())
@@ -174,6 +211,13 @@ def main(argv=None) -> int:
               f"{plain['tokens_per_s']:>11,.0f} {mfu(plain):>5.2f} {fast['tokens_per_s']:>10,.0f} {mfu(fast):>5.2f} "
               f"{fast['tokens_per_s'] / plain['tokens_per_s']:>7.2f}x "
               f"{fast['tokens_per_s'] / old['tokens_per_s']:>8.2f}x {load_row:>14}")  # fmt: skip
+    print("\nscalinglab vs plain: round by round in adjacent processes, and step by step in one process "
+          "(median, range over rounds); scalinglab's best MFU on the peak its own process measured before its steps:")
+    for name, res in zip(names, results):
+        r, i = res["ratios"], res["interleaved"]
+        print(f"  ({name}) by round {statistics.median(r):.2f}x ({r[0]:.2f}-{r[-1]:.2f}x), step by step "
+              f"{statistics.median(i):.2f}x ({i[0]:.2f}-{i[-1]:.2f}x) over {len(r)} rounds; "
+              f"MFU on own peak {res['own_mfu']:.2f}")
     print(f"\ntok/s: best of {args.rounds} alternating rounds (each the median step over >= {args.seconds:g} s); "
           f"MFU: 3 x exact forward FLOP/token x tok/s / peak (GFLOP/s {peak:.0f}).\nHeadline: 'vs plain', the same "
           "allocator setting in both processes; 'vs malloc' is against glibc's defaults (the old baseline).")
