@@ -3,17 +3,21 @@
     PYTHONPATH=src python benchmarks/compile_blocks.py               # shapes a and b of train_throughput.py
     PYTHONPATH=src python benchmarks/compile_blocks.py --only c --steps 10
 
-One process, one model, one optimizer: the blocks (`Transformer.hidden`: embeddings, blocks, final LayerNorm) run
-eager and compiled in alternate training steps, the loss staying the fused one (`fused_loss`, which compiled code
-would replace by the plain one), so both see the same machine state and the ratio is free of drift. Prints the
-compile time (the first compiled step; inductor caches its kernels on disk, so a second run of this script pays
-less), the median step of each, and their ratio.
+The blocks (`Transformer.hidden`: embeddings, blocks, final LayerNorm) eager in one fresh process and compiled in
+the next, --rounds times, the loss staying the fused one (`fused_loss`, which compiled code would replace by the
+plain one). Separate processes because eager steps in a process that had also run the compiled blocks measured
+1.8-2.7x slower than in a process of their own, which made a one-process A/B meaningless. Prints the first
+compiled step (the compile; inductor caches its kernels on disk, so later processes pay less), the best median
+step of each arm, and the ratio round by round (adjacent processes, about the same state of a drifting machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,11 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import SHAPES  # noqa: E402
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=sorted(SHAPES), action="append", help="shape(s) (default: a, b)")
-    ap.add_argument("--steps", type=int, default=20, help="timed steps of each (default 20)")
-    args = ap.parse_args(argv)
+def measure(name: str, arm: str, steps: int) -> dict:
+    """Median training step of shape `name` with the blocks eager or compiled, in this process."""
     import torch
 
     from scalinglab._runtime import keep_freed_memory
@@ -37,42 +38,67 @@ def main(argv=None) -> int:
     from scalinglab.trainer import make_optimizer
 
     keep_freed_memory()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for name in args.only or ["a", "b"]:
-        n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
-        cfg = RunConfig(n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // 64), n_ctx=n_ctx,
-                        batch_size=batch)  # fmt: skip
-        torch.manual_seed(0)
-        model = Transformer(cfg.shape(vocab))
-        optimizer = make_optimizer(model, cfg, lr=1e-3)
-        params = list(model.parameters())
-        batches = [torch.randint(0, vocab, (batch, n_ctx + 1)) for _ in range(4)]
-        arms = {"eager": model.hidden, "compiled": torch.compile(model.hidden)}
+    n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
+    cfg = RunConfig(n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // 64), n_ctx=n_ctx,
+                    batch_size=batch)  # fmt: skip
+    torch.manual_seed(0)
+    model = Transformer(cfg.shape(vocab))
+    optimizer = make_optimizer(model, cfg, lr=1e-3)
+    params = list(model.parameters())
+    batches = [torch.randint(0, vocab, (batch, n_ctx + 1)) for _ in range(4)]
+    hidden = torch.compile(model.hidden) if arm == "compiled" else model.hidden
 
-        def step(hidden, i: int) -> None:
-            mb = batches[i % len(batches)]
-            h = hidden(mb[:, :-1])
-            linear_cross_entropy(h.flatten(0, 1), model.unembedding_weight, mb[:, 1:].flatten()).backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+    def step(i: int) -> None:
+        mb = batches[i % len(batches)]
+        h = hidden(mb[:, :-1])
+        linear_cross_entropy(h.flatten(0, 1), model.unembedding_weight, mb[:, 1:].flatten()).backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
+    t = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - t
+    for i in range(3):
+        step(i)
+    times = []
+    for i in range(steps):
         t = time.perf_counter()
-        step(arms["compiled"], 0)
-        compile_s = time.perf_counter() - t
-        for i in range(3):
-            for hidden in arms.values():
-                step(hidden, i)
-        times: dict[str, list[float]] = {k: [] for k in arms}
-        for i in range(args.steps):
-            for k, hidden in arms.items():
-                t = time.perf_counter()
-                step(hidden, i)
-                times[k].append(time.perf_counter() - t)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"({name}) L{n_layer} d{d_model} T{n_ctx} B{batch}: first compiled step {compile_s:.1f} s; step eager "
-              f"{med['eager'] * 1e3:.1f} ms, compiled {med['compiled'] * 1e3:.1f} ms: compiled "
-              f"{med['eager'] / med['compiled']:.3f}x over {args.steps} alternating steps")  # fmt: skip
+        step(i)
+        times.append(time.perf_counter() - t)
+    return dict(first_s=first, step_s=statistics.median(times))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=sorted(SHAPES), action="append", help="shape(s) (default: a, b)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per process (default 20)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the two processes (default 3)")
+    ap.add_argument("--worker", choices=["eager", "compiled"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    names = args.only or ["a", "b"]
+    if args.worker:
+        print(json.dumps(measure(names[0], args.worker, args.steps)))
+        return 0
+    import torch
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in names:
+        res: dict[str, list[dict]] = {"eager": [], "compiled": []}
+        for _ in range(args.rounds):
+            for arm in res:
+                cmd = [sys.executable, __file__, "--worker", arm, "--only", name, "--steps", str(args.steps)]
+                out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+                res[arm].append(json.loads(out.strip().splitlines()[-1]))
+        ratios = sorted(e["step_s"] / c["step_s"] for e, c in zip(res["eager"], res["compiled"]))
+        n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
+        print(f"({name}) L{n_layer} d{d_model} T{n_ctx} B{batch}: first compiled step "
+              f"{min(c['first_s'] for c in res['compiled']):.1f}-{max(c['first_s'] for c in res['compiled']):.1f} s; "
+              f"step eager {min(e['step_s'] for e in res['eager']) * 1e3:.1f} ms, compiled "
+              f"{min(c['step_s'] for c in res['compiled']) * 1e3:.1f} ms (best of {args.rounds}); compiled "
+              f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x round by round)")  # fmt: skip
     return 0
 
 

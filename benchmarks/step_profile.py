@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/step_profile.py                 # shapes a, b, c of train_throughput.py
     PYTHONPATH=src python benchmarks/step_profile.py --only a --steps 20
+    PYTHONPATH=src python benchmarks/step_profile.py --shape 1,16,2,128,2048,32      # n_layer,d_model,n_head,T,V,B
 
 For each shape, scalinglab's training step (the "scalinglab" arm of train_throughput.py: fused loss, fused AdamW,
 global-norm clipping) runs under torch.profiler with FLOP counting. Every op's self time is put in one kind:
@@ -68,13 +69,13 @@ def gemm_flop(event) -> float:
     return 0.0
 
 
-def profile_shape(name: str, steps: int, warmup: int = 3) -> dict:
+def profile_shape(name: str, steps: int, d_head: int = 64, warmup: int = 3) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from scalinglab import accounting
 
-    step, shape, tokens = build_step(name, "scalinglab")
+    step, shape, tokens = build_step(name, "scalinglab", d_head)
     for i in range(warmup):
         step(i)
     times = []
@@ -117,11 +118,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=sorted(SHAPES), action="append", help="shape(s) (default: all)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps, and profiled steps (default 10)")
+    ap.add_argument("--shape", metavar="L,D,H,T,V,B", help="another shape: n_layer, d_model, n_head, n_ctx, vocabulary, "
+                    "batch (e.g. 1,16,2,128,2048,32, the cpu preset's smallest model), profiled as 'custom'")
     args = ap.parse_args(argv)
+    names = args.only or ([] if args.shape else sorted(SHAPES))
+    heads = {}
+    if args.shape:
+        n_layer, d_model, n_head, n_ctx, vocab, batch = (int(x) for x in args.shape.split(","))
+        SHAPES["custom"] = (n_layer, d_model, n_ctx, vocab, batch)
+        heads["custom"] = d_model // n_head
+        names.append("custom")
     import torch
 
     peak = matmul_peak_gflops()
-    results = {name: profile_shape(name, args.steps) for name in args.only or sorted(SHAPES)}
+    results = {name: profile_shape(name, args.steps, heads.get(name, 64)) for name in names}
     peak = max(peak, matmul_peak_gflops())
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"float32 matmul peak: {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads (torch {torch.__version__}, "
