@@ -14,7 +14,8 @@ global-norm clipping) runs under torch.profiler with FLOP counting. Every op's s
 - outside ops: the profiled step's wall time minus every op's self time (Python, dispatch, and the profiler's
   own cost, so this line overstates dispatch).
 
-Then three MFU figures on the measured float32 matmul peak: the step's (timed without the profiler, median of
+Then three MFU figures on the float32 matmul peak (the better of one measurement just before the shape's steps and
+one just after, since the machine's speed drifts): the step's (timed without the profiler, median of
 --steps steps), and two ceilings: every op but the GEMMs and attention taking no time ("GEMM+attn bound"), and the
 GEMMs alone at their measured speed ("GEMM bound"). A ceiling below a target says the target needs faster matrix
 products at these shapes, not less overhead around them.
@@ -130,16 +131,18 @@ def main(argv=None) -> int:
         names.append("custom")
     import torch
 
-    peak = matmul_peak_gflops()
-    results = {name: profile_shape(name, args.steps, heads.get(name, 64)) for name in names}
-    peak = max(peak, matmul_peak_gflops())
+    results = {}
+    for name in names:  # each shape's peak: the better of one taken just before its steps and one just after
+        before = matmul_peak_gflops()
+        results[name] = profile_shape(name, args.steps, heads.get(name, 64))
+        results[name]["peak"] = max(before, matmul_peak_gflops())
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"float32 matmul peak: {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads (torch {torch.__version__}, "
-          f"load average {load})\n")  # fmt: skip
+    print(f"float32 matmul peak measured around each shape, on {torch.get_num_threads()} threads (torch "
+          f"{torch.__version__}, load average {load})\n")  # fmt: skip
     for name, r in results.items():
-        s, ps = r["shape"], r["profiled_step_s"]
+        s, ps, peak = r["shape"], r["profiled_step_s"], r["peak"]
         print(f"({name}) L{s.n_layer} d{s.d_model} h{s.n_head} T{s.n_ctx} V{s.vocab_size}, {r['tokens']} tokens/step: "
-              f"step {r['step_s'] * 1e3:.1f} ms unprofiled, {ps * 1e3:.1f} ms profiled")  # fmt: skip
+              f"step {r['step_s'] * 1e3:.1f} ms unprofiled, {ps * 1e3:.1f} ms profiled; peak {peak:.0f} GFLOP/s")  # fmt: skip
         for kind in KINDS:
             t = r["per_step"][kind]
             rate = ""
