@@ -10,9 +10,9 @@ contributions to the gradients of the hidden states and of the unembedding matri
 in the forward pass (the loss is the graph's last node, so nothing is wasted); backward scales them by 1/tokens
 and the incoming gradient in one pass.
 
-Measured (benchmarks/step_profile.py): at d_model 64-128 the three matrix products of the unembedding run at
-~0.55-0.6 of the machine's float32 matmul peak and take most of this function's time; the passes over the
-logits are ~1/4 of it.
+Measured (benchmarks/step_profile.py): at d_model 64 the unembedding's three matrix products ran at 0.45-0.60
+of the machine's float32 matmul peak and take most of this function's time; the passes over the logits take
+about a quarter of it.
 """
 
 from __future__ import annotations
