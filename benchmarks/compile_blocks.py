@@ -24,49 +24,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_throughput import SHAPES  # noqa: E402
+from train_throughput import SHAPES, build_step, time_steps  # noqa: E402
 
 
 def measure(name: str, arm: str, steps: int) -> dict:
     """Median training step of shape `name` with the blocks eager or compiled, in this process."""
-    import torch
-
-    from scalinglab._runtime import keep_freed_memory
-    from scalinglab.config import RunConfig
-    from scalinglab.fused_loss import linear_cross_entropy
-    from scalinglab.model import Transformer
-    from scalinglab.trainer import make_optimizer
-
-    keep_freed_memory()
-    n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
-    cfg = RunConfig(n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // 64), n_ctx=n_ctx,
-                    batch_size=batch)  # fmt: skip
-    torch.manual_seed(0)
-    model = Transformer(cfg.shape(vocab))
-    optimizer = make_optimizer(model, cfg, lr=1e-3)
-    params = list(model.parameters())
-    batches = [torch.randint(0, vocab, (batch, n_ctx + 1)) for _ in range(4)]
-    hidden = torch.compile(model.hidden) if arm == "compiled" else model.hidden
-
-    def step(i: int) -> None:
-        mb = batches[i % len(batches)]
-        h = hidden(mb[:, :-1])
-        linear_cross_entropy(h.flatten(0, 1), model.unembedding_weight, mb[:, 1:].flatten()).backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step, _, _ = build_step(name, "scalinglab", compile_blocks=arm == "compiled")
     t = time.perf_counter()
     step(0)
     first = time.perf_counter() - t
     for i in range(3):
         step(i)
-    times = []
-    for i in range(steps):
-        t = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - t)
-    return dict(first_s=first, step_s=statistics.median(times))
+    return dict(first_s=first, step_s=statistics.median(time_steps(step, steps)))
 
 
 def main(argv=None) -> int:

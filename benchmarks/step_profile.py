@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_throughput import SHAPES, build_step, matmul_peak_gflops  # noqa: E402
+from train_throughput import SHAPES, build_step, matmul_peak_gflops, time_steps  # noqa: E402
 
 GEMM_OPS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm"}
 KINDS = ("GEMM unembedding", "GEMM blocks", "attention", "loss other", "LayerNorm", "GELU", "AdamW",
@@ -79,11 +79,7 @@ def profile_shape(name: str, steps: int, d_head: int = 64, warmup: int = 3) -> d
     step, shape, tokens = build_step(name, "scalinglab", d_head)
     for i in range(warmup):
         step(i)
-    times = []
-    for i in range(steps):
-        t = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - t)
+    times = time_steps(step, steps)
     with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
         t = time.perf_counter()
         for i in range(steps):

@@ -64,8 +64,9 @@ def matmul_peak_gflops(seconds: float = 3.0) -> float:
     return best
 
 
-def build_step(name: str, impl: str, d_head: int = 64):
-    """(step, shape, tokens per step): one training step of shape `name` as `impl` runs it (see the module doc)."""
+def build_step(name: str, impl: str, d_head: int = 64, compile_blocks: bool = False):
+    """(step, shape, tokens per step): one training step of shape `name` as `impl` runs it (see the module doc).
+    compile_blocks: the blocks (`Transformer.hidden`) through torch.compile, the loss staying the fused one."""
     import torch
     import torch.nn.functional as F
 
@@ -82,6 +83,8 @@ def build_step(name: str, impl: str, d_head: int = 64):
     shape = cfg.shape(vocab)
     torch.manual_seed(0)
     model = Transformer(shape)
+    if compile_blocks:
+        model.hidden = torch.compile(model.hidden)  # forward calls self.hidden: only the blocks are compiled
     optimizer = make_optimizer(model, cfg, lr=1e-3, fused=impl == "scalinglab")
     params = list(model.parameters())
     batches = [torch.randint(0, vocab, (batch, n_ctx + 1)) for _ in range(4)]
@@ -102,6 +105,16 @@ def build_step(name: str, impl: str, d_head: int = 64):
         return float(loss)
 
     return step, shape, batch * n_ctx
+
+
+def time_steps(step, n: int) -> list[float]:
+    """Wall seconds of each of n calls step(0), ..., step(n - 1)."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def measure(name: str, impl: str, seconds: float, d_head: int, warmup: int = 3) -> dict:
