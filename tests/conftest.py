@@ -19,6 +19,23 @@ TEST_DATA = REPO / "tests" / "data"  # public data vendored for the tests, each 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _slow_seconds(item) -> float:
+    mark = item.get_closest_marker("slow")
+    return 0.0 if mark is None else float(mark.kwargs.get("seconds", 60))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest modules first (the sum of their tests' `slow(seconds=...)` estimates), each module's tests kept
+    together and in order, the rest as collected. With the README's `-n 2 --dist loadfile` each worker takes
+    the next whole module when it is free, so the long modules start at once instead of ending the run alone."""
+    cost: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        cost[item.module.__name__] = cost.get(item.module.__name__, 0.0) + _slow_seconds(item)
+        first.setdefault(item.module.__name__, i)
+    items.sort(key=lambda it: (-cost[it.module.__name__], first[it.module.__name__]))
+
+
 @pytest.fixture(scope="session")
 def byte_dataset(tmp_path_factory) -> Path:
     """A byte-level (vocab 256) dataset of ~2 MB of real text with validation and test splits and one transfer

@@ -165,6 +165,7 @@ def test_auto_with_too_few_sizes_says_so():
 # ------------------------------------------------------------------------------------------------ intervals
 
 
+@pytest.mark.slow(seconds=65)  # 50 backtests
 def test_prediction_intervals_cover_95_percent_on_synthetic_data():
     """Known noise (1% log-normal), 5 sizes x 4 ratios, the largest size held out, over 50 seeds."""
     inside = []
@@ -175,7 +176,7 @@ def test_prediction_intervals_cover_95_percent_on_synthetic_data():
     assert 0.90 <= cover <= 0.99, cover
 
 
-@pytest.mark.slow  # 50 backtests: about 2 CPU-minutes
+@pytest.mark.slow(seconds=80)  # 50 backtests
 def test_intervals_with_the_nested_error_term_stay_calibrated():
     """Seven sizes: the fitting data hold enough sizes for nested backtests, so the intervals carry their
     out-of-sample error term; on data that follow the law with known noise (1%) they must not turn into

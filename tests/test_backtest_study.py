@@ -45,6 +45,7 @@ def study_store(byte_dataset, tmp_path_factory):
     return train_study(tmp_path_factory.mktemp("study") / "s.sqlite", byte_dataset)
 
 
+@pytest.mark.slow(seconds=45)
 def test_every_study_report_predicts_before_it_sees(study_store, tmp_path):
     """The report of a real store: L(N, D) fitted without the largest size, and without the largest D, asked for
     those runs; the section shows what the analysis measured, its figure, and is read back from its cache."""

@@ -34,7 +34,7 @@ SEED = 20261128
 N_KILLS = 20
 CMD = [sys.executable, "-m", "scalinglab.cli", "reproduce", "--preset", "ci", "--quiet", "--bootstrap", "20"]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=300)
 
 
 def _edited_preset(out: Path) -> None:

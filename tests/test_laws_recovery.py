@@ -47,6 +47,7 @@ def test_noise_free_recovers_parameters(form):
     assert law.rmse_log < 1e-4
 
 
+@pytest.mark.slow(seconds=75)  # 50 fits of 120 resamples
 @pytest.mark.parametrize("form", list(TRUTH))
 def test_bootstrap_intervals_cover_truth(form):
     f = get_form(form)

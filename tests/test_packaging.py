@@ -58,7 +58,7 @@ def test_wheel_holds_every_preset_and_no_generated_data(wheel):
     assert not [n for n in names if n.endswith((".bin", ".sqlite"))]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=85)
 def test_wheel_installed_in_a_fresh_venv_runs_the_ci_preset_to_a_report(wheel, tmp_path):
     venv = tmp_path / "venv"
     # system site-packages give torch and friends without a download; the wheel itself is installed, no deps

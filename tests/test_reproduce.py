@@ -52,6 +52,7 @@ def ci_out(tmp_path_factory) -> dict:
             "stdout": res.stdout, "stderr": res.stderr}
 
 
+@pytest.mark.slow(seconds=80)  # the module's fixture runs the ci preset
 def test_resume_redoes_no_completed_run(ci_out):
     before, after = ci_out["before"], ci_out["after"]
     assert before, "the first run was killed before any run finished"

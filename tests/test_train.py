@@ -76,6 +76,7 @@ def _train_args(data, store):
             "--threads", "1", "--n-evals", "8", "--lr", "0.002", "--no-progress"]  # fmt: skip
 
 
+@pytest.mark.slow(seconds=60)
 def test_sigkill_and_resume_reaches_the_same_loss(byte_dataset, tmp_path):
     ref_store = tmp_path / "ref.sqlite"
     r = run_cli(*_train_args(byte_dataset, ref_store))
