@@ -89,7 +89,7 @@ def lbfgs_batched(objective: Objective, Z0: np.ndarray, W: np.ndarray | None = N
         return objective(Zs, None if Wfull is None else Wfull[idx])
 
     f, g = fg(np.arange(K), Z)
-    S = np.zeros((K, m, P))
+    S = np.zeros((K, m, P))  # curvature pairs, newest at index 0 (a row's older pairs shift down one)
     Y = np.zeros((K, m, P))
     rho = np.zeros((K, m))
     n_hist = np.zeros(K, dtype=int)
@@ -106,17 +106,15 @@ def lbfgs_batched(objective: Objective, Z0: np.ndarray, W: np.ndarray | None = N
         if act.size == 0:
             break
         ga = g[act]
-        # two-loop recursion, newest pair at slot (n_hist-1) % m; rows with fewer pairs simply have zeros
+        # two-loop recursion over the j-th newest pairs; rows with fewer than j + 1 pairs get rho 0 (no effect)
         q = ga.copy()
         na = n_hist[act]
         alphas = np.zeros((act.size, m))
         Sa, Ya, ra = S[act], Y[act], rho[act]
-        rows = np.arange(act.size)
 
         def pair(j):
             """(s, y, rho) of each row's j-th newest pair; rho 0 where a row has fewer than j + 1 pairs."""
-            slot = (na - 1 - j) % m
-            return Sa[rows, slot], Ya[rows, slot], np.where(j < na, ra[rows, slot], 0.0)
+            return Sa[:, j], Ya[:, j], np.where(j < na, ra[:, j], 0.0)
 
         for j in range(m):
             s_j, y_j, r_j = pair(j)
@@ -171,10 +169,9 @@ def lbfgs_batched(objective: Objective, Z0: np.ndarray, W: np.ndarray | None = N
         f[idx] = f_new[moved]
         good = sy > 1e-16 * np.maximum(1.0, np.einsum("kp,kp->k", y_vec, y_vec))
         gi = idx[good]
-        slot = n_hist[gi] % m
-        S[gi, slot] = s_vec[good]
-        Y[gi, slot] = y_vec[good]
-        rho[gi, slot] = 1.0 / sy[good]
+        for H, new in ((S, s_vec[good]), (Y, y_vec[good]), (rho, 1.0 / sy[good])):
+            H[gi, 1:] = H[gi, :-1]  # the oldest pair drops out
+            H[gi, 0] = new
         n_hist[gi] += 1
         n_iter[act] += 1
         small = df <= ftol * np.maximum(np.maximum(np.abs(f_old), np.abs(f[idx])), 1e-300)
