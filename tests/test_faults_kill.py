@@ -8,8 +8,11 @@ of the token budget so 20+ restarts fit in CI's time, and a checkpoint every 0.3
 Neither changes what is being tested: both copies (uninterrupted and killed) run the same edited spec, and the
 checkpoint interval is not part of a run's id.
 
-Kill points come from the measured uninterrupted run (its stage timings): one inside data preparation, one inside
-the report, the rest inside training, each a random slice of training time after that restart's first run starts.
+Kill points come from the measured uninterrupted run: one inside data preparation (its stage timing), one inside
+the report, the rest inside training. A training kill waits for that restart's first run to start and for the
+study to reach a seeded random share (2-85%) of the uninterrupted run's logged steps, then lands after a random
+fraction of the time two steps take: so the kills spread over the training whatever the machine's speed does
+between the two copies (the suite runs beside other tests, and the cores' speed drifts by tens of percent).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ def _attempts(store: Path) -> int:
     return sum(a for (a,) in _query(store, "SELECT attempts FROM runs"))
 
 
+def _progress(store: Path) -> int:
+    """Logged training steps of all runs (written at each checkpoint; a resumed run rewinds to its checkpoint)."""
+    return sum(n for (n,) in _query(store, "SELECT COUNT(*) FROM points"))
+
+
 def _n_done(store: Path) -> int:
     return len(_query(store, "SELECT run_id FROM runs WHERE status = 'done'"))
 
@@ -118,22 +126,26 @@ def test_ci_preset_killed_anywhere_finishes_every_run_once_with_identical_result
     startup = max(0.5, t_ref - stages["total_s"])  # interpreter and imports, before reproduce() starts its clock
     data_end = startup + stages["data_s"]
 
-    # kill points, seeded: one inside data preparation (timed from the start), the rest inside training (timed
-    # from the moment this restart's first run starts training, so every restart also pays its start-up), and
-    # one inside the report (timed from the moment the last run is done)
+    # kill points, seeded: one inside data preparation (timed from the start); the rest inside training, each
+    # once this restart's first run trains (so every restart also pays its start-up) and the study has logged a
+    # random share of the steps, then after a random fraction of the time two steps take; one inside the report
+    # (timed from the moment the last run is done)
     rng = random.Random(SEED)
-    slice_max = stages["runs_s"] / (N_KILLS - 2)  # the slices add up to about half the training
-    plan = ([("data", rng.uniform(startup, data_end))]
-            + [("training", rng.uniform(0.0, slice_max)) for _ in range(N_KILLS - 2)]
-            + [("report", rng.uniform(0.0, 0.8 * stages["report_s"]))])
+    total_steps = _progress(ref / "study.sqlite")
+    two_steps_s = 2 * stages["runs_s"] / total_steps
+    shares = sorted(rng.uniform(0.02, 0.85) for _ in range(N_KILLS - 2))
+    plan = ([("data", 0, rng.uniform(startup, data_end))]
+            + [("training", int(s * total_steps), rng.uniform(0.0, two_steps_s)) for s in shares]
+            + [("report", 0, rng.uniform(0.0, 0.8 * stages["report_s"]))])
     kills, where = 0, {}
     store = killed / "study.sqlite"
-    for phase, offset in plan:
+    for phase, steps, offset in plan:
         attempts0 = _attempts(store)
         proc = _start(killed)
         t_start = time.perf_counter()
         while proc.poll() is None:  # wait for the phase this kill point belongs to
-            if phase == "data" or (phase == "training" and _attempts(store) > attempts0) or (
+            if phase == "data" or (phase == "training" and _attempts(store) > attempts0
+                                   and _progress(store) >= steps) or (
                     phase == "report" and _n_done(store) == 5):
                 break
             time.sleep(0.02)
