@@ -29,11 +29,9 @@ def pytest_collection_modifyitems(config, items):
     together and in order, the rest as collected. With the README's `-n 2 --dist loadfile` each worker takes
     the next whole module when it is free, so the long modules start at once instead of ending the run alone."""
     cost: dict[str, float] = {}
-    first: dict[str, int] = {}
-    for i, item in enumerate(items):
+    for item in items:
         cost[item.module.__name__] = cost.get(item.module.__name__, 0.0) + _slow_seconds(item)
-        first.setdefault(item.module.__name__, i)
-    items.sort(key=lambda it: (-cost[it.module.__name__], first[it.module.__name__]))
+    items.sort(key=lambda it: -cost[it.module.__name__])  # a stable sort: collection order among equals
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ Neither changes what is being tested: both copies (uninterrupted and killed) run
 checkpoint interval is not part of a run's id.
 
 Kill points come from the measured uninterrupted run: one inside data preparation (once the corpus cache appears,
-within 60% of the stage's measured time), one inside the report, the rest inside training. A training kill waits for that restart's first run to start and for the
-study to reach a seeded random share (2-60%) of the uninterrupted run's logged steps, then lands after a random
-fraction of the time two steps take: so the kills spread over the training whatever the machine's speed does
-between the two copies (the suite runs beside other tests, and the cores' speed drifts by tens of percent).
+within 60% of the stage's measured time), one inside the report, the rest inside training. A training kill waits
+for that restart's first run to start and for the study to reach a seeded random share (2-60%) of the
+uninterrupted run's logged curve points, then lands after a random fraction of the time two points take: so the
+kills spread over the training whatever the machine's speed does between the two copies (the suite runs beside
+other tests, and the cores' speed drifts by tens of percent).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _attempts(store: Path) -> int:
 
 
 def _progress(store: Path) -> int:
-    """Logged training steps of all runs (written at each checkpoint; a resumed run rewinds to its checkpoint)."""
+    """Curve points of all runs in the store (written at evaluations and checkpoints; a resumed run rewinds to its
+    checkpoint's)."""
     return sum(n for (n,) in _query(store, "SELECT COUNT(*) FROM points"))
 
 
@@ -130,24 +132,24 @@ def test_ci_preset_killed_anywhere_finishes_every_run_once_with_identical_result
     # kill points, seeded: one inside data preparation, timed from the moment the corpus cache appears (the data
     # stage's start; t_ref also holds the interpreter's start and exit, so it cannot place it); the rest inside
     # training, each once this restart's first run trains (so every restart also pays its start-up) and the study
-    # has logged a random share of the steps, then after a random fraction of the time two steps take; one inside
+    # has logged a random share of the points, then after a random fraction of the time two points take; one inside
     # the report, timed from the moment the last run is done
     rng = random.Random(SEED)
-    total_steps = _progress(ref / "study.sqlite")
-    two_steps_s = 2 * stages["runs_s"] / total_steps
+    total_points = _progress(ref / "study.sqlite")
+    two_points_s = 2 * stages["runs_s"] / total_points
     # up to 60%: a restart can carry the study several points past its target (measured: up to 10 of 60)
     shares = sorted(rng.uniform(0.02, 0.6) for _ in range(N_KILLS - 2))
     plan = ([("data", 0, rng.uniform(0.0, 0.6 * stages["data_s"]))]
-            + [("training", int(s * total_steps), rng.uniform(0.0, two_steps_s)) for s in shares]
+            + [("training", int(s * total_points), rng.uniform(0.0, two_points_s)) for s in shares]
             + [("report", 0, rng.uniform(0.0, 0.8 * stages["report_s"]))])
     kills, where = 0, {}
     store = killed / "study.sqlite"
-    for phase, steps, offset in plan:
+    for phase, points, offset in plan:
         attempts0 = _attempts(store)
         proc = _start(killed)
         while proc.poll() is None:  # wait for the phase this kill point belongs to
             if (phase == "data" and (_cache(killed) / "corpora").exists()) or (
-                    phase == "training" and _attempts(store) > attempts0 and _progress(store) >= steps) or (
+                    phase == "training" and _attempts(store) > attempts0 and _progress(store) >= points) or (
                     phase == "report" and _n_done(store) == 5):
                 break
             time.sleep(0.02)
