@@ -87,6 +87,8 @@ def test_not_measured_without_runs():
 
 # ------------------------------------------------------------------------------------------------ 1 shape
 
+SHAPES = [(2, 256), (3, 192), (4, 128), (6, 96)]  # (layers, width): aspect ratios 128, 64, 32, 16 (8x)
+
 
 @pytest.mark.parametrize("excess,loss_se,expect", [
     (0.01, None, "yes"),  # 1% over the best, measured exactly
@@ -94,9 +96,8 @@ def test_not_measured_without_runs():
     (0.04, 0.03, "inconclusive"),  # 4%, with evaluation errors of ~1% of the loss on each run
 ])
 def test_shape(excess, loss_se, expect):
-    ars = [8, 16, 32, 64]
-    runs = [run(f"s{i}", N=2e5, roles="shape", n_layer=2 + i, d_model=64 + 16 * i, loss=3.0 * (1 + excess * (i == 3)),
-                loss_se=loss_se, labels={"n_params": 2e5, "aspect_ratio": a}) for i, a in enumerate(ars)]
+    runs = [run(f"s{i}", N=2e5, roles="shape", n_layer=nl, d_model=dm, loss=3.0 * (1 + excess * (i == 3)),
+                loss_se=loss_se, labels={"n_params": 2e5}) for i, (nl, dm) in enumerate(SHAPES)]
     assert verdict(F.check_shape, study(runs)).agrees == expect
 
 
@@ -107,7 +108,7 @@ def test_shape_corrects_losses_to_one_n_through_l_of_n():
     sizes = [run(f"n{i}", N=n, roles="sizes", loss=lnf(n) * np.exp(wiggle(i, 0.001))) for i, n in enumerate(NS)]
     shape_n = [1.6e5, 1.8e5, 2.0e5, 2.0e5 * 1.25 ** 0.5]
     for extra, expect in ((0.0, "yes"), (0.06, "no")):
-        runs = sizes + [run(f"s{i}", N=n, roles="shape", n_layer=2 + i, d_model=60 + 8 * i,
+        runs = sizes + [run(f"s{i}", N=n, roles="shape", n_layer=SHAPES[i][0], d_model=SHAPES[i][1],
                             loss=lnf(n) * (1 + extra * (i == 1)), labels={"n_params": 2e5}) for i, n in
                         enumerate(shape_n)]
         f = verdict(F.check_shape, study(runs), only=["L(N)"])

@@ -111,9 +111,32 @@ def interior(fr: pd.DataFrame, sizes) -> pd.DataFrame:
     return fr[(fr["N"] > sizes.min()) & (fr["N"] < sizes.max())]
 
 
-def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: int = 0) -> tuple[LawFit, LawFit]:
-    """L(C_min) and N_opt(C) of the compute frontier under one convention, their intervals from a bootstrap
-    over whole runs of the size sweep (each resample redraws the envelope and refits both laws)."""
+def surface_frontier(sd: StudyData, ns, compute: str, bcrit, c_range: tuple[float, float]):
+    """N_opt(C) from the fitted L(N, S) surface (scalinglab.laws.frontier.ns_optimum) under one convention: each
+    size's FLOP per token from its own curve, B the size sweep's tokens per step; None when it cannot be had."""
+    from scalinglab.laws.frontier import ns_optimum
+
+    cur = sd.curves
+    c = cur[cur["run_id"].isin(set(sd.sizes["run_id"])) & ~cur["repeats"].astype(bool)]
+    flop = pd.to_numeric(c[_FLOP_COLUMN[compute]], errors="coerce")
+    c = c.assign(fpt=flop / c["tokens"].astype(float))
+    c = c[np.isfinite(c["fpt"]) & (c["fpt"] > 0)]
+    if c["N"].nunique() < 2 or not (c_range[1] > c_range[0] > 0):
+        return None
+    per = c.groupby("run_id").agg(N=("N", "first"), fpt=("fpt", "median"), B=("B", "first"))
+    try:
+        return ns_optimum(ns, per["N"].astype(float), per["fpt"], float(per["B"].median()), c_range, bcrit=bcrit)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
+def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: int = 0,
+                  ns=None) -> tuple[LawFit, LawFit]:
+    """L(C_min) and N_opt(C) of the compute frontier under one convention. L(C_min)'s interval comes from a
+    bootstrap over whole runs of the size sweep (each resample redraws the envelope and refits the law). N_opt(C)
+    comes from the fitted L(N, S) surface `ns` minimised along iso-compute lines where one converged (its
+    bootstrap over runs gives the interval), else from the envelope's interior points (approach 1: the discrete
+    best size, biased towards flat by the few sizes, said in the note)."""
     from scalinglab.laws.result import bootstrap_groups, percentile_ci, power_law_fit
 
     tag = "" if compute == "6ND" else " exact"
@@ -186,6 +209,17 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
             nf.law.n_resamples, nf.law.n_resamples_ok = k, int(ok_n.sum())
             nf.law.message = "least squares in log-log; intervals from a bootstrap over runs through the envelope"
     lf.note = f"intervals from {law.n_resamples_ok}/{law.n_resamples} bootstrap resamples of whole runs"
+    if ns is not None and getattr(ns, "converged", False):
+        pts = inner if len(inner) >= 2 else fr
+        sf = surface_frontier(sd, ns, compute, bcrit, (float(pts["C"].min()), float(pts["C"].max())))
+        if sf is not None and np.isfinite(sf.n_exponent):
+            env = (f"approach 1 (the envelope's discrete best size) gives N_opt ~ C^{nf.law.exponent:.3g} "
+                   f"[{nf.law.exponent_ci[0]:.3g}, {nf.law.exponent_ci[1]:.3g}]" if nf.law is not None
+                   else f"approach 1 (the envelope) was not fitted: {nf.note}")
+            nf = LawFit(nkey, ntitle, law=sf.n_opt, data=pts.rename(columns={"loss": "L"}), compute=compute)
+            nf.note = (f"approach 3: the fitted L(N, S{'_min' if bcrit is not None else ''}) surface minimised along "
+                       f"iso-compute lines over C = {pts['C'].min():.3g} to {pts['C'].max():.3g}, intervals from its "
+                       f"{sf.n_resamples_ok}/{sf.n_resamples} bootstrap draws over runs; {env}")
     return lf, nf
 
 
@@ -339,7 +373,7 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
         tag = "" if compute == "6ND" else " exact"
         if not want & {f"L(C_min){tag}", f"N_opt(C){tag}"}:
             continue
-        lf, nf = frontier_laws(sd, compute, bcrit, n_resamples)
+        lf, nf = frontier_laws(sd, compute, bcrit, n_resamples, ns=ns)
         out[lf.key], out[nf.key] = lf, nf
         if lf.law is not None:
             if bcrit is None:

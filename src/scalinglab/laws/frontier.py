@@ -503,6 +503,94 @@ def _surface_argmin(p: dict, logC: np.ndarray, logN: np.ndarray, logf: np.ndarra
     return logN[j] + np.clip(shift, -1, 1) * h
 
 
+def flop_per_token_curve(N, flop_per_token) -> tuple[np.ndarray, np.ndarray, float]:
+    """(log N grid, log f on it, the slope of log f in log N): the FLOP per token of each size, from the data's
+    own accounting (exactly 6N for C = 6ND), interpolated in log-log between the sizes and continued along the
+    end segments, on a fine grid 7 e-folds past the sizes each way."""
+    sx, inv = np.unique(np.log(np.asarray(N, float)), return_inverse=True)
+    sf = np.bincount(inv, np.log(np.asarray(flop_per_token, float))) / np.bincount(inv)
+    logN = np.linspace(sx[0] - 7, sx[-1] + 7, 4001)
+    if len(sx) >= 2:
+        logf = np.interp(logN, sx, sf)
+        lo_s, hi_s = (sf[1] - sf[0]) / (sx[1] - sx[0]), (sf[-1] - sf[-2]) / (sx[-1] - sx[-2])
+        logf = np.where(logN < sx[0], sf[0] + lo_s * (logN - sx[0]), logf)
+        logf = np.where(logN > sx[-1], sf[-1] + hi_s * (logN - sx[-1]), logf)
+    else:
+        logf = sf[0] + (logN - sx[0])
+    fs = float(np.polyfit(sx, sf, 1)[0]) if len(sx) >= 2 else 1.0
+    return logN, logf, fs
+
+
+def _row_argmin(L: np.ndarray, logN: np.ndarray) -> np.ndarray:
+    """log N of each row's minimum of L on the grid logN, refined by a parabola through its neighbours."""
+    j = np.clip(np.argmin(L, axis=1), 1, len(logN) - 2)
+    r = np.arange(L.shape[0])
+    y0, y1, y2 = L[r, j - 1], L[r, j], L[r, j + 1]
+    h = logN[1] - logN[0]
+    den = y0 - 2 * y1 + y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(den > 0, 0.5 * (y0 - y2) / den, 0.0)
+    return logN[j] + np.clip(shift, -1, 1) * h
+
+
+def _ns_loss(p: dict, logC: np.ndarray, logN: np.ndarray, logf: np.ndarray, log_batch: float,
+             bcrit: dict | None) -> np.ndarray:
+    """L(N, S) = (N_c/N)^alpha_N + (S_c/S)^alpha_S along C = f(N) B S on a (C, N) grid. With `bcrit`
+    (B_star, alpha_B), S is S_min and C is C_min = f(N) B_crit(L) S_min (Kaplan eqs. 5.4, 5.5 multiplied out),
+    an implicit equation in L solved by bisection in log L (L - L(N, S_min(L)) rises with L)."""
+    ln_term = np.exp(p["alpha_N"] * (np.log(p["N_c"]) - logN))[None, :]
+    if bcrit is None:
+        logS = logC[:, None] - logf[None, :] - log_batch
+        return ln_term + np.exp(p["alpha_S"] * (np.log(p["S_c"]) - logS))
+    a = np.log(ln_term) + np.zeros((logC.size, 1))
+    lo, hi = a.copy(), a + 30.0  # log L: L above the N term; 30 e-folds above is far past any root
+    k = p["alpha_S"] * (np.log(p["S_c"]) + logf[None, :] + np.log(bcrit["B_star"]) - logC[:, None])
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        # L - (N term) - (S_c f B_crit(L) / C)^alpha_S, with B_crit(L) = B* L^(-1/alpha_B)
+        g = np.exp(mid) - ln_term - np.exp(k - p["alpha_S"] / bcrit["alpha_B"] * mid)
+        lo, hi = np.where(g < 0, mid, lo), np.where(g < 0, hi, mid)
+    return np.exp(0.5 * (lo + hi))
+
+
+def ns_optimum(law, N, flop_per_token, batch: float, c_range: tuple[float, float], *, bcrit=None,
+               n_grid: int = 20) -> ComputeOptimal:
+    """Approach 3 on learning curves: N_opt(C) minimising Kaplan's L(N, S) (eq. 1.6, a fitted `kaplan_ns` law)
+    along iso-compute lines C = f(N) B S, B the tokens per step and f the FLOP per token of each size (the data's
+    own accounting, flop_per_token_curve). For C = 6 N B S the exponent is alpha_S/(alpha_N + alpha_S); with
+    `bcrit` (a B_crit(L) law) steps are S_min and C is C_min. Exponents over c_range; intervals from the law's
+    bootstrap draws (each paired with a draw of `bcrit`'s, so its uncertainty is carried too)."""
+    logN, logf, fs = flop_per_token_curve(N, flop_per_token)
+    logC = np.log(np.geomspace(c_range[0], c_range[1], n_grid))
+    lb = float(np.log(batch))
+    names = list(law.form.param_names)
+    bnames = list(bcrit.form.param_names) if bcrit is not None else []
+
+    def line(p, b):
+        ln = _row_argmin(_ns_loss(p, logC, logN, logf, lb, b), logN)
+        lf = np.interp(ln, logN, logf)
+        ld = logC - lf  # tokens: C / f(N) (with bcrit, D_min at the critical batch)
+        ns, ni = np.polyfit(logC, ln, 1)
+        ds, di = np.polyfit(logC, ld, 1)
+        return ln, ld, [ni, ns, di, ds]
+
+    bp = dict(bcrit.params) if bcrit is not None else None
+    ln, ld, _ = line(law.params, bp)
+    samples = law.samples if law.samples is not None else np.empty((0, len(names)))
+    bs = bcrit.samples if bcrit is not None and bcrit.samples is not None and len(bcrit.samples) else None
+    rows = []
+    for i, s in enumerate(samples):
+        b = dict(zip(bnames, bs[i % len(bs)])) if bs is not None else bp
+        rows.append(line(dict(zip(names, s)), b)[2])
+    draws = np.array(rows) if rows else np.empty((0, 4))
+    table = pd.DataFrame({"C": np.exp(logC), "N_opt": np.exp(ln), "D_opt": np.exp(ld)})
+    msg = (f"L(N, S{'_min' if bcrit is not None else ''}) minimised along C = f(N) B S (f ~ N^{fs:.3g}); "
+           "bootstrap draws of the law" + (" and of B_crit(L)" if bs is not None else ""))
+    res = _from_draws(3, ComputeOptimal, logC, ln, ld, draws, len(samples), msg, table=table,
+                      budgets_used=[], budgets_unbracketed=[], law=law)
+    return res
+
+
 def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N", d: str | None = None,
                     c: str | None = None, loss: str = "loss", group: str | None = None, n_resamples: int = 200,
                     seed: int = 0, c_range: tuple[float, float] | None = None, n_grid: int = 20,
@@ -536,19 +624,7 @@ def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N",
         raise FitError(f"surface_optimum: the L(N, D) fit did not converge ({law.message})")
     lo, hi = c_range or (float(C.min()), float(C.max()))
     logC = np.log(np.geomspace(lo, hi, n_grid))
-    # FLOP per token of each size, from the data's own accounting (exactly 6N for C = 6ND), interpolated in
-    # log-log between the sizes and continued along the end segments
-    sx, inv = np.unique(np.log(N), return_inverse=True)
-    sf = np.bincount(inv, np.log(C / D)) / np.bincount(inv)
-    logN = np.linspace(sx[0] - 7, sx[-1] + 7, 4001)
-    if len(sx) >= 2:
-        logf = np.interp(logN, sx, sf)
-        lo_s, hi_s = (sf[1] - sf[0]) / (sx[1] - sx[0]), (sf[-1] - sf[-2]) / (sx[-1] - sx[-2])
-        logf = np.where(logN < sx[0], sf[0] + lo_s * (logN - sx[0]), logf)
-        logf = np.where(logN > sx[-1], sf[-1] + hi_s * (logN - sx[-1]), logf)
-    else:
-        logf = sf[0] + (logN - sx[0])
-    fs = float(np.polyfit(sx, sf, 1)[0]) if len(sx) >= 2 else 1.0
+    logN, logf, fs = flop_per_token_curve(N, C / D)
 
     def line(p):
         ln = _surface_argmin(p, logC, logN, logf)
