@@ -11,7 +11,7 @@ from scalinglab.report.figures import make_figures
 from scalinglab.analysis.study_laws import compute_frontier, fit_study
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.store import RunStore
-from scalinglab.analysis.findings import NOT_MEASURED, check_findings
+from scalinglab.analysis.findings import NOT_MEASURED, VERDICTS, check_findings
 from scalinglab.trainer import train_run
 
 
@@ -48,7 +48,7 @@ def test_roles_frontier_and_findings(tiny_store, tmp_path):
     assert "tail" in by[5].measured and "slope" in by[5].measured  # the byte dataset's transfer set
     assert by[3].agrees == NOT_MEASURED  # one subset run at one size: no L(N, D) fit, and it says so
     for f in findings:
-        assert f.agrees in ("yes", "no", "inconclusive", NOT_MEASURED)
+        assert f.agrees in VERDICTS
         assert f.reason  # every verdict, and every 'not measured', says why
 
     figs = {f.key: f for f in make_figures(sd, fits, tmp_path)}

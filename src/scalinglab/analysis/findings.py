@@ -132,6 +132,7 @@ def compare_exponent(f: Finding, name: str, value: float, lo: float, hi: float, 
 def premise_not_met(f: Finding, premise: str, why: str) -> Finding:
     """The design cannot test the claim: the verdict says so and what the design would need."""
     f.premise, f.premise_met = premise, False
+    f.basis = f.basis or f"premise: {premise}"
     f.agrees = PREMISE_NOT_MET
     f.reason = why
     return f
@@ -450,6 +451,9 @@ def check_sample_efficiency(sd: StudyData, fits) -> Finding:
     lo_t, hi_t = byn["loss_best"].max(), float(np.median([c["test_loss"].iloc[0] for c in curves]))
     targets = np.linspace(lo_t, lo_t + 0.6 * (hi_t - lo_t), 6)
     need = np.array([[tokens_to_reach(c, t) for t in targets] for c in curves])  # (runs, targets)
+    # a comparison is measured only where both curves cross the target after their first evaluation: a curve
+    # that starts below it 'reaches' it at whatever step it was first evaluated
+    crossed = np.array([[c["test_loss"].iloc[0] > t for t in targets] for c in curves])
 
     def frac(idx):
         wins = total = 0
@@ -462,10 +466,13 @@ def check_sample_efficiency(sd: StudyData, fits) -> Finding:
         return wins / total if total else None
 
     fr = frac(np.arange(len(byn)))
-    premise = "losses reached by at least two model sizes, so their token counts can be compared"
-    if fr is None:
-        return premise_not_met(f, premise, "no loss is reached by two model sizes: train the sizes long enough "
-                               "that their curves overlap in loss")
+    premise = ("losses that the curves of at least two model sizes cross after their first evaluation, so their "
+               "token counts can be compared")
+    both = sum(int((crossed[a] & crossed[b] & np.isfinite(need[a]) & np.isfinite(need[b])).sum())
+               for a in range(len(ns)) for b in range(len(ns)) if ns[b] > ns[a])
+    if fr is None or both == 0:
+        return premise_not_met(f, premise, "no loss is crossed by the curves of two model sizes: evaluate from "
+                               "earlier in training, or train the sizes long enough that their curves overlap in loss")
     premise_ok(f, premise)
     lo, hi = _boot(frac, byn["run_id"].to_numpy())
     f.measured = (f"in {100 * fr:.0f}% {_ci(100 * lo, 100 * hi)}% of (smaller, larger model, target loss) "
@@ -494,8 +501,15 @@ def check_compute_efficient(sd: StudyData, fits) -> Finding:
     if ns is None or ns.law is None or not ns.law.converged:
         f.reason = "needs a converged L(N, S) fit: its S -> inf term is the converged loss of each size"
         return f
-    premise_ok(f, premise)
     pf, law = nf.law, ns.law
+    trained = sd.main_by_n()["N"].astype(float)
+    y = np.asarray(getattr(pf, "y", None) if getattr(pf, "y", None) is not None else [], float)
+    inside = float(np.mean((y >= trained.min()) & (y <= trained.max()))) if y.size and len(trained) else 1.0
+    if inside < 0.5:
+        return premise_not_met(f, premise, f"the fitted optimum lies inside the trained sizes ({trained.min():,.0f} "
+                               f"to {trained.max():,.0f}) at {100 * inside:.0f}% of the budgets compared: train "
+                               "sizes on both sides of the optimum")
+    premise_ok(f, premise)
     fr = nf.data.reset_index(drop=True)
     l_inf = (law.params["N_c"] / fr["N"].to_numpy(float)) ** law.params["alpha_N"]
     gap = fr["L"].to_numpy(float) / l_inf - 1
@@ -649,7 +663,16 @@ def _premise_ld(sd: StudyData, fits) -> tuple[bool, str]:
                    "until it overfits")
 
 
-_PREMISES = {"L(N)": ("every size trained to its validation minimum (the converged L(N)), or within the seed noise "
+def _premise_lc(sd: StudyData, fits) -> tuple[bool, str]:
+    runs = fits["L(C_min)"].data["group"].nunique()
+    if runs >= 3:
+        return True, f"{runs} runs lead the frontier"
+    return False, (f"{runs} run(s) lead the frontier: that is a learning curve, not a frontier; train sizes whose "
+                   "curves cross, so that >= 3 of them lead it somewhere")
+
+
+_PREMISES = {"L(C_min)": ("a frontier led by >= 3 runs (else it is one learning curve)", _premise_lc),
+             "L(N)": ("every size trained to its validation minimum (the converged L(N)), or within the seed noise "
                       "of its converged loss by the L(N, S) fit", _premise_ln),
              "L(D)": ("every data-subset run of the largest model early-stopped at its validation minimum",
                       _premise_ld)}
