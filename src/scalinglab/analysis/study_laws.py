@@ -89,7 +89,7 @@ def _envelope(cv: pd.DataFrame, n_grid: int = 40) -> pd.DataFrame:
     from scalinglab.laws.frontier import envelope
 
     fr = envelope(cv.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_resamples=0)
-    return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N"]]
+    return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N", "N_opt", "bracketed"]]
 
 
 def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None, compute: str = "6ND") -> pd.DataFrame:
@@ -102,13 +102,13 @@ def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None, compute: str =
     return _envelope(cv, n_grid)
 
 
-def interior(fr: pd.DataFrame, sizes) -> pd.DataFrame:
-    """Frontier points whose model is neither the smallest nor the largest trained: where the envelope sits on
-    an end of the trained range the optimal size may lie beyond it, so N_opt(C) is fitted inside it only."""
-    sizes = np.asarray(sizes, float)
-    if fr.empty or sizes.size < 3:
+def interior(fr: pd.DataFrame, sizes=None) -> pd.DataFrame:
+    """Frontier points whose optimum is bracketed by the sizes that reach that compute (the envelope's
+    `bracketed`, with N_opt interpolated between them): where the best size there is the smallest or the largest,
+    the optimal size may lie beyond it, so N_opt(C) is fitted inside only."""
+    if fr.empty or "bracketed" not in fr:
         return fr.iloc[0:0]
-    return fr[(fr["N"] > sizes.min()) & (fr["N"] < sizes.max())]
+    return fr[fr["bracketed"].astype(bool)]
 
 
 def surface_frontier(sd: StudyData, ns, compute: str, bcrit, c_range: tuple[float, float]):
@@ -164,13 +164,13 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
     lf.law = law
     inner = interior(fr, trained)
     nf = LawFit(nkey, ntitle, data=inner.rename(columns={"loss": "L"}), compute=compute)
-    if len(inner) >= 3 and inner["N"].nunique() >= 2:
-        nf.law = power_law_fit(inner["C"], inner["N"], n_resamples=0, name="N_opt", var="C")
-        nf.note = (f"{len(fr) - len(inner)} of {len(fr)} frontier points sit on the smallest or largest trained "
-                   "size and are left out")
+    if len(inner) >= 3 and inner["N_opt"].nunique() >= 2:
+        nf.law = power_law_fit(inner["C"], inner["N_opt"], n_resamples=0, name="N_opt", var="C")
+        nf.note = (f"approach 1: N_opt interpolated between the sizes that reach each compute; {len(fr) - len(inner)} "
+                   f"of {len(fr)} frontier points are not bracketed by them and are left out")
     else:
-        nf.note = (f"not fitted: {inner['N'].nunique() if len(inner) else 0} model size(s) inside the trained "
-                   f"range ({trained.size} sizes) lead the frontier, need at least 2")
+        nf.note = (f"not fitted: {len(inner)} frontier point(s) have their optimum bracketed by the sizes that reach "
+                   f"them ({trained.size} sizes), need at least 3")
     z0 = law.form.to_internal(law.form.theta(law.params)[None, :])
     cols = ["run_id", "flop", "test_loss", "N"]
     base = cv[cols].reset_index(drop=True)
@@ -184,9 +184,9 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
             return None
         b = _fit(pd.DataFrame({"C": f["C"], "loss": f["loss"]}), "kaplan_cmin", 0, grid=z0)
         out = [b.params["C_c_min"], b.params["alpha_C_min"], np.nan, np.nan] if b.converged else [np.nan] * 4
-        inn = interior(f, np.unique(sub["N"].astype(float)))
-        if len(inn) >= 3 and inn["N"].nunique() >= 2:
-            p = power_law_fit(inn["C"], inn["N"], n_resamples=0)
+        inn = interior(f)
+        if len(inn) >= 3 and inn["N_opt"].nunique() >= 2:
+            p = power_law_fit(inn["C"], inn["N_opt"], n_resamples=0)
             out[2:] = [p.coef, p.exponent]
         return out
 

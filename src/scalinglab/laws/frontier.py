@@ -201,14 +201,43 @@ def _curve_matrix(curves: pd.DataFrame, grid: np.ndarray, run: str, flop: str, l
     return runs, M, T
 
 
+def interpolated_optimum(M: np.ndarray, log_sizes: np.ndarray) -> np.ndarray:
+    """log N_opt at each column of M (runs x compute grid, NaN where a run's curve does not reach that compute):
+    per size the lowest loss of its runs; where the lowest size is interior among the sizes that reach that compute,
+    the vertex of the parabola in log N through it and its two neighbours (kept between them); NaN where the
+    budget is not bracketed by the sizes it actually has."""
+    us, inv = np.unique(log_sizes, return_inverse=True)
+    P = np.full((us.size, M.shape[1]), np.nan)
+    for k in range(us.size):
+        rows = M[inv == k]
+        ok = np.isfinite(rows).any(axis=0)
+        P[k, ok] = np.nanmin(rows[:, ok], axis=0)
+    out = np.full(M.shape[1], np.nan)
+    for j in range(M.shape[1]):
+        have = np.flatnonzero(np.isfinite(P[:, j]))
+        if have.size < 3:
+            continue
+        x, y = us[have], np.log(P[have, j])
+        i = int(np.argmin(y))
+        if i == 0 or i == x.size - 1:
+            continue
+        x3, y3 = x[i - 1:i + 2], y[i - 1:i + 2]
+        a = np.polyfit(x3, y3, 2)
+        v = -a[1] / (2 * a[0]) if a[0] > 0 else x[i]
+        out[j] = float(np.clip(v, x3[0], x3[-1]))
+    return out
+
+
 def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", loss: str = "loss",
              n: str | None = "N", d: str | None = None, n_grid: int = 40, n_resamples: int = 500, seed: int = 0,
              c_range: tuple[float, float] | None = None, monotone: bool = True) -> Frontier:
     """Approach 1, the compute-efficient frontier: min over runs of the loss at each compute on a log grid.
 
-    c_range limits the grid; in any case grid points whose best run is the smallest or the largest size
-    trained are saturated (the optimum lies beyond the sizes) and left out of N_opt(C) and D_opt(C), flagged
-    in `table['bracketed']`. D_opt is the tokens the best run had seen (`d` column), else C/(6N). Intervals
+    c_range limits the grid. N_opt at each grid compute is interpolated between the sizes whose curves reach it
+    (interpolated_optimum: a parabola in log N through the best and its neighbours, not the discrete best size,
+    whose staircase flattens the slope by about 1 - 1/K^2 with K sizes); a grid point is bracketed when the best
+    of the sizes that reach it has one on each side, else it is left out of N_opt(C) and D_opt(C), flagged in
+    `table['bracketed']`. D_opt is the tokens the best run had seen (`d` column), else C/(6N). Intervals
     resample whole runs and recompute the envelope."""
     _columns(curves, (run, flop, loss, d), "frontier")
     keep = [c for c in dict.fromkeys((run, flop, loss, n, d)) if c and c in curves.columns]
@@ -227,8 +256,9 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
         grid = np.unique(cv[flop].to_numpy(float))
         grid = grid[(grid >= lo) & (grid <= hi)]
     runs, M, T = _curve_matrix(cv, grid, run, flop, loss, carry_forward=monotone, tokens=d)
+    _, Mc, _ = _curve_matrix(cv, grid, run, flop, loss, carry_forward=False)  # where each curve really is
     has = np.isfinite(M).any(axis=0)
-    grid, M, T = grid[has], M[:, has], T[:, has]
+    grid, M, T, Mc = grid[has], M[:, has], T[:, has], Mc[:, has]
     best = np.nanargmin(M, axis=0)
     cols = np.arange(grid.size)
     table = pd.DataFrame({"C": grid, "loss": M[best, cols], "run": [runs[i] for i in best]})
@@ -237,7 +267,13 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
     if sizes is not None:
         table["N"] = sizes[best]
         table["D"] = T[best, cols] if d else table["C"] / (6.0 * table["N"])
-        table["bracketed"] = (table["N"] > sizes.min()) & (table["N"] < sizes.max())
+        # N_opt interpolated between the sizes that reach each budget (no discrete staircase); bracketed where
+        # the best of those sizes has one on either side
+        table["N_opt"] = np.exp(interpolated_optimum(Mc, np.log(sizes)))
+        table["bracketed"] = np.isfinite(table["N_opt"])
+        # the tokens at the interpolated size: the best run's tokens scaled by N_best/N_opt (C = f(N) D with f
+        # locally proportional to N)
+        table["D"] = np.where(table["bracketed"], table["D"] * table["N"] / table["N_opt"], table["D"])
     loss_fit = power_law_fit(grid, table["loss"], n_resamples=0, name="L", var="C_min")
 
     def stat(idx):
@@ -249,13 +285,15 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
         lc, le = _loglog(grid[okc], Mb[bb, np.flatnonzero(okc)])
         out = [lc, le, np.nan, np.nan, np.nan, np.nan]
         if sizes is not None:
-            sz = sizes[idx]
-            nb = sz[bb]
-            inner = (nb > sz.min()) & (nb < sz.max())
-            if inner.sum() >= 2 and len(np.unique(nb[inner])) >= 2:
-                gc = grid[okc][inner]
-                db = (T[idx][bb, np.flatnonzero(okc)] if d else grid[okc] / (6 * nb))[inner]
-                nc, ne = np.polyfit(np.log(gc), np.log(nb[inner]), 1)[::-1]
+            u = np.unique(idx)
+            ln = interpolated_optimum(Mc[u], np.log(sizes[u]))
+            inner = np.isfinite(ln)
+            if inner.sum() >= 2 and np.ptp(ln[inner]) > 0:
+                gc = grid[inner]
+                bbf = np.nanargmin(np.where(np.isfinite(Mb), Mb, np.inf), axis=0)
+                nb = sizes[idx][bbf][inner]
+                db = (T[idx][bbf, np.arange(grid.size)][inner] if d else gc / (6 * nb)) * nb / np.exp(ln[inner])
+                nc, ne = np.polyfit(np.log(gc), ln[inner], 1)[::-1]
                 dc, de = np.polyfit(np.log(gc), np.log(db), 1)[::-1]
                 out[2:] = [nc, ne, dc, de]
         return out
@@ -278,14 +316,14 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
                         approach=1, table=table, loss_law=loss_fit)
     fit_rows = table[table["bracketed"]]
     used, left = fit_rows["C"].tolist(), table.loc[~table["bracketed"], "C"].tolist()
-    if fit_rows["N"].nunique() < 2:
+    if fit_rows["N_opt"].nunique() < 2:
         return Frontier(params=nan_params, ci={k: NAN2 for k in nan_params}, se={k: float("nan") for k in nan_params},
                         converged=False, message=f"the envelope has {fit_rows['N'].nunique()} unsaturated model "
                         "size(s); need at least 2 (train sizes on both sides of the optimum)", n_points=len(fit_rows),
                         approach=1, table=table, loss_law=loss_fit, budgets_used=used, budgets_unbracketed=left)
     # draws hold (log coef, exponent) pairs for N then D, in _from_draws' (icept, slope) order
     nd = draws[:, 2:]
-    return _from_draws(1, Frontier, np.log(fit_rows["C"].to_numpy(float)), np.log(fit_rows["N"].to_numpy(float)),
+    return _from_draws(1, Frontier, np.log(fit_rows["C"].to_numpy(float)), np.log(fit_rows["N_opt"].to_numpy(float)),
                        np.log(fit_rows["D"].to_numpy(float)), nd, n_resamples,
                        "envelope; bootstrap over runs", table=table, loss_law=loss_fit, budgets_used=used,
                        budgets_unbracketed=left)
