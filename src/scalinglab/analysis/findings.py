@@ -171,6 +171,16 @@ def check_shape(sd: StudyData, fits) -> Finding:
     premise = ("shapes compared at one N (their N within 1%, or an L(N) fit to correct them to one N), spanning at "
                "least a 4x range of aspect ratios (the paper's statement is over 40x)")
     ln = _law_exponent(fits.get("L(N)"), "alpha_N")
+    sigma, dof, _ = sd.run_noise()
+    lnf = fits.get("L(N)")
+    if np.isfinite(sigma):
+        noise_src = f"run-to-run noise {100 * sigma:.2f}% measured from seed replicates ({dof} degrees of freedom)"
+    elif lnf is not None and lnf.ok and np.isfinite(getattr(lnf.law, "rmse_log", np.nan)):
+        sigma = float(lnf.law.rmse_log)
+        noise_src = (f"run-to-run noise {100 * sigma:.2f}% taken from the scatter about L(N) (no seed replicates: "
+                     "an upper bound, it holds any misfit too)")
+    else:
+        sigma, noise_src = 0.0, "no seed replicates and no L(N) fit: run-to-run noise not included"
     parts, lows, highs = [], [], []
     for g in groups:
         n = g["N"].to_numpy(float)
@@ -197,7 +207,8 @@ def check_shape(sd: StudyData, fits) -> Finding:
         span = [spread(x) for x in (alo, ahi) if np.isfinite(x)] + [s]
         se = pd.to_numeric(g.get("final_test_loss_se", pd.Series(np.nan, index=g.index)), errors="coerce")
         rel_se = float(np.nanmax(se.to_numpy(float) / loss)) if se.notna().any() else 0.0
-        noise = 1.96 * np.sqrt(2) * rel_se  # a difference of two losses, each with its evaluation error
+        # a difference of two losses, each with its evaluation error and its run's seed
+        noise = 1.96 * np.sqrt(2) * np.hypot(rel_se, sigma)
         lo, hi = max(min(span) - noise, 0.0), max(span) + noise
         lows.append(lo)
         highs.append(hi)
@@ -205,7 +216,7 @@ def check_shape(sd: StudyData, fits) -> Finding:
                      f"+{100 * s:.1f}% {_ci(100 * lo, 100 * hi)}% over the best, corrected to one N")
     f.measured = "; ".join(parts) + (
         f" (through L(N)'s alpha_N {ln[0]:.3g}; the range spans its interval and the evaluation error)"
-        if ln is not None else "")
+        if ln is not None else "") + f"; {noise_src}"
     premise_ok(f, premise)
     return compare_band(f, "the largest loss excess at fixed N", max(lows), max(highs), (0.0, 0.05),
                         "the paper: a few percent over a 40x range of aspect ratios (Fig. 5); 5% is this "

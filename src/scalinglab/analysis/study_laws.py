@@ -296,6 +296,10 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
         k, n = converged_sizes(sd)
         out["L(N)"].add_note(f"each size's test loss {stop}; {k} of {n} sizes reached their minimum before the "
                              "end of training (the others were still improving: their L(N) is an upper bound)")
+        sigma, dof, groups = sd.run_noise()
+        if np.isfinite(sigma):
+            out["L(N)"].add_note(f"run-to-run noise of the final loss {100 * sigma:.2f}% from {groups} seed-replicate "
+                                 f"group(s) ({dof} degrees of freedom)")
 
     # L(D): early-stopped loss of the largest model trained on each data subset
     sub = sd.subsets
