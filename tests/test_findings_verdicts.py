@@ -434,3 +434,23 @@ def test_findings_json_fields():
                 "agrees_exact"):
         assert key in f
     assert f["agrees"] == "yes" and f["premise_met"] is True and len(f["band"]) == 2
+
+
+def test_run_noise_from_seed_replicates_widens_finding_1():
+    lnf = lambda n: (8.8e13 / n) ** 0.076  # noqa: E731
+    sizes = [run(f"n{i}", N=n, roles="sizes", loss=lnf(n)) for i, n in enumerate(NS)]
+    # two sizes replicated once each, 2% above their seed-0 run: the SD of log loss in each pair is 0.02/sqrt(2)
+    seeds = [run(f"r{i}", N=NS[i], roles="seeds", loss=lnf(NS[i]) * np.exp(0.02)) for i in range(2)]
+    shapes = [run(f"s{i}", N=2e5, roles="shape", n_layer=nl, d_model=dm, loss=3.0 * (1 + 0.02 * (i == 3)),
+                  labels={"n_params": 2e5}) for i, (nl, dm) in enumerate(SHAPES)]
+    quiet, noisy = study(sizes + shapes), study(sizes + seeds + shapes)
+    assert np.isnan(quiet.run_noise()[0])
+    sigma, dof, groups = noisy.run_noise()
+    assert sigma == pytest.approx(0.02 / np.sqrt(2)) and dof == 2 and groups == 2
+    # the replicates stay out of the fits: L(N) sees one run per size
+    assert len(fit_study(noisy, n_resamples=0, only=["L(N)"])["L(N)"].data) == len(NS)
+    # 2% excess at fixed N: 'yes' when the runs are exact; with 1.4% run-to-run noise the interval of the excess,
+    # 2% + 1.96 sqrt(2) 1.4% = 5.9%, reaches past the 5% band
+    assert verdict(F.check_shape, quiet, only=["L(N)"]).agrees == "yes"
+    f = verdict(F.check_shape, noisy, only=["L(N)"])
+    assert f.agrees == "inconclusive" and "seed replicates" in f.measured, f

@@ -215,7 +215,7 @@ def check_shape(sd: StudyData, fits) -> Finding:
         parts.append(f"N~{n_ref:.3g}: {len(g)} shapes (aspect {ar.min():.3g}-{ar.max():.3g}), loss up to "
                      f"+{100 * s:.1f}% {_ci(100 * lo, 100 * hi)}% over the best, corrected to one N")
     f.measured = "; ".join(parts) + (
-        f" (through L(N)'s alpha_N {ln[0]:.3g}; the range spans its interval and the evaluation error)"
+        f" (through L(N)'s alpha_N {ln[0]:.3g}; the range spans its interval, the evaluation error and the run-to-run noise)"
         if ln is not None else "") + f"; {noise_src}"
     premise_ok(f, premise)
     return compare_band(f, "the largest loss excess at fixed N", max(lows), max(highs), (0.0, 0.05),
