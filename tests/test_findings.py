@@ -43,7 +43,7 @@ def test_roles_frontier_and_findings(tiny_store, tmp_path):
     fits = fit_study(sd, n_resamples=30)
     findings = check_findings(sd, fits)
     by = {f.number: f for f in findings}
-    assert len(findings) == 11
+    assert len(findings) == 13
     assert "3 shapes" in by[1].measured
     assert "tail" in by[5].measured and "slope" in by[5].measured  # the byte dataset's transfer set
     assert by[3].agrees == NOT_MEASURED  # one subset run at one size: no L(N, D) fit, and it says so

@@ -39,6 +39,7 @@ class LawFit:
     compute: str | None = None  # "6ND" or "exact" for laws of compute
     warnings: list[str] = field(default_factory=list)  # the fit's warnings (FitWarning), as raised
     steps: str = "S"  # "S_min" when steps were corrected to the critical batch
+    envelope: "LawFit | None" = None  # N_opt(C) from the surface: approach 1's fit beside it
 
     @property
     def ok(self) -> bool:
@@ -216,7 +217,9 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
             env = (f"approach 1 (the envelope's discrete best size) gives N_opt ~ C^{nf.law.exponent:.3g} "
                    f"[{nf.law.exponent_ci[0]:.3g}, {nf.law.exponent_ci[1]:.3g}]" if nf.law is not None
                    else f"approach 1 (the envelope) was not fitted: {nf.note}")
+            env_fit = nf
             nf = LawFit(nkey, ntitle, law=sf.n_opt, data=pts.rename(columns={"loss": "L"}), compute=compute)
+            nf.envelope = env_fit  # approach 1 beside it (section 6's relation is tested on it)
             nf.note = (f"approach 3: the fitted L(N, S{'_min' if bcrit is not None else ''}) surface minimised along "
                        f"iso-compute lines over C = {pts['C'].min():.3g} to {pts['C'].max():.3g}, intervals from its "
                        f"{sf.n_resamples_ok}/{sf.n_resamples} bootstrap draws over runs; {env}")
