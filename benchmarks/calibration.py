@@ -44,7 +44,7 @@ def truth_law() -> dict:
 def simulate(law: dict, rng, sigma_run: float, sigma_eval: float, noise_free: bool = False):
     from synthetic_study import run, study
 
-    steps = np.linspace(1, CPU_EVALS, CPU_EVALS) * (CPU_TOKENS / CPU_BATCH) / CPU_EVALS
+    steps = np.round(np.linspace(1, CPU_EVALS, CPU_EVALS) * (CPU_TOKENS / CPU_BATCH) / CPU_EVALS)  # whole steps
     runs = []
     for i, (nl, dm) in enumerate(CPU_SHAPES):
         n = 12 * nl * dm ** 2
