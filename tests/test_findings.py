@@ -11,7 +11,7 @@ from scalinglab.report.figures import make_figures
 from scalinglab.analysis.study_laws import compute_frontier, fit_study
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.store import RunStore
-from scalinglab.analysis.findings import NOT_MEASURED, check_findings
+from scalinglab.analysis.findings import NOT_MEASURED, VERDICTS, check_findings
 from scalinglab.trainer import train_run
 
 
@@ -43,12 +43,12 @@ def test_roles_frontier_and_findings(tiny_store, tmp_path):
     fits = fit_study(sd, n_resamples=30)
     findings = check_findings(sd, fits)
     by = {f.number: f for f in findings}
-    assert len(findings) == 11
+    assert len(findings) == 13
     assert "3 shapes" in by[1].measured
     assert "tail" in by[5].measured and "slope" in by[5].measured  # the byte dataset's transfer set
     assert by[3].agrees == NOT_MEASURED  # one subset run at one size: no L(N, D) fit, and it says so
     for f in findings:
-        assert f.agrees in ("yes", "no", "inconclusive", NOT_MEASURED)
+        assert f.agrees in VERDICTS
         assert f.reason  # every verdict, and every 'not measured', says why
 
     figs = {f.key: f for f in make_figures(sd, fits, tmp_path)}

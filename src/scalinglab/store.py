@@ -28,7 +28,7 @@ STATUSES = ("planned", "running", "done", "failed", "diverged")
 # What a run is for, as its study spec says (one run may serve several analyses when two specs share it):
 # sizes (the size sweep: L(N), L(N, S), the compute frontier), subsets (data subsets: L(D), L(N, D)),
 # shape (shapes at fixed N), batch (batch sizes: B_crit), lr (a learning-rate sweep).
-ROLES = ("sizes", "subsets", "shape", "batch", "lr")
+ROLES = ("sizes", "subsets", "shape", "batch", "lr", "seeds")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """

@@ -158,6 +158,23 @@ class StudyData:
         """Runs of the data-subset role."""
         return self.role("subsets")
 
+    def run_noise(self) -> tuple[float, int, int]:
+        """(sigma, degrees of freedom, groups): the run-to-run noise of the final test loss, the pooled standard
+        deviation of log loss over groups of runs that differ only by their seed (role `seeds` beside the size
+        sweep runs they replicate: same shape, batch, tokens, data and learning rate). NaN without replicates."""
+        runs = pd.concat([self.sizes, self.role("seeds")]).drop_duplicates("run_id")
+        if runs.empty or self.role("seeds").empty:
+            return float("nan"), 0, 0
+        key = ["N", "n_layer", "d_model", "B", "D", "lr"]
+        ss = df = groups = 0
+        for _, g in runs.assign(lr=runs["lr"].astype(float).round(10)).groupby(key, dropna=False):
+            if len(g) >= 2:
+                x = np.log(g["loss_final"].astype(float).to_numpy())
+                ss += float(np.sum((x - x.mean()) ** 2))
+                df += len(g) - 1
+                groups += 1
+        return (float(np.sqrt(ss / df)) if df else float("nan")), df, groups
+
     @property
     def best_by(self) -> str:
         """How this study's early-stopping points were chosen: 'validation', 'test' or 'validation and test'."""

@@ -39,6 +39,7 @@ class LawFit:
     compute: str | None = None  # "6ND" or "exact" for laws of compute
     warnings: list[str] = field(default_factory=list)  # the fit's warnings (FitWarning), as raised
     steps: str = "S"  # "S_min" when steps were corrected to the critical batch
+    envelope: "LawFit | None" = None  # N_opt(C) from the surface: approach 1's fit beside it
 
     @property
     def ok(self) -> bool:
@@ -89,7 +90,7 @@ def _envelope(cv: pd.DataFrame, n_grid: int = 40) -> pd.DataFrame:
     from scalinglab.laws.frontier import envelope
 
     fr = envelope(cv.rename(columns={"test_loss": "loss"}), n_grid=n_grid, n_resamples=0)
-    return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N"]]
+    return fr.table.rename(columns={"run": "run_id"})[["C", "loss", "run_id", "N", "N_opt", "bracketed"]]
 
 
 def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None, compute: str = "6ND") -> pd.DataFrame:
@@ -102,18 +103,41 @@ def compute_frontier(sd: StudyData, n_grid: int = 40, bcrit=None, compute: str =
     return _envelope(cv, n_grid)
 
 
-def interior(fr: pd.DataFrame, sizes) -> pd.DataFrame:
-    """Frontier points whose model is neither the smallest nor the largest trained: where the envelope sits on
-    an end of the trained range the optimal size may lie beyond it, so N_opt(C) is fitted inside it only."""
-    sizes = np.asarray(sizes, float)
-    if fr.empty or sizes.size < 3:
+def interior(fr: pd.DataFrame, sizes=None) -> pd.DataFrame:
+    """Frontier points whose optimum is bracketed by the sizes that reach that compute (the envelope's
+    `bracketed`, with N_opt interpolated between them): where the best size there is the smallest or the largest,
+    the optimal size may lie beyond it, so N_opt(C) is fitted inside only."""
+    if fr.empty or "bracketed" not in fr:
         return fr.iloc[0:0]
-    return fr[(fr["N"] > sizes.min()) & (fr["N"] < sizes.max())]
+    return fr[fr["bracketed"].astype(bool)]
 
 
-def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: int = 0) -> tuple[LawFit, LawFit]:
-    """L(C_min) and N_opt(C) of the compute frontier under one convention, their intervals from a bootstrap
-    over whole runs of the size sweep (each resample redraws the envelope and refits both laws)."""
+def surface_frontier(sd: StudyData, ns, compute: str, bcrit, c_range: tuple[float, float]):
+    """N_opt(C) from the fitted L(N, S) surface (scalinglab.laws.frontier.ns_optimum) under one convention: each
+    size's FLOP per token from its own curve, B the size sweep's tokens per step; None when it cannot be had."""
+    from scalinglab.laws.frontier import ns_optimum
+
+    cur = sd.curves
+    c = cur[cur["run_id"].isin(set(sd.sizes["run_id"])) & ~cur["repeats"].astype(bool)]
+    flop = pd.to_numeric(c[_FLOP_COLUMN[compute]], errors="coerce")
+    c = c.assign(fpt=flop / c["tokens"].astype(float))
+    c = c[np.isfinite(c["fpt"]) & (c["fpt"] > 0)]
+    if c["N"].nunique() < 2 or not (c_range[1] > c_range[0] > 0):
+        return None
+    per = c.groupby("run_id").agg(N=("N", "first"), fpt=("fpt", "median"), B=("B", "first"))
+    try:
+        return ns_optimum(ns, per["N"].astype(float), per["fpt"], float(per["B"].median()), c_range, bcrit=bcrit)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
+def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: int = 0,
+                  ns=None) -> tuple[LawFit, LawFit]:
+    """L(C_min) and N_opt(C) of the compute frontier under one convention. L(C_min)'s interval comes from a
+    bootstrap over whole runs of the size sweep (each resample redraws the envelope and refits the law). N_opt(C)
+    comes from the fitted L(N, S) surface `ns` minimised along iso-compute lines where one converged (its
+    bootstrap over runs gives the interval), else from the envelope's interior points (approach 1: the discrete
+    best size, biased towards flat by the few sizes, said in the note)."""
     from scalinglab.laws.result import bootstrap_groups, percentile_ci, power_law_fit
 
     tag = "" if compute == "6ND" else " exact"
@@ -141,13 +165,13 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
     lf.law = law
     inner = interior(fr, trained)
     nf = LawFit(nkey, ntitle, data=inner.rename(columns={"loss": "L"}), compute=compute)
-    if len(inner) >= 3 and inner["N"].nunique() >= 2:
-        nf.law = power_law_fit(inner["C"], inner["N"], n_resamples=0, name="N_opt", var="C")
-        nf.note = (f"{len(fr) - len(inner)} of {len(fr)} frontier points sit on the smallest or largest trained "
-                   "size and are left out")
+    if len(inner) >= 3 and inner["N_opt"].nunique() >= 2:
+        nf.law = power_law_fit(inner["C"], inner["N_opt"], n_resamples=0, name="N_opt", var="C")
+        nf.note = (f"approach 1: N_opt interpolated between the sizes that reach each compute; {len(fr) - len(inner)} "
+                   f"of {len(fr)} frontier points are not bracketed by them and are left out")
     else:
-        nf.note = (f"not fitted: {inner['N'].nunique() if len(inner) else 0} model size(s) inside the trained "
-                   f"range ({trained.size} sizes) lead the frontier, need at least 2")
+        nf.note = (f"not fitted: {len(inner)} frontier point(s) have their optimum bracketed by the sizes that reach "
+                   f"them ({trained.size} sizes), need at least 3")
     z0 = law.form.to_internal(law.form.theta(law.params)[None, :])
     cols = ["run_id", "flop", "test_loss", "N"]
     base = cv[cols].reset_index(drop=True)
@@ -161,9 +185,9 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
             return None
         b = _fit(pd.DataFrame({"C": f["C"], "loss": f["loss"]}), "kaplan_cmin", 0, grid=z0)
         out = [b.params["C_c_min"], b.params["alpha_C_min"], np.nan, np.nan] if b.converged else [np.nan] * 4
-        inn = interior(f, np.unique(sub["N"].astype(float)))
-        if len(inn) >= 3 and inn["N"].nunique() >= 2:
-            p = power_law_fit(inn["C"], inn["N"], n_resamples=0)
+        inn = interior(f)
+        if len(inn) >= 3 and inn["N_opt"].nunique() >= 2:
+            p = power_law_fit(inn["C"], inn["N_opt"], n_resamples=0)
             out[2:] = [p.coef, p.exponent]
         return out
 
@@ -186,6 +210,19 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
             nf.law.n_resamples, nf.law.n_resamples_ok = k, int(ok_n.sum())
             nf.law.message = "least squares in log-log; intervals from a bootstrap over runs through the envelope"
     lf.note = f"intervals from {law.n_resamples_ok}/{law.n_resamples} bootstrap resamples of whole runs"
+    if ns is not None and getattr(ns, "converged", False):
+        pts = inner if len(inner) >= 2 else fr
+        sf = surface_frontier(sd, ns, compute, bcrit, (float(pts["C"].min()), float(pts["C"].max())))
+        if sf is not None and np.isfinite(sf.n_exponent):
+            env = (f"approach 1 (the envelope's discrete best size) gives N_opt ~ C^{nf.law.exponent:.3g} "
+                   f"[{nf.law.exponent_ci[0]:.3g}, {nf.law.exponent_ci[1]:.3g}]" if nf.law is not None
+                   else f"approach 1 (the envelope) was not fitted: {nf.note}")
+            env_fit = nf
+            nf = LawFit(nkey, ntitle, law=sf.n_opt, data=pts.rename(columns={"loss": "L"}), compute=compute)
+            nf.envelope = env_fit  # approach 1 beside it (section 6's relation is tested on it)
+            nf.note = (f"approach 3: the fitted L(N, S{'_min' if bcrit is not None else ''}) surface minimised along "
+                       f"iso-compute lines over C = {pts['C'].min():.3g} to {pts['C'].max():.3g}, intervals from its "
+                       f"{sf.n_resamples_ok}/{sf.n_resamples} bootstrap draws over runs; {env}")
     return lf, nf
 
 
@@ -262,6 +299,10 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
         k, n = converged_sizes(sd)
         out["L(N)"].add_note(f"each size's test loss {stop}; {k} of {n} sizes reached their minimum before the "
                              "end of training (the others were still improving: their L(N) is an upper bound)")
+        sigma, dof, groups = sd.run_noise()
+        if np.isfinite(sigma):
+            out["L(N)"].add_note(f"run-to-run noise of the final loss {100 * sigma:.2f}% from {groups} seed-replicate "
+                                 f"group(s) ({dof} degrees of freedom)")
 
     # L(D): early-stopped loss of the largest model trained on each data subset
     sub = sd.subsets
@@ -339,7 +380,7 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
         tag = "" if compute == "6ND" else " exact"
         if not want & {f"L(C_min){tag}", f"N_opt(C){tag}"}:
             continue
-        lf, nf = frontier_laws(sd, compute, bcrit, n_resamples)
+        lf, nf = frontier_laws(sd, compute, bcrit, n_resamples, ns=ns)
         out[lf.key], out[nf.key] = lf, nf
         if lf.law is not None:
             if bcrit is None:

@@ -35,7 +35,7 @@ def print_findings(findings) -> None:
     t = Table(title="Kaplan et al. 2020, finding by finding", show_lines=True)
     for col in ("#", "finding", "paper", "this study", "agrees", "why"):
         t.add_column(col, overflow="fold")
-    colour = {"yes": "green", "inconclusive": "yellow", "no": "red"}
+    colour = {"yes": "green", "inconclusive": "yellow", "no": "red", "premise not met": "magenta"}
     for f in findings:
         c = colour.get(f.agrees, "dim")
         t.add_row(str(f.number), f.finding, f.paper, f.measured or "-", f"[{c}]{f.agrees}[/{c}]", f.reason)

@@ -201,14 +201,43 @@ def _curve_matrix(curves: pd.DataFrame, grid: np.ndarray, run: str, flop: str, l
     return runs, M, T
 
 
+def interpolated_optimum(M: np.ndarray, log_sizes: np.ndarray) -> np.ndarray:
+    """log N_opt at each column of M (runs x compute grid, NaN where a run's curve does not reach that compute):
+    per size the lowest loss of its runs; where the lowest size is interior among the sizes that reach that compute,
+    the vertex of the parabola in log N through it and its two neighbours (kept between them); NaN where the
+    budget is not bracketed by the sizes it actually has."""
+    us, inv = np.unique(log_sizes, return_inverse=True)
+    P = np.full((us.size, M.shape[1]), np.nan)
+    for k in range(us.size):
+        rows = M[inv == k]
+        ok = np.isfinite(rows).any(axis=0)
+        P[k, ok] = np.nanmin(rows[:, ok], axis=0)
+    out = np.full(M.shape[1], np.nan)
+    for j in range(M.shape[1]):
+        have = np.flatnonzero(np.isfinite(P[:, j]))
+        if have.size < 3:
+            continue
+        x, y = us[have], np.log(P[have, j])
+        i = int(np.argmin(y))
+        if i == 0 or i == x.size - 1:
+            continue
+        x3, y3 = x[i - 1:i + 2], y[i - 1:i + 2]
+        a = np.polyfit(x3, y3, 2)
+        v = -a[1] / (2 * a[0]) if a[0] > 0 else x[i]
+        out[j] = float(np.clip(v, x3[0], x3[-1]))
+    return out
+
+
 def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", loss: str = "loss",
              n: str | None = "N", d: str | None = None, n_grid: int = 40, n_resamples: int = 500, seed: int = 0,
              c_range: tuple[float, float] | None = None, monotone: bool = True) -> Frontier:
     """Approach 1, the compute-efficient frontier: min over runs of the loss at each compute on a log grid.
 
-    c_range limits the grid; in any case grid points whose best run is the smallest or the largest size
-    trained are saturated (the optimum lies beyond the sizes) and left out of N_opt(C) and D_opt(C), flagged
-    in `table['bracketed']`. D_opt is the tokens the best run had seen (`d` column), else C/(6N). Intervals
+    c_range limits the grid. N_opt at each grid compute is interpolated between the sizes whose curves reach it
+    (interpolated_optimum: a parabola in log N through the best and its neighbours, not the discrete best size,
+    whose staircase flattens the slope by about 1 - 1/K^2 with K sizes); a grid point is bracketed when the best
+    of the sizes that reach it has one on each side, else it is left out of N_opt(C) and D_opt(C), flagged in
+    `table['bracketed']`. D_opt is the tokens the best run had seen (`d` column), else C/(6N). Intervals
     resample whole runs and recompute the envelope."""
     _columns(curves, (run, flop, loss, d), "frontier")
     keep = [c for c in dict.fromkeys((run, flop, loss, n, d)) if c and c in curves.columns]
@@ -227,8 +256,9 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
         grid = np.unique(cv[flop].to_numpy(float))
         grid = grid[(grid >= lo) & (grid <= hi)]
     runs, M, T = _curve_matrix(cv, grid, run, flop, loss, carry_forward=monotone, tokens=d)
+    _, Mc, _ = _curve_matrix(cv, grid, run, flop, loss, carry_forward=False)  # where each curve really is
     has = np.isfinite(M).any(axis=0)
-    grid, M, T = grid[has], M[:, has], T[:, has]
+    grid, M, T, Mc = grid[has], M[:, has], T[:, has], Mc[:, has]
     best = np.nanargmin(M, axis=0)
     cols = np.arange(grid.size)
     table = pd.DataFrame({"C": grid, "loss": M[best, cols], "run": [runs[i] for i in best]})
@@ -237,7 +267,13 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
     if sizes is not None:
         table["N"] = sizes[best]
         table["D"] = T[best, cols] if d else table["C"] / (6.0 * table["N"])
-        table["bracketed"] = (table["N"] > sizes.min()) & (table["N"] < sizes.max())
+        # N_opt interpolated between the sizes that reach each budget (no discrete staircase); bracketed where
+        # the best of those sizes has one on either side
+        table["N_opt"] = np.exp(interpolated_optimum(Mc, np.log(sizes)))
+        table["bracketed"] = np.isfinite(table["N_opt"])
+        # the tokens at the interpolated size: the best run's tokens scaled by N_best/N_opt (C = f(N) D with f
+        # locally proportional to N)
+        table["D"] = np.where(table["bracketed"], table["D"] * table["N"] / table["N_opt"], table["D"])
     loss_fit = power_law_fit(grid, table["loss"], n_resamples=0, name="L", var="C_min")
 
     def stat(idx):
@@ -249,13 +285,15 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
         lc, le = _loglog(grid[okc], Mb[bb, np.flatnonzero(okc)])
         out = [lc, le, np.nan, np.nan, np.nan, np.nan]
         if sizes is not None:
-            sz = sizes[idx]
-            nb = sz[bb]
-            inner = (nb > sz.min()) & (nb < sz.max())
-            if inner.sum() >= 2 and len(np.unique(nb[inner])) >= 2:
-                gc = grid[okc][inner]
-                db = (T[idx][bb, np.flatnonzero(okc)] if d else grid[okc] / (6 * nb))[inner]
-                nc, ne = np.polyfit(np.log(gc), np.log(nb[inner]), 1)[::-1]
+            u = np.unique(idx)
+            ln = interpolated_optimum(Mc[u], np.log(sizes[u]))
+            inner = np.isfinite(ln)
+            if inner.sum() >= 2 and np.ptp(ln[inner]) > 0:
+                gc = grid[inner]
+                bbf = np.nanargmin(np.where(np.isfinite(Mb), Mb, np.inf), axis=0)
+                nb = sizes[idx][bbf][inner]
+                db = (T[idx][bbf, np.arange(grid.size)][inner] if d else gc / (6 * nb)) * nb / np.exp(ln[inner])
+                nc, ne = np.polyfit(np.log(gc), ln[inner], 1)[::-1]
                 dc, de = np.polyfit(np.log(gc), np.log(db), 1)[::-1]
                 out[2:] = [nc, ne, dc, de]
         return out
@@ -278,14 +316,14 @@ def envelope(curves: pd.DataFrame, *, run: str = "run_id", flop: str = "flop", l
                         approach=1, table=table, loss_law=loss_fit)
     fit_rows = table[table["bracketed"]]
     used, left = fit_rows["C"].tolist(), table.loc[~table["bracketed"], "C"].tolist()
-    if fit_rows["N"].nunique() < 2:
+    if fit_rows["N_opt"].nunique() < 2:
         return Frontier(params=nan_params, ci={k: NAN2 for k in nan_params}, se={k: float("nan") for k in nan_params},
                         converged=False, message=f"the envelope has {fit_rows['N'].nunique()} unsaturated model "
                         "size(s); need at least 2 (train sizes on both sides of the optimum)", n_points=len(fit_rows),
                         approach=1, table=table, loss_law=loss_fit, budgets_used=used, budgets_unbracketed=left)
     # draws hold (log coef, exponent) pairs for N then D, in _from_draws' (icept, slope) order
     nd = draws[:, 2:]
-    return _from_draws(1, Frontier, np.log(fit_rows["C"].to_numpy(float)), np.log(fit_rows["N"].to_numpy(float)),
+    return _from_draws(1, Frontier, np.log(fit_rows["C"].to_numpy(float)), np.log(fit_rows["N_opt"].to_numpy(float)),
                        np.log(fit_rows["D"].to_numpy(float)), nd, n_resamples,
                        "envelope; bootstrap over runs", table=table, loss_law=loss_fit, budgets_used=used,
                        budgets_unbracketed=left)
@@ -503,6 +541,94 @@ def _surface_argmin(p: dict, logC: np.ndarray, logN: np.ndarray, logf: np.ndarra
     return logN[j] + np.clip(shift, -1, 1) * h
 
 
+def flop_per_token_curve(N, flop_per_token) -> tuple[np.ndarray, np.ndarray, float]:
+    """(log N grid, log f on it, the slope of log f in log N): the FLOP per token of each size, from the data's
+    own accounting (exactly 6N for C = 6ND), interpolated in log-log between the sizes and continued along the
+    end segments, on a fine grid 7 e-folds past the sizes each way."""
+    sx, inv = np.unique(np.log(np.asarray(N, float)), return_inverse=True)
+    sf = np.bincount(inv, np.log(np.asarray(flop_per_token, float))) / np.bincount(inv)
+    logN = np.linspace(sx[0] - 7, sx[-1] + 7, 4001)
+    if len(sx) >= 2:
+        logf = np.interp(logN, sx, sf)
+        lo_s, hi_s = (sf[1] - sf[0]) / (sx[1] - sx[0]), (sf[-1] - sf[-2]) / (sx[-1] - sx[-2])
+        logf = np.where(logN < sx[0], sf[0] + lo_s * (logN - sx[0]), logf)
+        logf = np.where(logN > sx[-1], sf[-1] + hi_s * (logN - sx[-1]), logf)
+    else:
+        logf = sf[0] + (logN - sx[0])
+    fs = float(np.polyfit(sx, sf, 1)[0]) if len(sx) >= 2 else 1.0
+    return logN, logf, fs
+
+
+def _row_argmin(L: np.ndarray, logN: np.ndarray) -> np.ndarray:
+    """log N of each row's minimum of L on the grid logN, refined by a parabola through its neighbours."""
+    j = np.clip(np.argmin(L, axis=1), 1, len(logN) - 2)
+    r = np.arange(L.shape[0])
+    y0, y1, y2 = L[r, j - 1], L[r, j], L[r, j + 1]
+    h = logN[1] - logN[0]
+    den = y0 - 2 * y1 + y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(den > 0, 0.5 * (y0 - y2) / den, 0.0)
+    return logN[j] + np.clip(shift, -1, 1) * h
+
+
+def _ns_loss(p: dict, logC: np.ndarray, logN: np.ndarray, logf: np.ndarray, log_batch: float,
+             bcrit: dict | None) -> np.ndarray:
+    """L(N, S) = (N_c/N)^alpha_N + (S_c/S)^alpha_S along C = f(N) B S on a (C, N) grid. With `bcrit`
+    (B_star, alpha_B), S is S_min and C is C_min = f(N) B_crit(L) S_min (Kaplan eqs. 5.4, 5.5 multiplied out),
+    an implicit equation in L solved by bisection in log L (L - L(N, S_min(L)) rises with L)."""
+    ln_term = np.exp(p["alpha_N"] * (np.log(p["N_c"]) - logN))[None, :]
+    if bcrit is None:
+        logS = logC[:, None] - logf[None, :] - log_batch
+        return ln_term + np.exp(p["alpha_S"] * (np.log(p["S_c"]) - logS))
+    a = np.log(ln_term) + np.zeros((logC.size, 1))
+    lo, hi = a.copy(), a + 30.0  # log L: L above the N term; 30 e-folds above is far past any root
+    k = p["alpha_S"] * (np.log(p["S_c"]) + logf[None, :] + np.log(bcrit["B_star"]) - logC[:, None])
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        # L - (N term) - (S_c f B_crit(L) / C)^alpha_S, with B_crit(L) = B* L^(-1/alpha_B)
+        g = np.exp(mid) - ln_term - np.exp(k - p["alpha_S"] / bcrit["alpha_B"] * mid)
+        lo, hi = np.where(g < 0, mid, lo), np.where(g < 0, hi, mid)
+    return np.exp(0.5 * (lo + hi))
+
+
+def ns_optimum(law, N, flop_per_token, batch: float, c_range: tuple[float, float], *, bcrit=None,
+               n_grid: int = 20) -> ComputeOptimal:
+    """Approach 3 on learning curves: N_opt(C) minimising Kaplan's L(N, S) (eq. 1.6, a fitted `kaplan_ns` law)
+    along iso-compute lines C = f(N) B S, B the tokens per step and f the FLOP per token of each size (the data's
+    own accounting, flop_per_token_curve). For C = 6 N B S the exponent is alpha_S/(alpha_N + alpha_S); with
+    `bcrit` (a B_crit(L) law) steps are S_min and C is C_min. Exponents over c_range; intervals from the law's
+    bootstrap draws (each paired with a draw of `bcrit`'s, so its uncertainty is carried too)."""
+    logN, logf, fs = flop_per_token_curve(N, flop_per_token)
+    logC = np.log(np.geomspace(c_range[0], c_range[1], n_grid))
+    lb = float(np.log(batch))
+    names = list(law.form.param_names)
+    bnames = list(bcrit.form.param_names) if bcrit is not None else []
+
+    def line(p, b):
+        ln = _row_argmin(_ns_loss(p, logC, logN, logf, lb, b), logN)
+        lf = np.interp(ln, logN, logf)
+        ld = logC - lf  # tokens: C / f(N) (with bcrit, D_min at the critical batch)
+        ns, ni = np.polyfit(logC, ln, 1)
+        ds, di = np.polyfit(logC, ld, 1)
+        return ln, ld, [ni, ns, di, ds]
+
+    bp = dict(bcrit.params) if bcrit is not None else None
+    ln, ld, _ = line(law.params, bp)
+    samples = law.samples if law.samples is not None else np.empty((0, len(names)))
+    bs = bcrit.samples if bcrit is not None and bcrit.samples is not None and len(bcrit.samples) else None
+    rows = []
+    for i, s in enumerate(samples):
+        b = dict(zip(bnames, bs[i % len(bs)])) if bs is not None else bp
+        rows.append(line(dict(zip(names, s)), b)[2])
+    draws = np.array(rows) if rows else np.empty((0, 4))
+    table = pd.DataFrame({"C": np.exp(logC), "N_opt": np.exp(ln), "D_opt": np.exp(ld)})
+    msg = (f"L(N, S{'_min' if bcrit is not None else ''}) minimised along C = f(N) B S (f ~ N^{fs:.3g}); "
+           "bootstrap draws of the law" + (" and of B_crit(L)" if bs is not None else ""))
+    res = _from_draws(3, ComputeOptimal, logC, ln, ld, draws, len(samples), msg, table=table,
+                      budgets_used=[], budgets_unbracketed=[], law=law)
+    return res
+
+
 def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N", d: str | None = None,
                     c: str | None = None, loss: str = "loss", group: str | None = None, n_resamples: int = 200,
                     seed: int = 0, c_range: tuple[float, float] | None = None, n_grid: int = 20,
@@ -536,19 +662,7 @@ def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N",
         raise FitError(f"surface_optimum: the L(N, D) fit did not converge ({law.message})")
     lo, hi = c_range or (float(C.min()), float(C.max()))
     logC = np.log(np.geomspace(lo, hi, n_grid))
-    # FLOP per token of each size, from the data's own accounting (exactly 6N for C = 6ND), interpolated in
-    # log-log between the sizes and continued along the end segments
-    sx, inv = np.unique(np.log(N), return_inverse=True)
-    sf = np.bincount(inv, np.log(C / D)) / np.bincount(inv)
-    logN = np.linspace(sx[0] - 7, sx[-1] + 7, 4001)
-    if len(sx) >= 2:
-        logf = np.interp(logN, sx, sf)
-        lo_s, hi_s = (sf[1] - sf[0]) / (sx[1] - sx[0]), (sf[-1] - sf[-2]) / (sx[-1] - sx[-2])
-        logf = np.where(logN < sx[0], sf[0] + lo_s * (logN - sx[0]), logf)
-        logf = np.where(logN > sx[-1], sf[-1] + hi_s * (logN - sx[-1]), logf)
-    else:
-        logf = sf[0] + (logN - sx[0])
-    fs = float(np.polyfit(sx, sf, 1)[0]) if len(sx) >= 2 else 1.0
+    logN, logf, fs = flop_per_token_curve(N, C / D)
 
     def line(p):
         ln = _surface_argmin(p, logC, logN, logf)

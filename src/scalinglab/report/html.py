@@ -87,13 +87,27 @@ def _laws_table(fits: dict[str, LawFit]) -> str:
 
 def _findings_table(findings) -> str:
     rows = ["<tr><th>#</th><th>finding</th><th>the paper</th><th>this study</th><th>agrees</th><th>why</th>"
-            "<th>threshold and its source</th></tr>"]
+            "<th>band (its source) and premise</th><th>against the paper's law on this design</th>"
+            "<th>with exact FLOP</th></tr>"]
     for f in findings:
-        cls = {"yes": "yes", "inconclusive": "inconclusive", "no": "no"}.get(f.agrees, "nm")
+        cls = {"yes": "yes", "inconclusive": "inconclusive", "no": "no", "premise not met": "inconclusive"}.get(
+            f.agrees, "nm")
+        band = (f"[{_num(f.band[0])}, {_num(f.band[1])}] ({f.band_source})" if f.band else "-")
+        prem = (f"; premise: {f.premise} ({'met' if f.premise_met else 'not met'})" if f.premise else "")
+        design = (f"{_num(f.paper_at_design)}: {f.agrees_at_design}" if f.paper_at_design is not None else "-")
         rows.append(f"<tr><td>{f.number}</td><td>{_esc(f.finding)}</td><td>{_esc(f.paper)}</td>"
                     f"<td>{_esc(f.measured or '-')}</td><td class={cls}>{_esc(f.agrees)}</td>"
-                    f"<td>{_esc(f.reason)}</td><td>{_esc(f.basis)}</td></tr>")
+                    f"<td>{_esc(f.reason)}</td><td>{_esc(band + prem)}</td><td>{_esc(design)}</td>"
+                    f"<td>{_esc(f.agrees_exact or '-')}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def verdict_counts(findings) -> str:
+    """'1 yes, 5 no, 3 inconclusive, 2 premise not met' in the order of the verdicts."""
+    from scalinglab.analysis.findings import VERDICTS
+
+    n = {v: sum(f.agrees == v for f in findings) for v in VERDICTS}
+    return ", ".join(f"{k} {v}" for v, k in n.items() if k)
 
 
 def _runs_table(sd: StudyData) -> str:
@@ -135,9 +149,12 @@ the test split; an early-stopped loss is the test loss at {_esc(chosen)}. N: non
 Compute C is fitted under two conventions, each law's row saying which: {_esc(COMPUTE_TEXT["6ND"])} ("6ND",
 Kaplan's, used by findings 7 and 11) and {_esc(COMPUTE_TEXT["exact"])} ("exact").</p>
 <h2>Findings</h2>
-<p>Verdicts: <b>yes</b> (agrees, with an interval narrow enough to tell), <b>no</b> (the interval excludes the
-paper's statement), <b>inconclusive</b> (the interval is too wide to tell; the limit is stated),
-<b>not measured</b> (the runs are missing).</p>{_findings_table(findings)}
+<p><b>{_esc(verdict_counts(findings))}</b> of {len(findings)} findings.</p>
+<p>Verdicts: <b>yes</b> (the 95% interval lies inside the finding's tolerance band around the paper's value),
+<b>no</b> (it lies wholly outside the band), <b>inconclusive</b> (it reaches across an edge of the band: too wide to
+tell), <b>premise not met</b> (this design cannot test the claim as the paper states it; the reason says what it
+would need), <b>not measured</b> (the runs are missing). Each band states its source. For findings 9-11 the
+measurement is also compared with the paper's own law evaluated on this study's design.</p>{_findings_table(findings)}
 <h2>Fitted laws</h2>{_laws_table(fits)}
 {predicted}
 <h2>Figures</h2>{''.join(_figure(f) for f in figures)}

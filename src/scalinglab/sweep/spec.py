@@ -36,7 +36,8 @@ and n_head varies the head count of whatever shape the other axes chose.
 Each run carries its axis values as `extra` labels (part of its id), so analyses can group runs by them.
 
 `[study] roles` says what the runs are for, and the store records it for every run (scalinglab.store.ROLES):
-"sizes" (the size sweep), "subsets" (data subsets), "shape" (shapes at fixed N), "batch" (batch sizes), "lr".
+"sizes" (the size sweep), "subsets" (data subsets), "shape" (shapes at fixed N), "batch" (batch sizes), "lr",
+"seeds" (replicates of size-sweep runs with other seeds: they measure the run-to-run noise, and stay out of the fits).
 Without it the roles follow from the spec's own axes (d_unique -> subsets, batch_size -> batch, aspect_ratio /
 d_ff_ratio / n_head -> shape, lr / lr_scale -> lr, otherwise sizes); the analysis never guesses them from budgets.
 """
