@@ -160,8 +160,7 @@ def test_data_constrained_counts_effective_tokens():
     df["U"] = df["D"]  # no repetition: D' = D, 6 distinct
     assert fit(df, "data_constrained", n_resamples=0).converged
     df["U"] = 1e6  # every run repeats the same 1e6 tokens far past R*: D' saturates near U (1 + R*)
-    law = fit(df, "data_constrained", n_resamples=0)
-    assert not law.converged and law.message.startswith("not identifiable: ")
+    assert_not_identified(fit(df, "data_constrained", n_resamples=0), "only 1 distinct D'")
 
 
 # ------------------------------------------------------------------------------------------------ rescaling

@@ -230,7 +230,7 @@ def design_problems(form: Form, X: dict, logy: np.ndarray, weights: np.ndarray) 
       value per parameter that acts through its term alone (`Form.own_params`: A and alpha for N), plus one when
       the law has a free additive constant (E, L_inf) that can absorb the term's level (`Form.free_level`). A
       power law needs 2 distinct x, with an irreducible term 3; Chinchilla 3 distinct N and 3 distinct D (with E
-      fixed, or exponents tied, 2 each); Kaplan's L(N, D) 2 distinct N; L(N, S) 2 distinct N and S. And a
+      fixed, or the exponents tied, 2 each; both, 1); Kaplan's L(N, D) 2 distinct N; L(N, S) 2 distinct N and S. And a
       sum of one-input terms (`Form.additive`: E + f(N) + g(D)) depends on its parameters only through f at the
       n_N distinct N and g at the n_D distinct D, less the level they share: it pins at most n_N + n_D - 1
       free parameters. chinchilla_shared_e applies the rule within each group (its E shared, no free level of
