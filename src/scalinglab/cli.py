@@ -28,8 +28,16 @@ start here:
 nothing already stored is lost. In Python: `import scalinglab; help(scalinglab)`."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, exit 2 (the usage block stays in --help). The
+    subcommands' parsers are of the same class (argparse makes them with the parent's)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scalinglab", description=DESCRIPTION, epilog=EPILOG,
+    parser = _Parser(prog="scalinglab", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"scalinglab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

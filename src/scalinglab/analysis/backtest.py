@@ -67,6 +67,20 @@ def backtest_points(sd: StudyData) -> pd.DataFrame:
     return out
 
 
+def _identified_form(fit: pd.DataFrame) -> str:
+    """chinchilla, or chinchilla_tied where the fitting runs hold too few values of N or D to identify
+    chinchilla's five parameters (the counting rule of laws.fit.design_problems)."""
+    from scalinglab.laws.fit import design_problems
+    from scalinglab.laws.forms import get_form
+
+    X = {v: fit[v].to_numpy(float) for v in ("N", "D")}
+    logy, w = np.log(fit["L"].to_numpy(float)), np.ones(len(fit))
+    for name in ("chinchilla", "chinchilla_tied"):
+        if not design_problems(get_form(name), X, logy, w):
+            return name
+    return "chinchilla"
+
+
 def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resamples: int = 300, seed: int = 0,
                           n_jobs: int = 1, cache: str | Path | None = None) -> PredictedBeforeSeen:
     """Backtest the study's L(N, D) on its largest size and, where it varies D, its largest D. With form 'auto'
@@ -122,10 +136,12 @@ def _predicted_before_seen(sd: StudyData, pts: pd.DataFrame, form: str, n_resamp
             out.notes.append(f"{label}: {len(fit)} runs with {fit['D'].nunique()} value(s) of D to fit, too few "
                              f"for L(N, D): L(N) of the size sweep ({len(rows)} runs) instead")
         elif form == "auto" and (fit_sizes if attr == "by_size" else fit["D"].nunique()) < 4:
-            use = "chinchilla"
+            use = _identified_form(fit)
             what = "model sizes" if attr == "by_size" else "values of D"
             n_left = fit_sizes if attr == "by_size" else fit["D"].nunique()
-            out.notes.append(f"{label}: {n_left} {what} left to fit, too few for auto (4): chinchilla form")
+            why = "" if use == "chinchilla" else (" (alpha = beta: chinchilla's five parameters need 3 values of N "
+                                                  "and 3 of D)")
+            out.notes.append(f"{label}: {n_left} {what} left to fit, too few for auto (4): {use} form{why}")
         if n_levels < 3:
             out.notes.append(f"{label}: not run, the study has {n_levels} level(s) (needs 3: two to fit, one to "
                              "predict)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 from rich.console import Console
@@ -26,3 +27,24 @@ def fmt_num(x, digits: int = 3) -> str:
 
 def add_store_arg(p, default: str = "runs/train.sqlite") -> None:
     p.add_argument("--store", default=default, help=f"run store file (default: {default})")
+
+
+def whole_number(minimum: int):
+    """An argparse `type` for a count: an integer of at least `minimum`. A bad value is argparse's one-line error
+    (`argument --bootstrap: -5 is below 0; give a whole number >= 0`), exit 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give a whole number >= {minimum}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"  # what argparse names the type in its messages
+    return parse
+
+
+positive_int = whole_number(1)  # workers, iterations, targets, window sizes
+nonnegative_int = whole_number(0)  # bootstrap resamples, points to drop

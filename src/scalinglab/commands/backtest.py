@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from scalinglab.commands._common import nonnegative_int, positive_int
 from scalinglab.commands.fit import add_law_options, law_options
 from scalinglab.laws.forms import FORM_NAMES
 
@@ -30,8 +31,8 @@ def register(subparsers):
                     by_help="column of a grouping (dataset): each group is fitted and backtested separately, the "
                             "errors pooled (with chinchilla_shared_e: jointly, E shared)")
     p.add_argument("--run", help="column of the run id: the bootstrap resamples whole runs (default: each row)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

@@ -6,14 +6,14 @@ import json
 
 from rich.table import Table
 
-from scalinglab.commands._common import fmt_num, out
+from scalinglab.commands._common import fmt_num, nonnegative_int, out, positive_int
 
 
 def register(sub) -> None:
     p = sub.add_parser("batch", help="critical batch size from a batch-size sweep, against the noise scale")
     p.add_argument("store", help="run store of a study with >= 3 batch sizes at one model shape")
-    p.add_argument("--targets", type=int, default=5, help="number of target losses (default 5)")
-    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for B_crit(L) (default 500)")
+    p.add_argument("--targets", type=positive_int, default=5, help="number of target losses (default 5)")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=500, help="bootstrap resamples for B_crit(L) (default 500)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of tables")
     p.set_defaults(func=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from scalinglab.commands._common import positive_int
 from scalinglab.errors import DataError
 
 
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     prep.add_argument("--transfer", nargs="*", default=None,
                       help="transfer sets (names or paths); default: wikipedia sotu brown kjv for the default "
                            "corpus, none otherwise; give the flag with no value for none")
-    prep.add_argument("--max-bytes", type=int, default=None, help="cap on the text used per corpus")
+    prep.add_argument("--max-bytes", type=positive_int, default=None, help="cap on the text used per corpus")
     prep.add_argument("--text-field", default="text", help="JSONL field / Parquet column holding the text")
     prep.add_argument("--test-fraction", type=float, default=0.02, help="share of documents held out as test")
     prep.add_argument("--validation-fraction", type=float, default=0.02,
@@ -36,9 +37,9 @@ def register(subparsers) -> None:
     info = sub.add_parser("info", help="show the splits, transfer sets, token counts and sources of a dataset")
     info.add_argument("dir", help="a prepared dataset directory")
     info.add_argument("--json", action="store_true", help="print the dataset's description as JSON")
-    info.add_argument("--n-ctx", type=int, default=None,
+    info.add_argument("--n-ctx", type=positive_int, default=None,
                       help="context of the evaluation windows described (default: the run default)")
-    info.add_argument("--eval-tokens", type=int, default=None,
+    info.add_argument("--eval-tokens", type=positive_int, default=None,
                       help="tokens per evaluation set described (default: the run default)")
     info.set_defaults(func=_info)
 

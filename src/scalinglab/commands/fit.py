@@ -6,6 +6,7 @@ import json
 import math
 import warnings
 
+from scalinglab.commands._common import nonnegative_int, positive_int
 from scalinglab.errors import FitError
 from scalinglab.laws.forms import FORM_NAMES, fmt_number
 
@@ -65,11 +66,11 @@ def register(subparsers):
     add_law_options(p)
     p.add_argument("--weights", help="column of point weights")
     p.add_argument("--irreducible", action="store_true", help="add L_inf to the single-variable Kaplan laws")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log residuals (default 1e-3)")
-    p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K", help="drop the K highest-loss points")
-    p.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations per start")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for the grid and bootstrap")
+    p.add_argument("--drop-highest-loss", type=nonnegative_int, default=0, metavar="K", help="drop the K highest-loss points")
+    p.add_argument("--max-iter", type=positive_int, default=500, help="L-BFGS iterations per start")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for the grid and bootstrap")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -103,6 +104,7 @@ def run(args) -> int:
 
 def _print_table(law):
     from rich.console import Console
+    from scalinglab.laws.fit import r2_text
     from rich.table import Table
 
     con = Console()
@@ -116,6 +118,7 @@ def _print_table(law):
     con.print(t)
     con.print(f"  {law.text()}", highlight=False)
     con.print(f"  {law.n_points} points in {law.n_groups} groups; RMSE(log) {law.rmse_log:.4g}; "
-              f"R^2(log) {law.r2_log:.4f}; bootstrap {law.n_resamples_ok}/{law.n_resamples}", highlight=False)
+              f"R^2(log) {r2_text(law.r2_log)}; bootstrap {law.n_resamples_ok}/{law.n_resamples}",
+              highlight=False)
     verdict = "converged" if law.converged else "[bold red]DID NOT CONVERGE[/bold red]"
     con.print(f"  {verdict}: {law.message}", highlight=False)

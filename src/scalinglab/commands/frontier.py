@@ -8,6 +8,7 @@ import math
 import sys
 import warnings
 
+from scalinglab.commands._common import nonnegative_int, positive_int
 from scalinglab.errors import DataError, ScalingLabError
 
 
@@ -27,9 +28,9 @@ def register(subparsers):
     p.add_argument("--group", help="column splitting the runs into separate analyses (one result each)")
     p.add_argument("--run", help="column of the run id, for approach 1 on learning curves (default: each row "
                                  "is its own run)")
-    p.add_argument("--window", type=int, default=2, help="approach 2: sizes on each side of a budget's lowest "
+    p.add_argument("--window", type=positive_int, default=2, help="approach 2: sizes on each side of a budget's lowest "
                                                          "loss in its parabola (default 2)")
-    p.add_argument("--bootstrap", type=int, default=None, metavar="K",
+    p.add_argument("--bootstrap", type=nonnegative_int, default=None, metavar="K",
                    help="bootstrap resamples (default 1000; approach 3, which refits the surface each time: 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object: group -> result")

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from rich.console import Console
 
-from scalinglab.commands._common import console, out
+from scalinglab.commands._common import console, nonnegative_int, out
 
 wide = Console(width=max(out.width, 150))  # the findings table reads badly folded to 80 columns
 
@@ -17,7 +17,7 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="fit the laws, check the findings, write figures and an HTML report")
     p.add_argument("source", help="a run store (.sqlite) or a study spec (.toml) whose store to report on")
     p.add_argument("--out", required=True, help="output directory (report.html, figN.png, fits.json)")
-    p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples per fitted law (default 300)")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=300, help="bootstrap resamples per fitted law (default 300)")
     p.set_defaults(func=cmd_report)
 
 

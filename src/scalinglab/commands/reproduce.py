@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import console
+from scalinglab.commands._common import console, nonnegative_int, positive_int
 
 
 def register(sub) -> None:
@@ -13,8 +13,8 @@ def register(sub) -> None:
                    help="ci (~1 min), smoke (~10 min on 2 cores, default), cpu (~1 h), gpu (one GPU, hours); "
                         "reconcile (Kaplan vs Chinchilla, ~1.5 h on 2 cores), reconcile_gpu (one GPU)")
     p.add_argument("--out", default=None, help="output directory (default: reproduce-<preset>)")
-    p.add_argument("--workers", type=int, default=None, help="runs trained at once (default: fill the cores)")
-    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples per fitted law")
+    p.add_argument("--workers", type=positive_int, default=None, help="runs trained at once (default: fill the cores)")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=None, help="bootstrap resamples per fitted law")
     p.add_argument("--group", action="store_true",
                    help="train small runs of one shape together as one batched model (measured no faster on 2 "
                         "cores: benchmarks/grouped.py)")

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import console, fmt_num, out
+from scalinglab.commands._common import console, fmt_num, out, positive_int
 from scalinglab.published import PF_DAY
 
 
@@ -21,17 +21,17 @@ def register(sub) -> None:
     rp.add_argument("spec", help="study spec (TOML)")
     rp.add_argument("--store", default=None, help="run store (default: the spec's, or <spec dir>/<name>.sqlite)")
     rp.add_argument("--dry-run", action="store_true", help="print the plan (runs, N, D, B, C, est. time) and exit")
-    rp.add_argument("--workers", type=int, default=None, help="runs at once (default: as many as fit the cores)")
-    rp.add_argument("--threads-per-worker", type=int, default=None,
+    rp.add_argument("--workers", type=positive_int, default=None, help="runs at once (default: as many as fit the cores)")
+    rp.add_argument("--threads-per-worker", type=positive_int, default=None,
                     help="torch threads per run (default: by model size, 1 for tiny models)")
     how = rp.add_mutually_exclusive_group()
     how.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                      help="run on Ray: 'auto' joins a running cluster or starts a local one; or a cluster address")
     how.add_argument("--sequential", action="store_true", help="one run after another in this process")
-    how.add_argument("--nproc-per-node", type=int, default=None, metavar="K",
+    how.add_argument("--nproc-per-node", type=positive_int, default=None, metavar="K",
                      help="train each run across K processes (torchrun, DDP: gloo on CPU, nccl on CUDA)")
     rp.add_argument("--retry-failed", action="store_true", help="also re-run runs that failed")
-    rp.add_argument("--max-attempts", type=int, default=3, metavar="K",
+    rp.add_argument("--max-attempts", type=positive_int, default=3, metavar="K",
                     help="Ray: resubmit a run whose worker process died, up to K attempts in all (default 3)")
     rp.add_argument("--group", action="store_true",
                     help="train small runs of one shape together as one batched model (measured no faster on 2 "

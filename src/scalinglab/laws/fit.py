@@ -8,6 +8,7 @@ the full-data optimum and from any other local optimum the grid found that was n
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ class FittedLaw(Result):
             lines.append(f"  {p:<12}{fmt_number(self.params[p]):>14}{fmt_number(lo):>14}{fmt_number(hi):>14}"
                          f"{fmt_number(self.se[p]):>12}")
         lines.append(f"  points {self.n_points} in {self.n_groups} groups; RMSE(log) {self.rmse_log:.4g}; "
-                     f"R^2(log) {self.r2_log:.4f}; Huber delta {self.delta:g}")
+                     f"R^2(log) {r2_text(self.r2_log)}; Huber delta {self.delta:g}")
         lines.append(f"  converged: {self.converged} ({self.message}); bootstrap {self.n_resamples_ok}/"
                      f"{self.n_resamples} resamples converged")
         return "\n".join(lines)
@@ -205,24 +206,201 @@ def _load(data, level, where):
     return data, where
 
 
+# ------------------------------------------------------------------------------------------------ identifiability
+
+MIN_SHARE = 1e-6  # a free term below this share of the prediction at every point has left the law
+MIN_CURVATURE = 1e-6  # least/greatest singular value of the column-scaled Jacobian below this: singular
+LOG_LIMIT = 699.0  # a natural parameter exp(+-699) or beyond sits at the clip of forms._exp (700)
+EXTREME_LOG10 = 30.0  # inputs whose median is beyond 1e+-30 are rescaled before fitting
+
+
+def _distinct(x: np.ndarray) -> int:
+    """Distinct positive values, equal when their logs agree to 1e-9."""
+    lx = np.sort(np.log(np.asarray(x, float)))
+    return int(1 + np.sum(np.diff(lx) > 1e-9)) if lx.size else 0
+
+
+def design_problems(form: Form, X: dict, logy: np.ndarray, weights: np.ndarray) -> list[str]:
+    """Why the data cannot identify the form's parameters, before any fit (empty: they may). A necessary
+    condition only; what it lets through, the curvature test of `fit_problems` catches.
+
+    - The response must vary: a constant log loss has nothing for the parameters to explain.
+    - The counting rule. A term of input x (A/N^alpha) is seen only through the values it takes at the distinct
+      x of the data, and the law's other terms add a level to those values. So each input needs one distinct
+      value per parameter that acts through its term alone (`Form.own_params`: A and alpha for N), plus one when
+      the law has a free additive constant (E, L_inf) that can absorb the term's level (`Form.free_level`). A
+      power law needs 2 distinct x, with an irreducible term 3; Chinchilla 3 distinct N and 3 distinct D (with E
+      fixed, or the exponents tied, 2 each; both, 1); Kaplan's L(N, D) 2 distinct N; L(N, S) 2 distinct N and S. And a
+      sum of one-input terms (`Form.additive`: E + f(N) + g(D)) depends on its parameters only through f at the
+      n_N distinct N and g at the n_D distinct D, less the level they share: it pins at most n_N + n_D - 1
+      free parameters. chinchilla_shared_e applies the rule within each group (its E shared, no free level of
+      the group's own) and needs sum over groups of (n_N + n_D - 1) >= all its free parameters.
+    """
+    keep = weights > 0
+    ly = logy[keep]
+    if ly.size and np.ptp(ly) <= 1e-12 * max(1.0, float(np.max(np.abs(ly)))):
+        return [f"the response is constant (every point {math.exp(float(ly[0])):.6g}): there is nothing for "
+                "the parameters to explain"]
+    X = {k: np.asarray(v)[keep] for k, v in X.items()}
+    own, n_free = form.own_params, len(form.internal_names)
+    groups = np.unique(X["G"]).astype(int) if "G" in X else [None]
+    problems, total = [], 0
+    for g in groups:
+        sel = slice(None) if g is None else X["G"] == g
+        where = "" if g is None else f" in group {form.groups[g]}"
+        vals = form.design_values({k: v[sel] for k, v in X.items()})
+        have = {v: _distinct(vals[v]) for v in own}
+        for v, k in own.items():
+            need = k + (1 if form.free_level else 0)
+            if have[v] < need:
+                what = f"{k} parameter{'s act' if k > 1 else ' acts'} through {form.sym(v)} alone"
+                problems.append(f"only {have[v]} distinct {form.sym(v)}{where}; {form.name} needs at least {need} "
+                                f"({what}" + (", plus one for the level the free constant shares)"
+                                              if form.free_level else ")"))
+        pinned = sum(have.values()) - (len(own) - 1)
+        total += pinned
+        if form.additive and g is not None and pinned < sum(own.values()) and not problems:
+            problems.append(f"{' and '.join(f'{have[v]} distinct {v}' for v in own)}{where} pin at most "
+                            f"{pinned} of the group's {sum(own.values())} parameters")
+    if form.additive and total < n_free and not problems:
+        problems.append(f"{' and '.join(f'{have[v]} distinct {form.sym(v)}' for v in own)} pin at most {total} "
+                        f"parameters of a sum of one-input terms; the form has {n_free}")
+    return problems
+
+
+def fit_problems(form: Form, z: np.ndarray, X: dict, weights: np.ndarray,
+                 theta: np.ndarray | None = None) -> tuple[list[str], dict]:
+    """Why a fit at internal row z did not identify its parameters (empty: it did), and the figures behind the
+    verdict: parameters (natural, `theta` where z is of a rescaled problem) that ran off (non-finite, or at the
+    exp() clip of the transforms), a free term that
+    left the law (below MIN_SHARE of every prediction: its coefficient at 0 or its exponent run away, a bound
+    of the parameter space), and a singular curvature.
+
+    The curvature is the Gauss-Newton matrix J'WJ of the log predictions (J: their Jacobian in the internal
+    coordinates, W: the point weights), the Hessian of the least-squares objective at the fit. The Huber
+    objective's own Hessian is not used: with delta = 1e-3 most residuals sit on its linear arms, where its
+    second derivative is 0, so a finite-difference Hessian measures the kinks, not the data (measured: it has
+    negative eigenvalues on well-posed fits). J's columns are scaled to unit length, so the test does not depend
+    on the units of the coordinates, and the fit is singular when the smallest singular value is below
+    MIN_CURVATURE times the largest. Measured (benchmarks/identifiability.py): well-posed fits 4.5e-3 (the Epoch
+    Chinchilla points) to 7e-2 (Kaplan L(N, S) recovery), and 6.6e-4 the least of the 1,887 fits the study and
+    analysis tests make (tiny-store L(N, D)); broken ones 2e-7 (every run at D = 20 N), 4e-9 to 1e-11 (L(N, S)
+    on compute-optimal points, where the two terms keep a fixed ratio) and 1e-16 (two distinct N). The
+    Huber Hessian's least scaled eigenvalue reads -1.5e-3 on two distinct N and 3e-5 on the Epoch points.
+    """
+    z = np.asarray(z, float)
+    theta = form.to_natural(z[None, :])[0] if theta is None else np.asarray(theta, float)
+    problems, figures = [], {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        size = np.abs(np.log(np.abs(theta)))
+    off = [p for p, t, s in zip(form.param_names, theta, size) if not np.isfinite(t) or (t != 0 and s >= LOG_LIMIT)]
+    if off:
+        problems.append("parameters ran off to the limits of a float: " + ", ".join(
+            f"{p} = {fmt_number(float(theta[form.param_names.index(p)]))}" for p in off))
+        return problems, figures
+    keep = weights > 0
+    Xk = {k: np.asarray(v)[keep] for k, v in X.items()}
+    shares = form.term_shares(z[None, :], Xk)
+    gone = {t: float(np.max(p)) for t, p in shares.items() if np.max(p) < MIN_SHARE}
+    if gone:
+        problems.append("a term left the law (its parameters at a bound): " + ", ".join(
+            f"{t} is at most {v:.1e} of every prediction" for t, v in gone.items()))
+    _, J = form.log_predict(z[None, :], Xk, jac=True)
+    cols = [np.broadcast_to(a[0] if v is None else a[0] * v, (int(keep.sum()),)) for a, v in J]
+    Jm = np.stack(cols, axis=1) * np.sqrt(weights[keep])[:, None]
+    norms = np.linalg.norm(Jm, axis=0)
+    if not np.all(np.isfinite(Jm)) or np.any(norms <= 1e-300):
+        ratio = 0.0
+        v = (norms <= 1e-300).astype(float)
+    else:
+        _, sv, vt = np.linalg.svd(Jm / norms, full_matrices=False)
+        ratio, v = float(sv[-1] / sv[0]), vt[-1]
+    figures["curvature"] = ratio
+    if ratio < MIN_CURVATURE and not gone:
+        names = [form.internal_names[i] for i in np.flatnonzero(np.abs(v) >= 0.3)]
+        problems.append(f"the curvature is singular (least/greatest singular value of the scaled Jacobian "
+                        f"{ratio:.1e}, below {MIN_CURVATURE:g}): the data do not pin down a combination of "
+                        + ", ".join(names))
+    return problems, figures
+
+
+def _rescaling(form: Form, X: dict) -> dict[str, float]:
+    """{input: log s} for inputs whose median lies beyond 1e+-EXTREME_LOG10, s the power of ten that brings the
+    median to 1e9 (the scale of the Chinchilla family's start grids); inputs in `scale_with` take their
+    partner's factor. Empty for data at physical scales, whose fits are untouched."""
+    out = {}
+    for v in form.inputs:
+        if v == "G" or v in form.scale_with:
+            continue
+        m = float(np.median(np.log10(np.asarray(X[v], float))))
+        if abs(m) > EXTREME_LOG10:
+            out[v] = (round(m) - 9) * math.log(10.0)
+    for v, partner in form.scale_with.items():
+        if partner in out and v in X:
+            out[v] = out[partner]
+    return out
+
+
+def r2_text(r2: float) -> str:
+    """R^2 of the log response for a summary line: nan and negative values say what they mean."""
+    if not np.isfinite(r2):
+        return "n/a (the response does not vary)"
+    if r2 < 0:
+        return f"{r2:.4g} (worse than a constant)"
+    return f"{r2:.4f}"
+
+
 def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: float = 1e-3,
                  seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
                  strict: bool = False) -> FittedLaw:
+    """Fit `form` to prepared data; the one place every fit goes through (fit_law, the analyses, backtests).
+
+    A fit reads converged only when the optimiser converged *and* the data identify the parameters: the design
+    holds enough distinct values of each input (`design_problems`), and at the optimum no parameter ran off,
+    no free term left the law and the curvature is not singular (`fit_problems`). Otherwise converged is False,
+    the message names the reason, and no bootstrap is run (its intervals would read as valid). A fixed E at or
+    above the lowest observed loss raises FitError: the law exceeds E everywhere, so no parameters fit.
+    Inputs beyond 1e+-30 are rescaled by a power of ten for the optimiser and the law mapped back
+    (`Form.rescale`), so their fit is the fit of the same data at a physical scale."""
     logy = np.log(prep.y)
-    objective = Objective(form, prep.X, logy, delta)
+    fix_e = getattr(form, "fix_e", None)
+    if fix_e is not None and fix_e >= float(prep.y.min()):
+        raise FitError(f"the fixed irreducible loss E = {fmt_number(fix_e)} is not below every observed loss "
+                       f"(the lowest is {fmt_number(float(prep.y.min()))}): the law E + A/N^alpha + B/D^beta "
+                       "is above E everywhere; fix E below the lowest loss, or fit it")
+    log_s = _rescaling(form, prep.X)
+    X = {k: (v / math.exp(log_s[k]) if k in log_s else v) for k, v in prep.X.items()}
+
+    def back(Z):  # internal rows of the rescaled problem -> the law of the data as given
+        return form.rescale(Z, log_s) if log_s else np.atleast_2d(Z)
+
+    objective = Objective(form, X, logy, delta)
     if isinstance(grid, str) and grid == "quick":
-        grid = getattr(form, "quick_grid", form.start_grid)(prep.X, logy)
-    grid = form.start_grid(prep.X, logy) if grid is None else np.asarray(grid, float)
+        grid = getattr(form, "quick_grid", form.start_grid)(X, logy)
+    elif grid is not None and log_s:
+        grid = form.rescale(np.asarray(grid, float), {k: -v for k, v in log_s.items()})
+    grid = form.start_grid(X, logy) if grid is None else np.asarray(grid, float)
     opt: Optimum = multistart(objective, grid, prep.weights, max_iter=max_iter, n_jobs=n_jobs)
-    theta = form.to_natural(opt.z)[0]
+    theta = form.to_natural(back(opt.z))[0]
     params = dict(zip(form.param_names, map(float, theta)))
-    lp = form.log_predict(opt.z[None, :], prep.X)[0]
+    lp = form.log_predict(opt.z[None, :], X)[0]
     resid = logy - lp
     rmse = float(np.sqrt(np.mean(resid ** 2)))
     sst = float(np.sum((logy - logy.mean()) ** 2))
     r2 = float(1 - np.sum(resid ** 2) / sst) if sst > 0 else float("nan")
-    converged = bool(opt.converged and np.isfinite(opt.f) and np.all(np.isfinite(theta)))
-    message = opt.message if np.all(np.isfinite(theta)) else opt.message + "; parameters ran off to infinity"
+    problems = design_problems(form, X, logy, prep.weights)  # the cause, when the design has one; else
+    figures = {}  # what the optimum shows (a term gone, a singular curvature) is the reason
+    if np.isfinite(opt.f):
+        more, figures = fit_problems(form, opt.z, X, prep.weights, theta)
+        problems = problems or more
+    converged = bool(opt.converged and np.isfinite(opt.f) and np.all(np.isfinite(theta)) and not problems)
+    if problems:
+        message = "not identifiable: " + "; ".join(problems)
+    else:
+        message = opt.message if np.all(np.isfinite(theta)) else opt.message + "; parameters ran off to infinity"
+    if log_s:
+        message += "; inputs rescaled for the fit: " + ", ".join(
+            f"{k} by 1e{round(v / math.log(10.0))}" for k, v in log_s.items())
 
     samples = np.empty((0, form.n_params))
     n_conv = 0
@@ -234,7 +412,7 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
         starts = np.vstack([opt.z[None, :]] + [c[None, :] for c in others[:2]])
         Zb, fb, cb = bootstrap(objective, starts, prep.groups, prep.weights, n_resamples, seed=seed,
                                n_jobs=n_jobs, max_iter=max_iter)
-        nat = form.to_natural(Zb)
+        nat = form.to_natural(back(Zb))
         ok = cb & np.all(np.isfinite(nat), axis=1)
         samples, n_conv = nat[ok], int(ok.sum())
     if len(samples) >= 2:
@@ -251,7 +429,9 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
                     n_resamples_ok=n_conv, residuals=resid, data=prep.frame, columns=prep.columns,
                     diagnostics={"n_starts": opt.n_starts, "n_starts_converged": opt.n_starts_converged,
                                  "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
-                                 "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped})
+                                 "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped,
+                                 "identifiable": not problems, "curvature": figures.get("curvature"),
+                                 **({"rescaled_log": log_s} if log_s else {})})
     if not converged:
         if strict:
             raise FitError(f"{form.name} fit did not converge ({message}); try more iterations or better data")

@@ -104,6 +104,25 @@ class Form:
         """Internal starting points (G, P), spread around values the data suggests."""
         raise NotImplementedError
 
+    # -- identifiability: what laws/fit.py's check needs to know of a form (the rule is stated there) -------
+    own_params: dict[str, int] = {}  # input -> free parameters that act through that input's term alone
+    free_level: bool = False  # a free additive constant (E, L_inf) shares the level of every term
+    additive: bool = False  # a sum of one-input terms (E + f(N) + g(D)): the n_N + n_D - 1 bound applies
+    scale_with: dict[str, str] = {}  # an input rescaled by another's factor (data_constrained: U with D)
+
+    def design_values(self, X: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The values of each input in `own_params` as the law sees them (data_constrained: D' for D)."""
+        return {v: np.asarray(X[v], dtype=float) for v in self.own_params}
+
+    def term_shares(self, Z: np.ndarray, X: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each free additive term's share of the prediction, {term: (K, n) array}; {} for a single term."""
+        return {}
+
+    def rescale(self, Z: np.ndarray, log_s: dict[str, float]) -> np.ndarray:
+        """Internal rows fitted to inputs x / s -> the same law for the inputs x (log_s: input -> log s). Every
+        input of a form enters as a power of x, so a rescaling moves only the scale coordinates."""
+        raise NotImplementedError
+
     # -- the formula: a template over the parameter names, filled with numbers or with the symbols -------
     text_template: str = ""  # string.Template: "L(N, S_min) = ($N_c/N)^$alpha_N + ($S_c/S_min)^$alpha_S"
     latex_template: str = ""
@@ -191,6 +210,27 @@ class PowerLaw(Form):
         scale, alpha = theta[:, off], theta[:, off + 1]
         cols = ([np.log(theta[:, 0])] if self.irreducible else []) + [alpha, alpha * np.log(scale)]
         return np.stack(cols, axis=1)
+
+    @property
+    def own_params(self):
+        return {self.var: 2}  # the scale and the exponent
+
+    @property
+    def free_level(self):
+        return self.irreducible
+
+    def term_shares(self, Z, X):
+        if not self.irreducible:
+            return {}
+        off_power = self.log_predict(Z, X) - np.atleast_2d(Z)[:, 0, None]  # log(1 + power/L_inf)
+        p_e = np.exp(-off_power)
+        return {"L_inf": p_e, f"({self.scale}/{self.sym(self.var)})^{self.exponent}": 1.0 - p_e}
+
+    def rescale(self, Z, log_s):
+        Z = np.array(np.atleast_2d(Z), dtype=float)
+        off = 1 if self.irreducible else 0
+        Z[:, off + 1] += Z[:, off] * log_s.get(self.var, 0.0)
+        return Z
 
     def start_grid(self, X, logy):
         lx = np.log(X[self.var])
@@ -298,6 +338,25 @@ class ChinchillaFamily(Form):
         lp, p = _lse3(e, t1, t2, jac, self._fast)
         return lp if not jac else (lp, self._jac(p, aux))
 
+    free_level = True
+    additive = True
+    term_names = ("E", "A/N^alpha", "B/D^beta")  # the three terms of L, for the shares below
+
+    def term_shares(self, Z, X):
+        e, t1, t2, _ = self._terms(self._full(Z), X)
+        _, p = _lse3(e, t1, t2, True, fast=False)
+        shares = dict(zip(self.term_names, p))
+        if not self.free_level:  # a fixed E is not a parameter the data must pin
+            shares.pop(self.term_names[0])
+        return shares
+
+    def _shift(self, F, log_s):
+        """Full internal rows fitted to inputs x / s -> the rows for x (see Form.rescale)."""
+        raise NotImplementedError
+
+    def rescale(self, Z, log_s):
+        return self._reduce(self._shift(np.array(self._full(Z), dtype=float), log_s))
+
     def to_natural(self, Z):
         T = np.array(self._full(Z), dtype=float)
         T[:, self._logs] = _exp(T[:, self._logs])
@@ -379,6 +438,20 @@ class Chinchilla(ChinchillaFamily):
     def _reduce(self, F):
         return F[:, self._free]
 
+    @property
+    def own_params(self):
+        k = 1 if self.tied else 2  # A (and alpha unless tied) act through N alone; B (and beta) through D
+        return {"N": k, "D": k}
+
+    @property
+    def free_level(self):
+        return self.fix_e is None
+
+    def _shift(self, F, log_s):
+        F[:, 1] += F[:, 3] * log_s.get("N", 0.0)
+        F[:, 2] += F[:, 4] * log_s.get("D", 0.0)
+        return F
+
     def _transform(self, X):
         """(log N, log D) the law sees; the data-constrained form replaces D by its effective value."""
         return np.log(X["N"]), np.log(X["D"])
@@ -454,6 +527,16 @@ class DataConstrained(Chinchilla):
     def _transform(self, X):
         return np.log(X["N"]), np.log(self.effective_tokens(X["D"], X["U"]))
 
+    def design_values(self, X):
+        return {"N": np.asarray(X["N"], float), "D'": self.effective_tokens(X["D"], X["U"])}
+
+    scale_with = {"U": "D"}  # D' depends on D/U: both are rescaled by one factor
+
+    @property
+    def own_params(self):
+        k = 1 if self.tied else 2
+        return {"N": k, "D'": k}
+
 
 class SharedE(ChinchillaFamily):
     """Chinchilla's law fitted jointly to several groups (datasets, tokenizers) with one irreducible loss E shared
@@ -481,6 +564,25 @@ class SharedE(ChinchillaFamily):
     @property
     def options(self) -> dict:
         return {"groups": list(self.groups)}
+
+    own_params = {"N": 2, "D": 2}  # per group: A_g and alpha_g act through N alone, B_g and beta_g through D
+    free_level = False  # E is shared by the groups: within one group it is no free level of its own
+
+    def term_shares(self, Z, X):
+        e, t1, t2, (_, _, g) = self._terms(self._full(Z), X)
+        _, (p0, p1, p2) = _lse3(e, t1, t2, True, fast=False)
+        out = {"E": p0}
+        for j, name in enumerate(self.groups):
+            one = (g == j)
+            out[f"A[{name}]/N^alpha[{name}]"] = p1 * one
+            out[f"B[{name}]/D^beta[{name}]"] = p2 * one
+        return out
+
+    def _shift(self, F, log_s):
+        for j in range(len(self.groups)):
+            F[:, 1 + 4 * j] += F[:, 3 + 4 * j] * log_s.get("N", 0.0)
+            F[:, 2 + 4 * j] += F[:, 4 + 4 * j] * log_s.get("D", 0.0)
+        return F
 
     def group_params(self, params: dict, group) -> dict:
         """One group's law in Chinchilla's five parameters."""
@@ -552,6 +654,14 @@ class OverTraining(ChinchillaFamily):
         (p0, p1, p2), (x1, x2) = p, aux
         return (p0, None), (p1, None), (p2, None), (-(p1 * x1 + p2 * x2), None)
 
+    own_params = {"N": 1, "D": 1}  # the law is chinchilla_tied's: a acts through N alone, b through D
+    term_names = ("E", "a M^eta C^-eta", "b M^-eta C^-eta")
+
+    def _shift(self, F, log_s):  # log C -/+ log M = log 6 + 2 log N (resp. 2 log D)
+        F[:, 1] += 2.0 * F[:, 3] * log_s.get("N", 0.0)
+        F[:, 2] += 2.0 * F[:, 3] * log_s.get("D", 0.0)
+        return F
+
     def chinchilla_params(self, params: dict) -> dict:
         """The same law in Chinchilla's parameters (for planning)."""
         eta = params["eta"]
@@ -616,6 +726,20 @@ class KaplanND(Form):
         rho = an / ad
         return np.stack([ad, rho, rho * np.log(nc), np.log(dc)], axis=1)
 
+    own_params = {"N": 2, "D": 1}  # N_c and alpha_N act through N alone, D_c through D (alpha_D is shared)
+
+    def term_shares(self, Z, X):
+        ln, ld = np.log(X["N"])[None, :], np.log(X["D"])[None, :]
+        Z = np.atleast_2d(Z)
+        _, p = _lse2(Z[:, 2, None] - Z[:, 1, None] * ln, Z[:, 3, None] - ld)
+        return {"(N_c/N)^(alpha_N/alpha_D)": p, "D_c/D": 1.0 - p}
+
+    def rescale(self, Z, log_s):
+        Z = np.array(np.atleast_2d(Z), dtype=float)
+        Z[:, 2] += Z[:, 1] * log_s.get("N", 0.0)
+        Z[:, 3] += log_s.get("D", 0.0)
+        return Z
+
     def start_grid(self, X, logy):
         mln, mld, mly = np.median(np.log(X["N"])), np.median(np.log(X["D"])), np.median(logy)
         rows = []
@@ -667,6 +791,21 @@ class KaplanNS(Form):
         nc, sc, an, as_ = theta.T
         return np.stack([an * np.log(nc), an, as_ * np.log(sc), as_], axis=1)
 
+    own_params = {"N": 2, "S": 2}
+    additive = True
+
+    def term_shares(self, Z, X):
+        Z = np.atleast_2d(Z)
+        ln, ls = np.log(X["N"])[None, :], np.log(X["S"])[None, :]
+        _, p = _lse2(Z[:, 0, None] - Z[:, 1, None] * ln, Z[:, 2, None] - Z[:, 3, None] * ls)
+        return {"(N_c/N)^alpha_N": p, "(S_c/S_min)^alpha_S": 1.0 - p}
+
+    def rescale(self, Z, log_s):
+        Z = np.array(np.atleast_2d(Z), dtype=float)
+        Z[:, 0] += Z[:, 1] * log_s.get("N", 0.0)
+        Z[:, 2] += Z[:, 3] * log_s.get("S", 0.0)
+        return Z
+
     def start_grid(self, X, logy):
         mln, mls = np.median(np.log(X["N"])), np.median(np.log(X["S"]))
         half = np.median(logy) - math.log(2.0)
@@ -710,6 +849,13 @@ class CriticalBatch(Form):
     def to_internal(self, theta):
         theta = np.atleast_2d(theta)
         return np.stack([np.log(theta[:, 0]), 1.0 / theta[:, 1]], axis=1)
+
+    own_params = {"L": 2}
+
+    def rescale(self, Z, log_s):
+        Z = np.array(np.atleast_2d(Z), dtype=float)
+        Z[:, 0] += Z[:, 1] * log_s.get("L", 0.0)
+        return Z
 
     def start_grid(self, X, logy):
         ll = np.log(X["L"])
