@@ -32,6 +32,8 @@ else:  # pragma: no cover
 _NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
 # Fields added after stores existed: left out of the id while unset, so existing runs keep their ids.
 _OPTIONAL_LATER = {"warmup_tokens", "schedule_tokens"}
+# Fields added after stores existed with a default: left out of the id at that default (a gpt2 run keeps its id).
+_DEFAULT_LATER = {"family": "gpt2"}
 
 
 def kaplan_lr(n: float) -> float:
@@ -52,6 +54,7 @@ class RunConfig:
     d_ff: int | None = None  # default 4 d_model
     d_attn: int | None = None  # default d_model
     tie_embeddings: bool = True
+    family: str = "gpt2"  # gpt2 (Kaplan: LayerNorm, GELU, learned positions) | llama (RMSNorm, SwiGLU, rotary)
     # budget and batch
     tokens: int = 2_000_000  # training token budget D = B S; steps S = tokens // B
     batch_size: int = 32  # sequences per optimizer step; B = batch_size * n_ctx tokens
@@ -100,6 +103,7 @@ class RunConfig:
             d_ff=self.d_ff,
             d_attn=self.d_attn,
             tie_embeddings=self.tie_embeddings,
+            family=self.family,
         )
 
     def shape(self, vocab_size: int) -> ModelShape:
@@ -171,7 +175,8 @@ class RunConfig:
 
     def _hash(self, leave_out: set) -> str:
         defining = {k: v for k, v in self.to_dict().items() if k not in leave_out
-                    and not (k in _OPTIONAL_LATER and v is None)}  # older runs keep their ids
+                    and not (k in _OPTIONAL_LATER and v is None)  # older runs keep their ids
+                    and not (k in _DEFAULT_LATER and v == _DEFAULT_LATER[k])}
         # the dataset by content, not by path: a moved or copied dataset keeps its runs' ids
         defining["data"] = dataset_fingerprint(self.data) or self.data
         blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))

@@ -287,8 +287,8 @@ def _make_run(base: dict, values: dict, study: Study, vocab_size: int | None, wh
             defaults = RunConfig()
             shape = shape_for_n(
                 float(values["n_params"]), n_ctx=int(cfg.get("n_ctx", defaults.n_ctx)), vocab_size=vocab_size or 256,
-                d_ff_ratio=float(ratio or 4.0), d_head=int(depth.get("d_head", 64)),
-                tie_embeddings=bool(cfg.get("tie_embeddings", True)), **rule,
+                d_ff_ratio=float(ratio) if ratio else None, d_head=int(depth.get("d_head", 64)),
+                tie_embeddings=bool(cfg.get("tie_embeddings", True)), family=str(cfg.get("family", "gpt2")), **rule,
             )  # fmt: skip
             cfg.update(n_layer=shape.n_layer, d_model=shape.d_model, n_head=shape.n_head, d_ff=shape.d_ff,
                        d_attn=None)
