@@ -20,11 +20,14 @@ from pathlib import Path
 
 from scalinglab.errors import ConfigError
 
-PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu")
+PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu", "families")
 # Presets that are a reconcile plan (analysis/reconcile.py), not study specs
 RECONCILE_PRESETS = ("reconcile", "reconcile_gpu")
 # Bootstrap resamples per fitted law: the CI preset keeps its fits to seconds.
-BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400, "reconcile": 400, "reconcile_gpu": 400}
+BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400, "reconcile": 400, "reconcile_gpu": 400,
+             "families": 200}
+# Presets whose store holds more than one model family: the report also compares the families' laws
+FAMILY_PRESETS = ("families",)
 
 
 def preset_files(preset: str) -> list[Path]:
@@ -99,6 +102,13 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     log("[report] fitting laws, checking findings, drawing figures")
     rep = write_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
                        name=f"{preset} preset")
+    if preset in FAMILY_PRESETS:
+        from scalinglab.analysis.families import compare_store, write_comparison
+
+        log("[report] the model families compared (report/families.txt)")
+        cmp = compare_store(store, n_resamples=n_resamples or BOOTSTRAP.get(preset, 300))
+        write_comparison(cmp, out / "report")
+        log(cmp.summary())
     timings["report_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     (out / "timings.json").write_text(json.dumps(timings, indent=1))

@@ -4,6 +4,7 @@
                               [--nproc-per-node K] [--sequential] [--retry-failed] [--max-attempts K]
                               [--group] [--store PATH]
     scalinglab study status SPEC [--store PATH]
+    scalinglab study families STORE [--bootstrap K] [--json] [--no-frontier]
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def register(sub) -> None:
     sp.add_argument("spec", help="study spec (TOML)")
     sp.add_argument("--store", default=None)
     sp.set_defaults(func=cmd_status)
+
+    fp = ss.add_parser("families", help="compare the laws of the model families in one store (alpha_N, N_opt)",
+                       description="Fit L(N) and N_opt(C) on each model family's runs of a store (gpt2, llama) and "
+                                   "print each exponent with its 95%% bootstrap interval and the interval of their "
+                                   "difference (the `families` preset trains such a store).")
+    fp.add_argument("store", help="run store (.sqlite) holding the runs of more than one family")
+    fp.add_argument("--bootstrap", type=int, default=300, metavar="K", help="bootstrap resamples (default 300)")
+    fp.add_argument("--no-frontier", action="store_true", help="skip N_opt(C) (its bootstrap takes seconds)")
+    fp.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fp.set_defaults(func=cmd_families)
 
 
 def cmd_run(args) -> int:
@@ -129,4 +140,20 @@ def cmd_status(args) -> int:
                    fmt_num(r["C"]), fmt_num(r["attempts"]), fmt_num(r["final_test_loss"]),
                    fmt_num(r["wall_time_s"]), (r["error"] or "")[:80])
     out.print(rt)
+    return 0
+
+
+def cmd_families(args) -> int:
+    import json
+
+    from scalinglab.analysis.families import compare_store
+    from scalinglab.errors import ConfigError
+
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    cmp = compare_store(args.store, n_resamples=args.bootstrap, frontier=not args.no_frontier)
+    if args.json:
+        print(json.dumps(cmp.to_dict()))
+    else:
+        out.print(cmp.summary(), highlight=False, soft_wrap=True)
     return 0
