@@ -80,6 +80,7 @@ def test_n_opt_exponents_are_fitted_per_family_from_the_frontier():
     assert json.loads(json.dumps(cmp.to_dict()))["differences"][1]["what"] == "N_opt exponent"
 
 
+@pytest.mark.slow(seconds=25)
 def test_one_store_trained_with_both_families_is_compared_by_the_cli(byte_dataset, tmp_path):
     from conftest import run_cli, train_store
 

@@ -26,3 +26,20 @@ def fmt_num(x, digits: int = 3) -> str:
 
 def add_store_arg(p, default: str = "runs/train.sqlite") -> None:
     p.add_argument("--store", default=default, help=f"run store file (default: {default})")
+
+
+def add_tracker_args(p) -> None:
+    """--tracker / --tracker-dir: live tracking of every run trained (scalinglab.tracking)."""
+    p.add_argument("--tracker", choices=("tensorboard", "mlflow", "wandb"), default=None,
+                   help="also write each run's curve, config, N, FLOP and final metrics as it trains to TensorBoard, "
+                        "MLflow (a local file store) or W&B (offline); the store stays the record. Needs the extra: "
+                        "pip install 'scalinglab[tensorboard]' (or [mlflow], [wandb])")
+    p.add_argument("--tracker-dir", default=None, metavar="DIR",
+                   help="where the tracker writes (default: <store>.tracking/<tracker>)")
+
+
+def check_tracker_args(args) -> None:
+    """A missing tracker extra: one line and exit code 2, before anything trains."""
+    from scalinglab.tracking import check_tracker
+
+    check_tracker(getattr(args, "tracker", None))

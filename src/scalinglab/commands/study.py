@@ -2,14 +2,14 @@
 
     scalinglab study run SPEC [--dry-run] [--workers W] [--threads-per-worker T] [--ray auto|ADDRESS]
                               [--nproc-per-node K] [--sequential] [--retry-failed] [--max-attempts K]
-                              [--group] [--store PATH]
+                              [--group] [--store PATH] [--tracker tensorboard|mlflow|wandb] [--tracker-dir DIR]
     scalinglab study status SPEC [--store PATH]
     scalinglab study families STORE [--bootstrap K] [--json] [--no-frontier]
 """
 
 from __future__ import annotations
 
-from scalinglab.commands._common import console, fmt_num, out
+from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, fmt_num, out
 from scalinglab.published import PF_DAY
 
 
@@ -39,6 +39,7 @@ def register(sub) -> None:
                          "cores: benchmarks/grouped.py)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar (a line per finished run stays)")
     rp.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimate)")
+    add_tracker_args(rp)
     rp.set_defaults(func=cmd_run)
 
     sp = ss.add_parser("status", help="runs by status, FLOP done of planned, one line per run")
@@ -60,7 +61,9 @@ def register(sub) -> None:
 def cmd_run(args) -> int:
     from scalinglab.sweep import load_study, plan_study, run_study
 
+    check_tracker_args(args)
     study = load_study(args.spec, store=args.store, progress=not args.no_progress)
+    study.tracker, study.tracker_dir = args.tracker, args.tracker_dir
     for kept, dropped in study.merged:
         console.print(f"note: {dropped} is the same model and budget as {kept}: trained once")
     if args.dry_run:

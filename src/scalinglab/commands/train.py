@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from scalinglab.commands._common import add_store_arg, console, fmt_num, out
+from scalinglab.commands._common import add_store_arg, add_tracker_args, check_tracker_args, console, fmt_num, out
 from scalinglab.errors import ConfigError, DivergedError, RunFailedError
 
 _SKIP = {"extra", "eval_sets"}
@@ -18,6 +18,7 @@ def register(sub) -> None:
     p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
     add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tracker_args(p)
     g = p.add_argument_group("run config (override the file)")
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:
@@ -67,12 +68,14 @@ def run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from scalinglab.store import RunStore
+    from scalinglab.tracking import tracked_store
     from scalinglab.trainer import train_run
 
     config = build_config(args)
     if not config.data:
         raise ConfigError("no data: give --data DIR (a prepared dataset, see `scalinglab data prepare`)")
-    store = RunStore(args.store)
+    check_tracker_args(args)
+    store = tracked_store(RunStore(args.store), args.tracker, args.tracker_dir)
     ckpt = Path(str(args.store) + ".ckpt") / config.run_id()
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

@@ -78,6 +78,8 @@ class Study:
     # that both round to one layer) are trained once, under the first name
     merged: list[tuple[str, str]] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)  # what every run of this spec is for (store.ROLES)
+    tracker: str | None = None  # live tracking of every run (tracking.TRACKERS): a run-time option, not the spec's
+    tracker_dir: str | None = None  # where the tracker writes (default <store>.tracking/<tracker>)
 
     @property
     def checkpoint_root(self) -> Path:
