@@ -24,6 +24,20 @@ def fmt_num(x, digits: int = 3) -> str:
     return f"{x:.{digits + 1}g}"
 
 
+def print_table(table, console_=None) -> None:
+    """A rich table, never cut: on a terminal the text columns wrap to its width; piped (rich assumes 80 columns
+    there), each row is printed on one line at the table's natural width, so run ids and names stay whole."""
+    c = console_ or out
+    if c.is_terminal:
+        c.print(table)
+    else:
+        from rich.measure import Measurement
+
+        wide = Console(width=100_000, file=c.file, color_system=None, highlight=False)
+        need = Measurement.get(wide, wide.options, table).maximum
+        Console(width=need, file=c.file, color_system=None, highlight=False).print(table)
+
+
 def add_store_arg(p, default: str = "runs/train.sqlite") -> None:
     p.add_argument("--store", default=default, help=f"run store file (default: {default})")
 

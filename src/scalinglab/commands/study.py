@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, fmt_num, out
+from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, fmt_num, out, print_table
 from scalinglab.published import PF_DAY
 
 
@@ -88,6 +88,11 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _full(col: str) -> dict:
+    """Run ids in full whatever the terminal's width: the names and errors wrap instead (piped: see print_table)."""
+    return {"no_wrap": True, "min_width": 16} if col == "run_id" else {"overflow": "fold"}
+
+
 def _print_plan(plan) -> None:
     from rich.table import Table
 
@@ -95,12 +100,12 @@ def _print_plan(plan) -> None:
 
     t = Table(title=f"study {plan.study.name}: plan ({len(plan.todo)} of {len(plan.runs)} runs to run)")
     for col in ("run", "run_id", "status", "N", "D", "B", "C", "threads", "est. time"):
-        t.add_column(col, justify="left" if col in ("run", "run_id", "status") else "right")
+        t.add_column(col, justify="left" if col in ("run", "run_id", "status") else "right", **_full(col))
     for r in plan.runs:
         i = r.info
         t.add_row(r.config.name, r.run_id, r.status, fmt_num(i["N"]), fmt_num(i["D"]), fmt_num(i["B"]),
                   f"{i['C']:.3g}", str(r.threads), _fmt_s(r.est_s) if r.est_s is not None else "-")
-    out.print(t)
+    print_table(t)
     c_todo = sum(r.info["C"] for r in plan.todo)
     out.print(
         f"total C = {plan.flop_planned:.3g} FLOP (6ND; {plan.flop_planned / PF_DAY:.3g} PF-days), "
@@ -137,12 +142,12 @@ def cmd_status(args) -> int:
               highlight=False)
     rt = Table()
     for col in ("run", "run_id", "status", "N", "D", "C", "attempts", "test loss", "wall s", "error"):
-        rt.add_column(col, justify="left" if col in ("run", "run_id", "status", "error") else "right")
+        rt.add_column(col, justify="left" if col in ("run", "run_id", "status", "error") else "right", **_full(col))
     for r in rows:
         rt.add_row(r["name"], r["run_id"], r["status"], fmt_num(r["N"]), fmt_num(r["D"]),
                    fmt_num(r["C"]), fmt_num(r["attempts"]), fmt_num(r["final_test_loss"]),
                    fmt_num(r["wall_time_s"]), (r["error"] or "")[:80])
-    out.print(rt)
+    print_table(rt)
     return 0
 
 

@@ -19,19 +19,50 @@ def register(sub) -> None:
     add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_tracker_args(p)
-    g = p.add_argument_group("run config (override the file)")
+    g = p.add_argument_group("run config (override the file; each flag is a RunConfig field, its help the field's "
+                             "own comment in config.py)")
+    docs = field_docs()
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:
             continue
         flag = "--" + f.name.replace("_", "-")
         base = field_kinds()[f.name][0]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = (docs.get(f.name) or f.name.replace("_", " ")).replace("%", "%%")
+        text = f"{text} (default: {'none' if default is None else 'empty' if default == '' else default})"
         if base is bool:
-            g.add_argument(flag, dest=f.name, default=None, action=argparse_bool())
+            g.add_argument(flag, dest=f.name, default=None, action=argparse_bool(), help=text)
         else:
             kind = _number(f.name, base) if base in (int, float) else base
-            g.add_argument(flag, dest=f.name, default=None, type=kind)
+            g.add_argument(flag, dest=f.name, default=None, type=kind, help=text,
+                           metavar=base.__name__.upper() if base in (int, float) else None)
     g.add_argument("--eval-sets", dest="eval_sets", default=None, help="comma-separated evaluation sets")
     p.set_defaults(func=run)
+
+
+def field_docs() -> dict[str, str]:
+    """Each RunConfig field's trailing comment in config.py (its documentation), read from the class's source so
+    the flags' help cannot drift from the fields."""
+    import inspect
+    import io
+    import tokenize
+
+    from scalinglab.config import RunConfig
+
+    docs: dict[str, str] = {}
+    try:
+        source = inspect.getsource(RunConfig)
+    except (OSError, TypeError):  # no source (a frozen build): plain flags
+        return docs
+    name = None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and name is None:
+            name = tok.string  # a field (or a method's def at column 4: no comment follows it on its line)
+        elif tok.type == tokenize.COMMENT and name is not None and tok.start[1] > 4:
+            docs[name] = tok.string.lstrip("#").strip()
+        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            name = None
+    return docs
 
 
 def argparse_bool():
