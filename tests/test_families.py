@@ -101,3 +101,14 @@ def test_one_store_trained_with_both_families_is_compared_by_the_cli(byte_datase
     assert text.returncode == 0 and "llama: 3 runs, 3 sizes" in text.stdout
     bad = run_cli("study", "families", str(tmp_path / "none.sqlite"))
     assert bad.returncode != 0 and "no such run store" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_no_interval_is_no_verdict():
+    from scalinglab.analysis.families import Difference, FamilyComparison, FamilyLaws
+
+    a = FamilyLaws("gpt2", 4, [1e4, 1e5, 1e6], None, (0.5, float("nan"), float("nan")), n_opt_se=0.0)
+    b = FamilyLaws("llama", 4, [1e4, 1e5, 1e6], None, (0.8, float("nan"), float("nan")), n_opt_se=0.0)
+    d = Difference("N_opt exponent", 0.3, float("nan"), float("nan"), "no interval")
+    assert not d.excludes_zero
+    text = FamilyComparison({"gpt2": a, "llama": b}, [d], ("gpt2", "llama")).summary()
+    assert "no verdict" in text and "differ" not in text

@@ -89,6 +89,7 @@ class FamilyComparison:
             a, b = self.order
             for d in self.differences:
                 verdict = ("the interval excludes 0: the families differ" if d.excludes_zero
+                           else "no verdict" if not np.isfinite([d.low, d.high]).all()
                            else "the interval includes 0: no difference shown")
                 lines.append(f"{d.what}({b}) - {d.what}({a}) = {d.estimate:+.4f}  95% [{_n4(d.low)}, {_n4(d.high)}]"
                              f"  ({d.method}; {verdict})")
@@ -139,8 +140,13 @@ def compare_families(runs: pd.DataFrame, curves: pd.DataFrame, roles: pd.DataFra
             diffs.append(_alpha_difference(a, b, seed))
         if a.n_opt and b.n_opt:
             est = b.n_opt[0] - a.n_opt[0]
-            half = 1.959964 * float(np.hypot(a.n_opt_se, b.n_opt_se))
-            diffs.append(Difference("N_opt exponent", est, est - half, est + half, "normal approximation"))
+            ses = np.array([a.n_opt_se, b.n_opt_se], float)
+            if np.isfinite(ses).all() and (ses > 0).all() and np.isfinite([*a.n_opt, *b.n_opt]).all():
+                half = 1.959964 * float(np.hypot(*ses))
+                diffs.append(Difference("N_opt exponent", est, est - half, est + half, "normal approximation"))
+            else:  # a family's frontier gave no bootstrap interval (too few runs on it): no interval, no verdict
+                diffs.append(Difference("N_opt exponent", est, float("nan"), float("nan"),
+                                        "no interval: a family's N_opt has no bootstrap interval"))
     return FamilyComparison(fams, diffs, order)
 
 
