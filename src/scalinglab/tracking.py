@@ -174,7 +174,15 @@ class MlflowTracker(Tracker):
     def _experiment(self) -> str:
         name = self.study or "scalinglab"
         exp = self.client.get_experiment_by_name(name)
-        return exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except Exception:  # noqa: BLE001 - another worker of the study created it first (MlflowException)
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
     def _run(self, run_id: str, name: str = "") -> str:
         if run_id not in self._runs:
