@@ -83,3 +83,9 @@ def test_grouped_llama_runs_match_their_lone_runs(byte_dataset, alone):
         np.testing.assert_allclose([e["loss"] for e in g.evals], [e["loss"] for e in a.evals], rtol=0, atol=TOL)
     finals = sorted(a.final_test_loss for a in alone)
     assert min(np.diff(finals)) > 10 * TOL  # the runs differ: a mix-up inside the group could not pass
+
+
+def test_vmap_form_of_the_grouped_step_matches_for_llama(byte_dataset, alone):
+    grouped = train_grouped(_group(byte_dataset), how="vmap")
+    for g, a in zip(grouped, alone):
+        np.testing.assert_allclose([e["loss"] for e in g.evals], [e["loss"] for e in a.evals], rtol=0, atol=TOL)
