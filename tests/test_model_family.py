@@ -1,4 +1,4 @@
-"""The llama family (RMSNorm, SwiGLU, rotary positions, no biases) trains through the same trainer, store and
+"""The llama model family (RMSNorm, SwiGLU, rotary positions, no biases) trains through the same trainer, store and
 grouped path as Kaplan's gpt2 family: a tiny llama run's loss falls, and a group of llama runs gives each run the
 curve it gets alone."""
 
