@@ -89,3 +89,21 @@ def test_vmap_form_of_the_grouped_step_matches_for_llama(byte_dataset, alone):
     grouped = train_grouped(_group(byte_dataset), how="vmap")
     for g, a in zip(grouped, alone):
         np.testing.assert_allclose([e["loss"] for e in g.evals], [e["loss"] for e in a.evals], rtol=0, atol=TOL)
+
+
+def test_a_study_spec_sizes_each_family_by_its_own_shape_rule(byte_dataset):
+    """family is an axis like any run field; with an n_params axis each family's shape is found by its own count
+    (llama: SwiGLU at 8/3 d_model, no biases), so both families hit the target N."""
+    from scalinglab import accounting as acc
+    from scalinglab.sweep.spec import study_from_dict
+
+    study = study_from_dict({"study": {"name": "fam", "data": str(byte_dataset)},
+                             "base": {"n_ctx": 32, "tokens": 8 * 32 * 10, "batch_size": 8},
+                             "axes": [{"family": ["gpt2", "llama"]},
+                                      {"n_params": [2e4, 1e5], "depth": {"n_layer": 2}}]})
+    assert [r.family for r in study.runs] == ["gpt2", "gpt2", "llama", "llama"]
+    for r in study.runs:
+        shape = r.shape(256)
+        n = acc.n_params(shape)
+        assert abs(np.log(n / r.extra["n_params"])) < np.log(1.3), (r.name, n)
+        assert shape.d_ff == (4 * shape.d_model if r.family == "gpt2" else round(8 * shape.d_model / 3))
