@@ -24,3 +24,17 @@ def test_integral_floats_accepted_and_bad_values_rejected():
         RunConfig(optimizer="sgd")
     with pytest.raises(ConfigError, match="unknown key"):
         RunConfig.from_dict({"n_layers": 2})
+
+
+def test_family_is_a_run_field_and_gpt2_keeps_the_ids_runs_had_before_it():
+    # ids computed on the commit before `family` existed: a gpt2 run (the default) keeps them
+    assert RunConfig().run_id() == "f4015384b04902ff"
+    assert RunConfig(n_layer=3, d_model=48, n_head=4, tokens=10**6, name="x").run_id() == "f6e5b2f2370bbb45"
+    assert RunConfig(family="gpt2").model_id() == "b6f2a0bd319e0936"
+    llama = RunConfig(family="llama")
+    assert llama.run_id() != RunConfig().run_id() and llama.shape(100).family == "llama"
+    assert llama.shape(100).d_ff == round(8 * llama.d_model / 3)
+    with pytest.raises(ConfigError, match="family must be one of gpt2, llama"):
+        RunConfig(family="mamba")
+    with pytest.raises(ConfigError, match="even head size"):
+        RunConfig(family="llama", d_model=60, n_head=4)

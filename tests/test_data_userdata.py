@@ -113,4 +113,80 @@ def test_huggingface_dataset_saved_to_disk(tmp_path):
     datasets.Dataset.from_dict({"text": docs}).save_to_disk(str(path))
     out = prepare_dataset(path, tmp_path / "ds", tokenizer="bpe-300", cache_dir=tmp_path / "cache")
     ds = TokenDataset(out)
-    assert ds.meta["splits"]["train"]["n_docs"] + ds.meta["splits"]["test"]["n_docs"] == 10
+    assert sum(ds.meta["splits"][s]["n_docs"] for s in ("train", "validation", "test")) == 10
+
+
+def test_huggingface_dataset_by_name_through_load_dataset_without_network(tmp_path, monkeypatch):
+    """`hf:NAME[:CONFIG]` goes through datasets.load_dataset: here a local folder of Parquet files it reads offline
+    (what a dataset in the datasets cache or on the Hub is to it), every split, the text column by name."""
+    datasets = pytest.importorskip("datasets", reason="the `datasets` package is not installed")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    docs = _real_docs(10)
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    datasets.Dataset.from_dict({"body": docs[:7], "n": list(range(7))}).to_parquet(str(folder / "train.parquet"))
+    datasets.Dataset.from_dict({"body": docs[7:], "n": list(range(3))}).to_parquet(str(folder / "test.parquet"))
+    got = load_user_data(f"hf:{folder}", text_field="body")
+    assert sorted(got.docs) == sorted(d.strip() for d in docs)
+    assert got.sources[0]["format"] == "huggingface-load_dataset"
+    # the saved-to-disk form after the prefix too, and the CLI's one-line errors
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"text": docs}).save_to_disk(str(saved))
+    assert sorted(load_user_data(f"hf:{saved}").docs) == sorted(got.docs)
+    out = prepare_dataset(f"hf:{folder}", tmp_path / "ds", tokenizer="bpe-300", text_field="body",
+                          cache_dir=tmp_path / "cache")
+    assert TokenDataset(out).meta["splits"]["train"]["n_docs"] > 0
+
+
+def test_huggingface_dataset_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("datasets", reason="the `datasets` package is not installed")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    err = _cli_error(capsys, "--corpus", "hf:no-such-user/no-such-dataset-xyz", "--out", str(tmp_path / "o"))
+    assert err.startswith("scalinglab: error: hf:no-such-user/no-such-dataset-xyz: datasets could not load it")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_hugging_face_tokenizer_from_its_file_or_directory(tmp_path, capsys):
+    """Any `tokenizers` JSON file: its own end-of-sequence token is the separator where it has one, else
+    <|endoftext|> is added; the prepared dataset decodes back to the text with the same tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    docs = _real_docs(12)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(docs, trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[UNK]", "[SEP]"]))
+    wp = tmp_path / "wordpiece.json"
+    tok.save(str(wp))
+    jl = tmp_path / "docs.jsonl"
+    jl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    out = prepare_dataset(jl, tmp_path / "ds", tokenizer=str(wp), cache_dir=tmp_path / "cache")
+    ds = TokenDataset(out)
+    meta = ds.meta["tokenizer"]
+    assert meta["kind"] == "file" and meta["eot"] == "[SEP]" and not meta["eot_added"]
+    assert ds.vocab_size == tok.get_vocab_size() and meta["eot_id"] == tok.token_to_id("[SEP]")
+    # a BPE without any end-of-sequence token, given as a transformers-style directory (tokenizer.json inside)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=400, show_progress=False,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    d = tmp_path / "tok-dir"
+    d.mkdir()
+    bpe.save(str(d / "tokenizer.json"))
+    out2 = prepare_dataset(jl, tmp_path / "ds2", tokenizer=str(d), cache_dir=tmp_path / "cache")
+    m2 = TokenDataset(out2).meta["tokenizer"]
+    assert m2["eot"] == "<|endoftext|>" and m2["eot_added"] and m2["eot_id"] == bpe.get_vocab_size()
+    # a changed tokenizer file is a new input: the dataset is prepared again, not taken as current
+    bpe.add_tokens(["def "])
+    bpe.save(str(d / "tokenizer.json"))
+    out3 = prepare_dataset(jl, tmp_path / "ds2", tokenizer=str(d), cache_dir=tmp_path / "cache")
+    assert TokenDataset(out3).meta["tokenizer"]["eot_id"] == bpe.get_vocab_size()
+    # a file that is not a tokenizer: one line
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    code = main(["data", "prepare", "--corpus", str(jl), "--out", str(tmp_path / "o"), "--quiet",
+                 "--tokenizer", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "not a Hugging Face tokenizers JSON file" in err
+    assert not (tmp_path / "o").exists()

@@ -283,7 +283,7 @@ def test_cli_dry_run_and_status(reference, tmp_path):
     assert "FLOP done" in st.stdout and "(100%)" in st.stdout and st.stdout.count("tiny/d_model=") == 6
 
 
-@pytest.mark.parametrize("preset", ["ci", "smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("preset", ["ci", "smoke", "cpu", "gpu", "families"])
 def test_every_shipped_preset_is_a_valid_study_with_one_store_and_one_dataset(preset):
     """The preset files are what `scalinglab reproduce` runs: each must parse and expand (without its data), and
     the files of a preset must share one store and one [data] table (reproduce refuses two stores)."""

@@ -50,7 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _describe(sub)
     return parser
+
+
+def _describe(sub) -> None:
+    """Every command and action gets a description line in its own --help: its help line where it has none."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, p in sub.choices.items():
+        if not p.description and helps.get(name):
+            text = helps[name]
+            p.description = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _describe(action)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ else:  # pragma: no cover
 _NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
 # Fields added after stores existed: left out of the id while unset, so existing runs keep their ids.
 _OPTIONAL_LATER = {"warmup_tokens", "schedule_tokens"}
+# Fields added after stores existed with a default: left out of the id at that default (a gpt2 run keeps its id).
+_DEFAULT_LATER = {"family": "gpt2"}
 
 
 def kaplan_lr(n: float) -> float:
@@ -45,13 +47,14 @@ class RunConfig:
     data: str = ""  # a prepared dataset directory (scalinglab data prepare)
     d_unique: int | None = None  # train on the first D_unique tokens of the training stream (None: all)
     # shape
-    n_layer: int = 2
-    d_model: int = 64
-    n_head: int = 4
-    n_ctx: int = 128
-    d_ff: int | None = None  # default 4 d_model
+    n_layer: int = 2  # Transformer blocks
+    d_model: int = 64  # residual stream width
+    n_head: int = 4  # attention heads (divides d_attn)
+    n_ctx: int = 128  # context length in tokens
+    d_ff: int | None = None  # MLP width; default 4 d_model (gpt2), round(8 d_model / 3) (llama)
     d_attn: int | None = None  # default d_model
-    tie_embeddings: bool = True
+    tie_embeddings: bool = True  # unembedding = token embedding (an untied one counts as embedding, not N)
+    family: str = "gpt2"  # gpt2 (Kaplan: LayerNorm, GELU, learned positions) | llama (RMSNorm, SwiGLU, rotary)
     # budget and batch
     tokens: int = 2_000_000  # training token budget D = B S; steps S = tokens // B
     batch_size: int = 32  # sequences per optimizer step; B = batch_size * n_ctx tokens
@@ -60,9 +63,9 @@ class RunConfig:
     optimizer: str = "adamw"  # adamw | adafactor
     lr: float | None = None  # peak LR; None = Kaplan's rule by N (eq. D.1)
     lr_scale: float = 1.0  # multiplies the rule's (or the given) LR; LR sweeps vary this
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW epsilon
     weight_decay: float = 0.1  # decoupled, on matrices only (not biases, gains, embeddings)
     warmup_steps: int | None = None  # default: 5% of the steps (Kaplan: 3000 of 250k, i.e. ~1%, at far more steps)
     warmup_tokens: int | None = None  # warm-up given in tokens (rounded up to steps); wins over warmup_steps
@@ -76,12 +79,12 @@ class RunConfig:
     train_log_every: int = 10  # train-loss points every k steps (mean over those steps)
     noise_scale: bool = False  # estimate the gradient noise scale B_simple at each evaluation
     # system
-    seed: int = 0
+    seed: int = 0  # initialisation and data order
     device: str = "auto"  # auto | cpu | cuda | cuda:K
     threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
     compile: bool = False  # torch.compile the model
-    checkpoint_every_s: float = 60.0
-    name: str = ""
+    checkpoint_every_s: float = 60.0  # seconds between checkpoints (a killed run resumes from the last)
+    name: str = ""  # a label in the store (not part of the run id)
     extra: dict = field(default_factory=dict)  # free-form labels a study attaches (axes values); part of the id
 
     # ------------------------------------------------------------------------------------------ derived
@@ -100,6 +103,7 @@ class RunConfig:
             d_ff=self.d_ff,
             d_attn=self.d_attn,
             tie_embeddings=self.tie_embeddings,
+            family=self.family,
         )
 
     def shape(self, vocab_size: int) -> ModelShape:
@@ -171,7 +175,8 @@ class RunConfig:
 
     def _hash(self, leave_out: set) -> str:
         defining = {k: v for k, v in self.to_dict().items() if k not in leave_out
-                    and not (k in _OPTIONAL_LATER and v is None)}  # older runs keep their ids
+                    and not (k in _OPTIONAL_LATER and v is None)  # older runs keep their ids
+                    and not (k in _DEFAULT_LATER and v == _DEFAULT_LATER[k])}
         # the dataset by content, not by path: a moved or copied dataset keeps its runs' ids
         defining["data"] = dataset_fingerprint(self.data) or self.data
         blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))

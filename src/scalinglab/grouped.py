@@ -8,7 +8,8 @@ only the arithmetic: everything else is each run's own `Trainer` (trainer.py) dr
 keeps its own model, AdamW state, LR schedule, data stream, evaluations, checkpoints (the same files a lone run
 writes, so a grouped run resumes alone and the other way round) and stored curve. The runs' losses are summed
 before the backward pass; no parameter is shared, so each run's gradient is that of its own loss alone. A run that
-ends (budget reached, diverged, failed) leaves the group and the others go on.
+ends (budget reached, diverged, failed) leaves the group and the others go on. Both model families are grouped
+(the family is part of the shape, so a group is of one family).
 
 Numerics: the same operations as `Transformer` in another order of summation (batched matmuls, the LayerNorm's
 gain applied outside its kernel), so a run's curve matches its lone run to float rounding (tested: 1e-4).
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from scalinglab.config import RunConfig
 from scalinglab.errors import ConfigError
 from scalinglab.fused_loss import linear_cross_entropy
-from scalinglab.model import Transformer
+from scalinglab.model import RMS_EPS, Transformer, apply_rotary, rotary_tables
 from scalinglab.trainer import RunResult, Trainer, TrainState, resolve_device
 
 __all__ = ["GroupedTrainer", "group_key", "grouped_hidden", "stack_parameters", "train_grouped", "vmap_hidden"]
@@ -57,36 +58,53 @@ def stack_parameters(models: Sequence[Transformer]) -> dict[str, torch.Tensor]:
     return {n: torch.stack([p[n] for p in params]) for n in names}
 
 
-def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    # x [G, M, d], weight and bias [G, d]; nn.LayerNorm's eps
+def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    # x [G, M, d], weight and bias [G, d]; nn.LayerNorm's eps. Without a bias: RMSNorm (llama), model.py's eps
+    if bias is None:
+        return F.rms_norm(x, x.shape[-1:], eps=RMS_EPS) * weight[:, None]
     return torch.addcmul(bias[:, None], F.layer_norm(x, x.shape[-1:], eps=1e-5), weight[:, None])
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    # x [G, M, in], weight [G, out, in], bias [G, out]: one batched matmul for the G runs
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    # x [G, M, in], weight [G, out, in], bias [G, out] or None: one batched matmul for the G runs
+    if bias is None:
+        return torch.bmm(x, weight.transpose(1, 2))
     return torch.baddbmm(bias[:, None], x, weight.transpose(1, 2))
 
 
 def grouped_hidden(shape, P: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
-    """`Transformer.hidden` of G runs at once: idx [G, batch, time] -> final-LayerNorm states [G, batch*time, d]."""
+    """`Transformer.hidden` of G runs at once: idx [G, batch, time] -> final-norm states [G, batch*time, d].
+    Both families: a llama model's parameters have no biases (`P.get` gives None) and no position table."""
     G, b, t = idx.shape
     V, d, H, d_attn = shape.vocab_size, shape.d_model, shape.n_head, shape.d_attn
+    llama = shape.family == "llama"
     # one embedding lookup for the G runs: run g's rows of the stacked table start at g * V
     offsets = torch.arange(G, device=idx.device).view(G, 1, 1) * V
-    x = F.embedding(idx + offsets, P["tok_emb.weight"].reshape(G * V, d)) + P["pos_emb.weight"][:, None, :t]
+    x = F.embedding(idx + offsets, P["tok_emb.weight"].reshape(G * V, d))
+    if llama:
+        cos, sin = rotary_tables(t, d_attn // H, device=idx.device)
+    else:
+        x = x + P["pos_emb.weight"][:, None, :t]
     x = x.reshape(G, b * t, d)
     for i in range(shape.n_layer):
         p = f"blocks.{i}."
-        h = _layer_norm(x, P[p + "ln_1.weight"], P[p + "ln_1.bias"])
-        qkv = _linear(h, P[p + "attn.qkv.weight"], P[p + "attn.qkv.bias"])
+        h = _layer_norm(x, P[p + "ln_1.weight"], P.get(p + "ln_1.bias"))
+        qkv = _linear(h, P[p + "attn.qkv.weight"], P.get(p + "attn.qkv.bias"))
         q, k, v = qkv.view(G * b, t, 3, H, d_attn // H).permute(2, 0, 3, 1, 4)
+        if llama:
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + _linear(y.transpose(1, 2).reshape(G, b * t, d_attn), P[p + "attn.proj.weight"],
-                        P[p + "attn.proj.bias"])  # fmt: skip
-        h = _layer_norm(x, P[p + "ln_2.weight"], P[p + "ln_2.bias"])
-        h = F.gelu(_linear(h, P[p + "fc.weight"], P[p + "fc.bias"]))
-        x = x + _linear(h, P[p + "fc_out.weight"], P[p + "fc_out.bias"])
-    return _layer_norm(x, P["ln_f.weight"], P["ln_f.bias"])
+                        P.get(p + "attn.proj.bias"))  # fmt: skip
+        h = _layer_norm(x, P[p + "ln_2.weight"], P.get(p + "ln_2.bias"))
+        h = _linear(h, P[p + "fc.weight"], P.get(p + "fc.bias"))
+        if llama:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h)
+        x = x + _linear(h, P[p + "fc_out.weight"], P.get(p + "fc_out.bias"))
+    return _layer_norm(x, P["ln_f.weight"], P.get("ln_f.bias"))
 
 
 class _Hidden(torch.nn.Module):

@@ -290,12 +290,14 @@ class Plan(Result):
             return self.params[name]
         raise AttributeError(name)
 
-    def predict(self, compute) -> np.ndarray:
-        """The loss to expect at the compute-optimal allocation of each budget (FLOP, or strings with units)."""
+    def predict(self, compute) -> np.ndarray | float:
+        """The loss to expect at the compute-optimal allocation of each budget (FLOP, or strings with units): a
+        float for one budget, an array for a list of them."""
         if self._predictor is None:
             raise FitError("this plan was read back from JSON without its law; plan again to predict")
         C = [parse_compute(c) for c in np.atleast_1d(np.asarray(compute, dtype=object))]
-        return np.array([self._predictor(c) for c in C], dtype=float)
+        out = np.array([self._predictor(c) for c in C], dtype=float)
+        return float(out[0]) if np.ndim(np.asarray(compute, dtype=object)) == 0 else out
 
     def __str__(self):
         from scalinglab.laws.forms import fmt_number

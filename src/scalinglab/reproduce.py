@@ -20,11 +20,14 @@ from pathlib import Path
 
 from scalinglab.errors import ConfigError
 
-PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu")
+PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu", "families")
 # Presets that are a reconcile plan (analysis/reconcile.py), not study specs
 RECONCILE_PRESETS = ("reconcile", "reconcile_gpu")
 # Bootstrap resamples per fitted law: the CI preset keeps its fits to seconds.
-BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400, "reconcile": 400, "reconcile_gpu": 400}
+BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400, "reconcile": 400, "reconcile_gpu": 400,
+             "families": 200}
+# Presets whose store holds more than one model family: the report also compares the families' laws
+FAMILY_PRESETS = ("families",)
 
 
 def preset_files(preset: str) -> list[Path]:
@@ -65,14 +68,16 @@ def copy_preset(preset: str, out: Path) -> list[Path]:
 
 def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: int | None = None,
               n_resamples: int | None = None, progress: bool | str = True, log=print,
-              group: bool = False) -> ReproduceResult:
+              group: bool = False, tracker: str | None = None, tracker_dir: str | None = None) -> ReproduceResult:
+    """Run a preset end to end into `out`. tracker / tracker_dir: live tracking of every run (scalinglab.tracking;
+    default folder OUT/study.sqlite.tracking/<tracker>)."""
     from scalinglab.report.html import write_report
     from scalinglab.sweep import load_study, run_study
 
     out = Path(out or f"reproduce-{preset}")
     if preset in RECONCILE_PRESETS:
         return reproduce_reconcile(preset, out, workers=workers, n_resamples=n_resamples, progress=progress, log=log,
-                                   group=group)
+                                   group=group, tracker=tracker, tracker_dir=tracker_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     specs = copy_preset(preset, out)
@@ -91,6 +96,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     ran = 0
     for study in studies:
         log(f"[runs] {study.name}: {len(study.runs)} runs")
+        study.tracker, study.tracker_dir = tracker, tracker_dir
         summary = run_study(study, executor="local", workers=workers, progress=progress, group=group)
         ran += summary.ran
     timings["runs_s"] = time.perf_counter() - t1
@@ -99,6 +105,13 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     log("[report] fitting laws, checking findings, drawing figures")
     rep = write_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
                        name=f"{preset} preset")
+    if preset in FAMILY_PRESETS:
+        from scalinglab.analysis.families import compare_store, write_comparison
+
+        log("[report] the model families compared (report/families.txt)")
+        cmp = compare_store(store, n_resamples=n_resamples or BOOTSTRAP.get(preset, 300))
+        write_comparison(cmp, out / "report")
+        log(cmp.summary())
     timings["report_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
@@ -107,7 +120,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
 
 
 def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=None, progress=True,
-                        log=print, group: bool = False) -> ReproduceResult:
+                        log=print, group: bool = False, tracker=None, tracker_dir=None) -> ReproduceResult:
     """The reconcile preset: its plan (OUT/plan.toml) expanded into study specs written to OUT, each run into
     OUT/study.sqlite; the tuned grid planned from the sweep's results; then the reconcile report."""
     from scalinglab.analysis import reconcile as rc
@@ -128,6 +141,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
         path = rc.write_spec(spec, out / name, header)
         study = load_study(path, progress=bool(progress))  # prepares the data the first time
         run_ids.update(r.run_id() for r in study.runs)
+        study.tracker, study.tracker_dir = tracker, tracker_dir
         log(f"[runs] {study.name}: {len(study.runs)} runs")
         ran += run_study(study, executor="local", workers=workers, progress=progress, group=group).ran
         return study

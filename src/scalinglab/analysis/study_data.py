@@ -36,6 +36,11 @@ def _config(raw) -> dict:
         return {}
 
 
+def family_of(raw_config) -> str:
+    """A run's model family from its stored config (runs from before families are gpt2)."""
+    return str(_config(raw_config).get("family") or "gpt2")
+
+
 def _num(x) -> float:
     try:
         x = float(x)
@@ -90,6 +95,7 @@ class StudyData:
         cfgs = [_config(c) for c in done.get("config", pd.Series([{}] * len(done)))]
         done["lr_scale"] = [c.get("lr_scale", 1.0) for c in cfgs]
         done["seed"] = [c.get("seed", 0) for c in cfgs]
+        done["family"] = [family_of(c) for c in cfgs]
         done["labels"] = [c.get("extra") or {} for c in cfgs]
         done["tokens_budget"] = done["D"]
         d_unique = pd.to_numeric(done["d_unique"], errors="coerce")

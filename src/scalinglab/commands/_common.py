@@ -25,6 +25,20 @@ def fmt_num(x, digits: int = 3) -> str:
     return f"{x:.{digits + 1}g}"
 
 
+def print_table(table, console_=None) -> None:
+    """A rich table, never cut: on a terminal the text columns wrap to its width; piped (rich assumes 80 columns
+    there), each row is printed on one line at the table's natural width, so run ids and names stay whole."""
+    c = console_ or out
+    if c.is_terminal:
+        c.print(table)
+    else:
+        from rich.measure import Measurement
+
+        wide = Console(width=100_000, file=c.file, color_system=None, highlight=False)
+        need = Measurement.get(wide, wide.options, table).maximum
+        Console(width=need, file=c.file, color_system=None, highlight=False).print(table)
+
+
 def add_store_arg(p, default: str = "runs/train.sqlite") -> None:
     p.add_argument("--store", default=default, help=f"run store file (default: {default})")
 
@@ -48,3 +62,20 @@ def whole_number(minimum: int):
 
 positive_int = whole_number(1)  # workers, iterations, targets, window sizes
 nonnegative_int = whole_number(0)  # bootstrap resamples, points to drop
+
+
+def add_tracker_args(p) -> None:
+    """--tracker / --tracker-dir: live tracking of every run trained (scalinglab.tracking)."""
+    p.add_argument("--tracker", choices=("tensorboard", "mlflow", "wandb"), default=None,
+                   help="also write each run's curve, config, N, FLOP and final metrics as it trains to TensorBoard, "
+                        "MLflow (a local file store) or W&B (offline); the store stays the record. Needs the extra: "
+                        "pip install 'scalinglab[tensorboard]' (or [mlflow], [wandb])")
+    p.add_argument("--tracker-dir", default=None, metavar="DIR",
+                   help="where the tracker writes (default: <store>.tracking/<tracker>)")
+
+
+def check_tracker_args(args) -> None:
+    """A missing tracker extra: one line and exit code 2, before anything trains."""
+    from scalinglab.tracking import check_tracker
+
+    check_tracker(getattr(args, "tracker", None))

@@ -15,14 +15,20 @@ BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", 
 
 
 def register(subparsers):
+    import argparse
+
+    from scalinglab.commands.fit import forms_epilog
+
     p = subparsers.add_parser("backtest", help="fit on smaller runs, predict held-out larger runs, score it",
-                              description=__doc__)
+                              description=__doc__, epilog=forms_epilog(BACKTEST_FORMS),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="CSV, Parquet or run store (SQLite) file")
     p.add_argument("--holdout", required=True, metavar="EXPR",
                    help="rows to hold out: comparisons such as \"N > 5e8\" (and/or, parentheses; a column name with "
                         "spaces in `backquotes`), or 'largest' / 'largest K' for the K largest model sizes")
-    p.add_argument("--form", default="auto", choices=BACKTEST_FORMS,
-                   help="law form, or auto: chosen by nested backtests inside the fitting data (default auto)")
+    p.add_argument("--form", default="auto", choices=BACKTEST_FORMS, metavar="FORM",
+                   help="law form, or auto: chosen by nested backtests inside the fitting data (default auto); the "
+                        "forms are listed below")
     p.add_argument("--n", help="column of N (parameters)")
     p.add_argument("--d", help="column of D (training tokens); derived as C/(6N) when only --c is given")
     p.add_argument("--c", help="column of C (training FLOP)")

@@ -17,14 +17,19 @@ def register(subparsers) -> None:
     prep = sub.add_parser("prepare", help="corpus -> tokenizer -> token shards (train/test + transfer sets)")
     prep.add_argument("--corpus", default="default",
                       help="a corpus name (default, stdlib, wikipedia, ...) or a path: a directory of text files, "
-                           "a .jsonl, a .parquet, or a saved HuggingFace dataset")
-    prep.add_argument("--tokenizer", default="bpe-4096", help="bpe-<vocab size> (default bpe-4096) or gpt2")
+                           "a .jsonl, a .parquet, or a saved Hugging Face dataset; or hf:NAME[:CONFIG], a Hugging "
+                           "Face dataset by name (datasets.load_dataset: its cache, a local folder, or the Hub; needs "
+                           "pip install 'scalinglab[datasets]')")
+    prep.add_argument("--tokenizer", default="bpe-4096",
+                      help="bpe-<vocab size> (trained here; default bpe-4096), gpt2, or the path of a Hugging Face "
+                           "tokenizer: a tokenizers JSON file or a transformers directory holding tokenizer.json")
     prep.add_argument("--out", required=True, help="output dataset directory")
     prep.add_argument("--transfer", nargs="*", default=None,
                       help="transfer sets (names or paths); default: wikipedia sotu brown kjv for the default "
                            "corpus, none otherwise; give the flag with no value for none")
     prep.add_argument("--max-bytes", type=positive_int, default=None, help="cap on the text used per corpus")
-    prep.add_argument("--text-field", default="text", help="JSONL field / Parquet column holding the text")
+    prep.add_argument("--text-field", default="text",
+                      help="JSONL field / Parquet or Hugging Face dataset column holding the text (default text)")
     prep.add_argument("--test-fraction", type=float, default=0.02, help="share of documents held out as test")
     prep.add_argument("--validation-fraction", type=float, default=0.02,
                       help="share of documents held out as validation (early stopping), disjoint from test")

@@ -51,11 +51,30 @@ def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
     return {"fix_e": fix_e, "u": u, "by": by}
 
 
+def forms_epilog(names=None) -> str:
+    """The law forms, one line each, from the form registry (laws.forms): name, what it is, its formula."""
+    from scalinglab.laws.forms import get_form
+
+    lines = ["law forms (--form):"]
+    for name in names or FORM_NAMES:
+        if name == "auto":
+            lines.append("  auto                 chosen by nested backtests inside the fitting data")
+            continue
+        f = get_form(name)
+        title = "Chinchilla L(N, D) with E shared across groups (--by)" if name == "chinchilla_shared_e" else f.title
+        lines.append(f"  {name:<20} {title}: {f.text()}")
+    return "\n".join(lines)
+
+
 def register(subparsers):
+    import argparse
+
     p = subparsers.add_parser("fit", help="fit a scaling law to a CSV, Parquet file or run store",
-                              description=__doc__)
+                              description=__doc__, epilog=forms_epilog(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="CSV, Parquet or run store (SQLite) file")
-    p.add_argument("--form", default="chinchilla", choices=FORM_NAMES)
+    p.add_argument("--form", default="chinchilla", choices=FORM_NAMES, metavar="FORM",
+                   help="the law to fit (default chinchilla); the forms are listed below")
     p.add_argument("--n", help="column of N (non-embedding parameters)")
     p.add_argument("--d", help="column of D (training tokens); derived as C/(6N) when only --c is given")
     p.add_argument("--c", help="column of C (training FLOP)")

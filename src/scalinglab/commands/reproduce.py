@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import console, nonnegative_int, positive_int
+from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, nonnegative_int, \
+    positive_int
 
 
 def register(sub) -> None:
@@ -11,7 +12,8 @@ def register(sub) -> None:
     p = sub.add_parser("reproduce", help="reproduce Kaplan et al. 2020 at this machine's scale (resumable)")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
                    help="ci (~1 min), smoke (~10 min on 2 cores, default), cpu (~1 h), gpu (one GPU, hours); "
-                        "reconcile (Kaplan vs Chinchilla, ~1.5 h on 2 cores), reconcile_gpu (one GPU)")
+                        "reconcile (Kaplan vs Chinchilla, ~1.5 h on 2 cores), reconcile_gpu (one GPU); families "
+                        "(gpt2 and llama sizes compared, ~2 min)")
     p.add_argument("--out", default=None, help="output directory (default: reproduce-<preset>)")
     p.add_argument("--workers", type=positive_int, default=None, help="runs trained at once (default: fill the cores)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=None, help="bootstrap resamples per fitted law")
@@ -19,6 +21,7 @@ def register(sub) -> None:
                    help="train small runs of one shape together as one batched model (measured no faster on 2 "
                         "cores: benchmarks/grouped.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one line per finished run")
+    add_tracker_args(p)
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -26,8 +29,10 @@ def cmd_reproduce(args) -> int:
     from scalinglab.commands.report import print_findings, print_laws
     from scalinglab.reproduce import reproduce
 
+    check_tracker_args(args)
     res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.bootstrap,
-                    progress="lines" if args.quiet else True, log=lambda m: console.print(m), group=args.group)
+                    progress="lines" if args.quiet else True, log=lambda m: console.print(m), group=args.group,
+                    tracker=args.tracker, tracker_dir=args.tracker_dir)
     if res.reconcile is not None:  # the reconcile preset: its steps, not Kaplan's findings
         for step in res.reconcile.steps:
             console.print(f"[{step.verdict}] {step.text}", highlight=False)

@@ -6,7 +6,7 @@ import json
 
 from rich.table import Table
 
-from scalinglab.commands._common import add_store_arg, fmt_num, out
+from scalinglab.commands._common import add_store_arg, fmt_num, out, print_table
 
 
 def register(sub) -> None:
@@ -15,7 +15,10 @@ def register(sub) -> None:
     rs.required = True
     lp = rs.add_parser("list", help="one line per run")
     add_store_arg(lp)
-    lp.add_argument("--status", default=None)
+    lp.add_argument("--status", default=None, choices=("planned", "running", "done", "failed", "diverged"),
+                    help="only the runs with this status")
+    lp.add_argument("--json", action="store_true",
+                    help="print the runs as JSON (one object per run: every column, config and final metrics)")
     lp.set_defaults(func=cmd_list)
     sp = rs.add_parser("show", help="one run: config, counts, final metrics, curve")
     sp.add_argument("run_id", help="run id (a unique prefix is enough) or run name")
@@ -31,15 +34,41 @@ def register(sub) -> None:
 def cmd_list(args) -> int:
     from scalinglab.store import RunStore
 
+    from scalinglab.analysis.study_data import family_of
+
     df = RunStore(args.store, readonly=True).runs(status=args.status)
+    if args.json:
+        print(json.dumps([_record(r) for r in df.to_dict("records")]))
+        return 0
     t = Table(title=f"{len(df)} runs in {args.store}")
-    for col in ("run_id", "name", "status", "N", "D", "B", "C", "final_test_loss", "wall_time_s"):
-        t.add_column(col, justify="right" if col not in ("run_id", "name", "status") else "left")
+    for col in ("run_id", "name", "status", "family", "N", "D", "B", "C", "final_test_loss", "wall_time_s"):
+        # the full id whatever the terminal's width: the name wraps instead
+        t.add_column(col, justify="right" if col not in ("run_id", "name", "status", "family") else "left",
+                     no_wrap=col != "name", min_width=16 if col == "run_id" else None, overflow="fold")
     for _, r in df.iterrows():
-        t.add_row(r.run_id, str(r["name"] or ""), r.status, *(fmt_num(r[c]) for c in
+        t.add_row(r.run_id, str(r["name"] or ""), r.status, family_of(r["config"]), *(fmt_num(r[c]) for c in
                   ("N", "D", "B", "C", "final_test_loss", "wall_time_s")))  # fmt: skip
-    out.print(t)
+    print_table(t)
     return 0
+
+
+def _record(row: dict) -> dict:
+    """A runs-table row as JSON values: config and final metrics parsed, NaN as null."""
+    import math
+
+    rec = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        if k in ("config", "final_metrics") and isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        rec[k] = v
+    return rec
 
 
 def cmd_show(args) -> int:

@@ -2,13 +2,15 @@
 
     scalinglab study run SPEC [--dry-run] [--workers W] [--threads-per-worker T] [--ray auto|ADDRESS]
                               [--nproc-per-node K] [--sequential] [--retry-failed] [--max-attempts K]
-                              [--group] [--store PATH]
+                              [--group] [--store PATH] [--tracker tensorboard|mlflow|wandb] [--tracker-dir DIR]
     scalinglab study status SPEC [--store PATH]
+    scalinglab study families STORE [--bootstrap K] [--json] [--no-frontier]
 """
 
 from __future__ import annotations
 
-from scalinglab.commands._common import console, fmt_num, out, positive_int
+from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, fmt_num, out, \
+    positive_int, print_table
 from scalinglab.published import PF_DAY
 
 
@@ -38,6 +40,7 @@ def register(sub) -> None:
                          "cores: benchmarks/grouped.py)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar (a line per finished run stays)")
     rp.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimate)")
+    add_tracker_args(rp)
     rp.set_defaults(func=cmd_run)
 
     sp = ss.add_parser("status", help="runs by status, FLOP done of planned, one line per run")
@@ -45,11 +48,23 @@ def register(sub) -> None:
     sp.add_argument("--store", default=None)
     sp.set_defaults(func=cmd_status)
 
+    fp = ss.add_parser("families", help="compare the laws of the model families in one store (alpha_N, N_opt)",
+                       description="Fit L(N) and N_opt(C) on each model family's runs of a store (gpt2, llama) and "
+                                   "print each exponent with its 95%% bootstrap interval and the interval of their "
+                                   "difference (the `families` preset trains such a store).")
+    fp.add_argument("store", help="run store (.sqlite) holding the runs of more than one family")
+    fp.add_argument("--bootstrap", type=int, default=300, metavar="K", help="bootstrap resamples (default 300)")
+    fp.add_argument("--no-frontier", action="store_true", help="skip N_opt(C) (its bootstrap takes seconds)")
+    fp.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fp.set_defaults(func=cmd_families)
+
 
 def cmd_run(args) -> int:
     from scalinglab.sweep import load_study, plan_study, run_study
 
+    check_tracker_args(args)
     study = load_study(args.spec, store=args.store, progress=not args.no_progress)
+    study.tracker, study.tracker_dir = args.tracker, args.tracker_dir
     for kept, dropped in study.merged:
         console.print(f"note: {dropped} is the same model and budget as {kept}: trained once")
     if args.dry_run:
@@ -74,6 +89,11 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _full(col: str) -> dict:
+    """Run ids in full whatever the terminal's width: the names and errors wrap instead (piped: see print_table)."""
+    return {"no_wrap": True, "min_width": 16} if col == "run_id" else {"overflow": "fold"}
+
+
 def _print_plan(plan) -> None:
     from rich.table import Table
 
@@ -81,12 +101,12 @@ def _print_plan(plan) -> None:
 
     t = Table(title=f"study {plan.study.name}: plan ({len(plan.todo)} of {len(plan.runs)} runs to run)")
     for col in ("run", "run_id", "status", "N", "D", "B", "C", "threads", "est. time"):
-        t.add_column(col, justify="left" if col in ("run", "run_id", "status") else "right")
+        t.add_column(col, justify="left" if col in ("run", "run_id", "status") else "right", **_full(col))
     for r in plan.runs:
         i = r.info
         t.add_row(r.config.name, r.run_id, r.status, fmt_num(i["N"]), fmt_num(i["D"]), fmt_num(i["B"]),
                   f"{i['C']:.3g}", str(r.threads), _fmt_s(r.est_s) if r.est_s is not None else "-")
-    out.print(t)
+    print_table(t)
     c_todo = sum(r.info["C"] for r in plan.todo)
     out.print(
         f"total C = {plan.flop_planned:.3g} FLOP (6ND; {plan.flop_planned / PF_DAY:.3g} PF-days), "
@@ -123,10 +143,26 @@ def cmd_status(args) -> int:
               highlight=False)
     rt = Table()
     for col in ("run", "run_id", "status", "N", "D", "C", "attempts", "test loss", "wall s", "error"):
-        rt.add_column(col, justify="left" if col in ("run", "run_id", "status", "error") else "right")
+        rt.add_column(col, justify="left" if col in ("run", "run_id", "status", "error") else "right", **_full(col))
     for r in rows:
         rt.add_row(r["name"], r["run_id"], r["status"], fmt_num(r["N"]), fmt_num(r["D"]),
                    fmt_num(r["C"]), fmt_num(r["attempts"]), fmt_num(r["final_test_loss"]),
                    fmt_num(r["wall_time_s"]), (r["error"] or "")[:80])
-    out.print(rt)
+    print_table(rt)
+    return 0
+
+
+def cmd_families(args) -> int:
+    import json
+
+    from scalinglab.analysis.families import compare_store
+    from scalinglab.errors import ConfigError
+
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    cmp = compare_store(args.store, n_resamples=args.bootstrap, frontier=not args.no_frontier)
+    if args.json:
+        print(json.dumps(cmp.to_dict()))
+    else:
+        out.print(cmp.summary(), highlight=False, soft_wrap=True)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from scalinglab.commands._common import add_store_arg, console, fmt_num, out
+from scalinglab.commands._common import add_store_arg, add_tracker_args, check_tracker_args, console, fmt_num, out
 from scalinglab.errors import ConfigError, DivergedError, RunFailedError
 
 _SKIP = {"extra", "eval_sets"}
@@ -18,19 +18,51 @@ def register(sub) -> None:
     p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
     add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("run config (override the file)")
+    add_tracker_args(p)
+    g = p.add_argument_group("run config (override the file; each flag is a RunConfig field, its help the field's "
+                             "own comment in config.py)")
+    docs = field_docs()
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:
             continue
         flag = "--" + f.name.replace("_", "-")
         base = field_kinds()[f.name][0]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = (docs.get(f.name) or f.name.replace("_", " ")).replace("%", "%%")
+        text = f"{text} (default: {'none' if default is None else 'empty' if default == '' else default})"
         if base is bool:
-            g.add_argument(flag, dest=f.name, default=None, action=argparse_bool())
+            g.add_argument(flag, dest=f.name, default=None, action=argparse_bool(), help=text)
         else:
             kind = _number(f.name, base) if base in (int, float) else base
-            g.add_argument(flag, dest=f.name, default=None, type=kind)
+            g.add_argument(flag, dest=f.name, default=None, type=kind, help=text,
+                           metavar=base.__name__.upper() if base in (int, float) else None)
     g.add_argument("--eval-sets", dest="eval_sets", default=None, help="comma-separated evaluation sets")
     p.set_defaults(func=run)
+
+
+def field_docs() -> dict[str, str]:
+    """Each RunConfig field's trailing comment in config.py (its documentation), read from the class's source so
+    the flags' help cannot drift from the fields."""
+    import inspect
+    import io
+    import tokenize
+
+    from scalinglab.config import RunConfig
+
+    docs: dict[str, str] = {}
+    try:
+        source = inspect.getsource(RunConfig)
+    except (OSError, TypeError):  # no source (a frozen build): plain flags
+        return docs
+    name = None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and name is None:
+            name = tok.string  # a field (or a method's def at column 4: no comment follows it on its line)
+        elif tok.type == tokenize.COMMENT and name is not None and tok.start[1] > 4:
+            docs[name] = tok.string.lstrip("#").strip()
+        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            name = None
+    return docs
 
 
 def argparse_bool():
@@ -67,12 +99,14 @@ def run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from scalinglab.store import RunStore
+    from scalinglab.tracking import tracked_store
     from scalinglab.trainer import train_run
 
     config = build_config(args)
     if not config.data:
         raise ConfigError("no data: give --data DIR (a prepared dataset, see `scalinglab data prepare`)")
-    store = RunStore(args.store)
+    check_tracker_args(args)
+    store = tracked_store(RunStore(args.store), args.tracker, args.tracker_dir)
     ckpt = Path(str(args.store) + ".ckpt") / config.run_id()
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

@@ -26,8 +26,8 @@ from scalinglab.data import corpora
 from scalinglab.data.cache import cache_root, text_hash
 from scalinglab.data.corpora import CorpusDocs
 from scalinglab.data.shards import write_dataset
-from scalinglab.data.tokenizer import get_tokenizer, parse_spec
-from scalinglab.data.userdata import fingerprint, load_user_data
+from scalinglab.data.tokenizer import get_tokenizer, parse_spec, tokenizer_ident
+from scalinglab.data.userdata import HF_PREFIX, fingerprint, load_user_data
 from scalinglab.errors import DataError
 
 PREPARE_VERSION = 2  # 2: documents chunked before the split; a validation split
@@ -71,6 +71,8 @@ class _Progress:
 def _load(spec: str | os.PathLike, cache: Path, text_field: str) -> CorpusDocs:
     if isinstance(spec, str) and corpora.is_named(spec):
         return corpora.load_corpus(spec, cache)
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        return load_user_data(spec, text_field)
     if isinstance(spec, str) and os.sep not in spec and not Path(spec).exists():
         raise DataError(f"unknown corpus {spec!r} and no such path; use one of "
                         f"{', '.join(corpora.corpus_names())} or a path to your data")
@@ -162,13 +164,15 @@ def _inputs(corpus, tokenizer, transfer, max_bytes, seed, test_fraction, text_fi
             return {"corpus": spec}
         return {"user": fingerprint(spec)}
 
-    return {"prepare_version": PREPARE_VERSION, "corpus": ident(corpus), "tokenizer": tokenizer,
+    return {"prepare_version": PREPARE_VERSION, "corpus": ident(corpus), "tokenizer": tokenizer_ident(tokenizer),
             "transfer": [ident(t) for t in transfer], "max_bytes": max_bytes, "seed": seed,
             "test_fraction": test_fraction, "validation_fraction": validation_fraction, "chunk_chars": chunk_chars,
             "text_field": text_field}
 
 
 def _transfer_name(spec, docs: CorpusDocs, taken: set[str]) -> str:
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        spec = spec[len(HF_PREFIX):].replace("/", "_").replace(":", "_")
     name = spec if isinstance(spec, str) and corpora.is_named(spec) else Path(spec).stem or "user"
     base, i = name, 2
     while name in taken:

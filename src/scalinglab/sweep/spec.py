@@ -79,6 +79,8 @@ class Study:
     # that both round to one layer) are trained once, under the first name
     merged: list[tuple[str, str]] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)  # what every run of this spec is for (store.ROLES)
+    tracker: str | None = None  # live tracking of every run (tracking.TRACKERS): a run-time option, not the spec's
+    tracker_dir: str | None = None  # where the tracker writes (default <store>.tracking/<tracker>)
 
     @property
     def checkpoint_root(self) -> Path:
@@ -288,8 +290,8 @@ def _make_run(base: dict, values: dict, study: Study, vocab_size: int | None, wh
             defaults = RunConfig()
             shape = shape_for_n(
                 float(values["n_params"]), n_ctx=int(cfg.get("n_ctx", defaults.n_ctx)), vocab_size=vocab_size or 256,
-                d_ff_ratio=float(ratio or 4.0), d_head=int(depth.get("d_head", 64)),
-                tie_embeddings=bool(cfg.get("tie_embeddings", True)), **rule,
+                d_ff_ratio=float(ratio) if ratio else None, d_head=int(depth.get("d_head", 64)),
+                tie_embeddings=bool(cfg.get("tie_embeddings", True)), family=str(cfg.get("family", "gpt2")), **rule,
             )  # fmt: skip
             cfg.update(n_layer=shape.n_layer, d_model=shape.d_model, n_head=shape.n_head, d_ff=shape.d_ff,
                        d_attn=None)

@@ -37,13 +37,24 @@ class RunTask:
     study: str
     store_path: str | None
     checkpoint_dir: str | None
+    tracker: str | None = None  # live tracking (scalinglab.tracking): the tracker's name, and its folder
+    tracker_dir: str | None = None
 
     @classmethod
     def for_run(cls, config, threads: int, study) -> "RunTask":
         """The task for `config` (a RunConfig) of `study`, checkpointing to <store>.ckpt/<run_id>."""
         run_id = config.run_id()
         return cls(run_id, config.to_dict(), threads, study.name, str(study.store_path),
-                   str(study.checkpoint_root / run_id))
+                   str(study.checkpoint_root / run_id), getattr(study, "tracker", None),
+                   getattr(study, "tracker_dir", None))
+
+    def open_store(self, write_store: bool = True):
+        """The run store this task writes (None when the driver writes it), wrapped for its tracker if any."""
+        if not (write_store and self.store_path):
+            return None
+        from scalinglab.tracking import tracked_store
+
+        return tracked_store(RunStore(self.store_path), self.tracker, self.tracker_dir, self.study)
 
     @property
     def name(self) -> str:
@@ -110,7 +121,7 @@ def run_task(task: RunTask, write_store: bool = True) -> Outcome:
     store = None
     try:
         config = RunConfig.from_dict({**task.config, "threads": task.threads})
-        store = RunStore(task.store_path) if (write_store and task.store_path) else None
+        store = task.open_store(write_store)
         result = train_run(config, store=store, study=task.study, checkpoint_dir=task.checkpoint_dir,
                            on_progress=lambda _info: exit_if_orphaned())
         return Outcome(run_id, config.name, result.status, _brief(result.summary), result.summary.get("error"),
@@ -137,7 +148,7 @@ def run_group(tasks: list[RunTask], write_store: bool = True) -> list[Outcome]:
     store = None
     try:
         configs = [RunConfig.from_dict({**t.config, "threads": t.threads}) for t in tasks]
-        store = RunStore(tasks[0].store_path) if (write_store and tasks[0].store_path) else None
+        store = tasks[0].open_store(write_store)
         results = train_grouped(configs, store=store, study=tasks[0].study,
                                 checkpoint_dirs=[t.checkpoint_dir for t in tasks],
                                 on_progress=lambda _info: exit_if_orphaned())
