@@ -138,6 +138,7 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
     comes from the fitted L(N, S) surface `ns` minimised along iso-compute lines where one converged (its
     bootstrap over runs gives the interval), else from the envelope's interior points (approach 1: the discrete
     best size, biased towards flat by the few sizes, said in the note)."""
+    from scalinglab.laws.frontier import MIN_SPAN_DECADES
     from scalinglab.laws.result import bootstrap_groups, percentile_ci, power_law_fit
 
     tag = "" if compute == "6ND" else " exact"
@@ -165,7 +166,11 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
     lf.law = law
     inner = interior(fr, trained)
     nf = LawFit(nkey, ntitle, data=inner.rename(columns={"loss": "L"}), compute=compute)
-    if len(inner) >= 3 and inner["N_opt"].nunique() >= 2:
+    span = float(np.log10(inner["C"].max() / inner["C"].min())) if len(inner) else 0.0
+    if len(inner) >= 3 and inner["N_opt"].nunique() >= 2 and span < MIN_SPAN_DECADES:
+        nf.note = (f"not fitted: the {len(inner)} frontier points whose optimum is bracketed span {span:.2f} decades "
+                   f"of compute, under {MIN_SPAN_DECADES}: too short a lever for an exponent")
+    elif len(inner) >= 3 and inner["N_opt"].nunique() >= 2:
         nf.law = power_law_fit(inner["C"], inner["N_opt"], n_resamples=0, name="N_opt", var="C")
         nf.note = (f"approach 1: N_opt interpolated between the sizes that reach each compute; {len(fr) - len(inner)} "
                    f"of {len(fr)} frontier points are not bracketed by them and are left out")
@@ -186,7 +191,7 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
         b = _fit(pd.DataFrame({"C": f["C"], "loss": f["loss"]}), "kaplan_cmin", 0, grid=z0)
         out = [b.params["C_c_min"], b.params["alpha_C_min"], np.nan, np.nan] if b.converged else [np.nan] * 4
         inn = interior(f)
-        if len(inn) >= 3 and inn["N_opt"].nunique() >= 2:
+        if len(inn) >= 3 and inn["N_opt"].nunique() >= 2 and inn["C"].max() / inn["C"].min() >= 10 ** MIN_SPAN_DECADES:
             p = power_law_fit(inn["C"], inn["N_opt"], n_resamples=0)
             out[2:] = [p.coef, p.exponent]
         return out
