@@ -404,21 +404,43 @@ class RunStore:
                 "roles": roles}
 
     def export(self, out: str | os.PathLike, fmt: str | None = None) -> list[Path]:
-        """Write runs and curves to OUT_runs.{csv,parquet} and OUT_curves.{csv,parquet}."""
+        """Write runs and curves to OUT_runs.{csv,parquet} and OUT_curves.{csv,parquet}. Either file may replace
+        only an earlier export (scalinglab.outdir: one listed in its directory's manifest, or an older
+        scalinglab's export recognised by its columns); any other file of that name is refused before writing."""
+        from scalinglab import outdir
+
         out = Path(out)
         fmt = fmt or (out.suffix.lstrip(".") or "csv")
         if fmt not in ("csv", "parquet"):
             raise StoreError(f"export format must be csv or parquet, got {fmt!r}")
         stem = out.with_suffix("") if out.suffix in (".csv", ".parquet") else out
-        stem.parent.mkdir(parents=True, exist_ok=True)
+        targets = {key: Path(f"{stem}_{key}.{fmt}") for key in ("runs", "curves")}
+        outdir.claim(stem.parent, "export", shared=True,
+                     legacy=lambda d: {p.name for p in targets.values() if _is_export(p)})
+        for p in targets.values():  # both checked before either is written
+            if p.exists() and p.name not in (outdir.read_manifest(p.parent) or set()):
+                raise outdir.OutputError(f"{p}: exists and scalinglab did not write it; it never overwrites a file "
+                                         "it did not write: give --out another stem")
         snap = self.snapshot()
-        paths = []
-        for key in ("runs", "curves"):
-            p = Path(f"{stem}_{key}.{fmt}")
-            df = snap[key]
-            df.to_csv(p, index=False) if fmt == "csv" else df.to_parquet(p, index=False)
-            paths.append(p)
-        return paths
+        for key, p in targets.items():
+            with outdir.replacing(p) as tmp:
+                df = snap[key]
+                df.to_csv(tmp, index=False) if fmt == "csv" else df.to_parquet(tmp, index=False)
+        return list(targets.values())
+
+
+def _is_export(path: Path) -> bool:
+    """An older scalinglab's export (written before output manifests): a runs or curves table by its columns."""
+    want = "run_id,name,study,status,config" if path.stem.endswith("_runs") else "run_id,step,tokens"
+    try:
+        if path.suffix == ".csv":
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.readline().startswith(want)
+        import pyarrow.parquet as pq
+
+        return ",".join(pq.read_schema(path).names).startswith(want)
+    except Exception:  # unreadable: not recognisably ours
+        return False
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:

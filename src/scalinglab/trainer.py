@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from scalinglab import accounting
+from scalinglab import accounting, outdir
 from scalinglab._runtime import keep_freed_memory
 from scalinglab.config import _NON_DEFINING, RunConfig, describe  # noqa: F401 (describe: part of this module's API)
 from scalinglab.data.shards import EvalSet, TokenDataset, WindowSampler, dataset_fingerprint
@@ -155,7 +155,16 @@ def _write_bytes(f, data: bytes) -> None:
 def write_checkpoint(obj: dict, path: Path) -> None:
     """Serialise `obj` with a SHA-256 checksum into `path`, atomically: the bytes go to a temporary file that
     is fsynced, the current checkpoint becomes the previous one, the temporary file becomes the current one.
-    A failed write (ENOSPC, EIO) removes the temporary file and leaves both older checkpoints as they were."""
+    A failed write (ENOSPC, EIO) removes the temporary file and leaves both older checkpoints as they were. Only
+    checkpoints scalinglab wrote are replaced (the folder's manifest, scalinglab.outdir): a file of either name
+    that scalinglab did not write stops the write (OutputError) and is left as it is."""
+    outdir.claim(path.parent, "checkpoints", shared=True, legacy=_checkpoint_files)
+    names = outdir.read_manifest(path.parent) or set()
+    for p in (path, path.with_name(PREVIOUS_CHECKPOINT_NAME)):
+        if p.exists() and p.name not in names:
+            raise outdir.OutputError(f"{p}: exists and is not a checkpoint scalinglab wrote; it is left as it is: "
+                                     "move it away and run again")
+    outdir.adopt(path.parent, [path.name, PREVIOUS_CHECKPOINT_NAME])  # neither is another's file (checked above)
     buf = io.BytesIO()
     torch.save(obj, buf)
     payload = buf.getvalue()
@@ -172,6 +181,19 @@ def write_checkpoint(obj: dict, path: Path) -> None:
     if path.exists():
         os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
     os.replace(tmp, path)
+
+
+def _checkpoint_files(path: Path) -> set[str]:
+    """The checkpoints an older scalinglab (no manifest) left in a run's folder: those that carry its header."""
+    found = set()
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+        try:
+            with open(path / name, "rb") as f:
+                if f.read(len(_CHECKPOINT_MAGIC)) == _CHECKPOINT_MAGIC:
+                    found.add(name)
+        except OSError:
+            pass
+    return found
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict:
@@ -459,6 +481,8 @@ class Trainer:
             what = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             return (f"checkpoint at step {state.step} not written ({what}: {path}); the previous checkpoint is "
                     "kept: fix the disk and run again (study run --retry-failed resumes from it)")
+        except outdir.OutputError as exc:
+            return f"checkpoint at step {state.step} not written: {exc}"
         return None
 
     def finish(self, state: TrainState, status: str, error: str | None) -> RunResult:
@@ -490,7 +514,7 @@ class Trainer:
                                   replace_curve=True)
         if status != "failed" and self.is_main:
             for path in self._paths():  # the store now holds everything; a finished run needs no checkpoint
-                path.unlink(missing_ok=True)
+                outdir.remove(path)  # only a checkpoint scalinglab wrote
         return RunResult(self.run_id, status, summary, state.points, state.evals)
 
     @staticmethod

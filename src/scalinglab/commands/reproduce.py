@@ -19,6 +19,9 @@ def register(sub) -> None:
                    help="train small runs of one shape together as one batched model (measured no faster on 2 "
                         "cores: benchmarks/grouped.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one line per finished run")
+    p.add_argument("--force", action="store_true",
+                   help="write into an --out that holds other files: replace only scalinglab's own files there and leave "
+                        "the rest (without it such a directory is refused)")
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -27,7 +30,8 @@ def cmd_reproduce(args) -> int:
     from scalinglab.reproduce import reproduce
 
     res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.bootstrap,
-                    progress="lines" if args.quiet else True, log=lambda m: console.print(m), group=args.group)
+                    progress="lines" if args.quiet else True, log=lambda m: console.print(m), group=args.group,
+                    force=args.force)
     if res.reconcile is not None:  # the reconcile preset: its steps, not Kaplan's findings
         for step in res.reconcile.steps:
             console.print(f"[{step.verdict}] {step.text}", highlight=False)
