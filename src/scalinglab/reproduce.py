@@ -55,6 +55,8 @@ class ReproduceResult:
 
 
 STORE = "study.sqlite"
+# the store, its SQLite journals and the study driver's lock: scalinglab's files beside the store
+STORE_FILES = tuple(STORE + s for s in ("", "-wal", "-shm", "-journal", ".lock"))
 # OUT's subdirectories that are outputs of their own (each with its manifest): the data, the report, checkpoints
 NESTED = ("data", "report", STORE + ".ckpt")
 _WRITTEN_SPEC = re.compile(r"^# written from plan\.toml by `scalinglab reproduce")
@@ -66,7 +68,7 @@ def reproduce_files(preset: str):
     the temporary directory a killed data preparation left."""
     def files(path: Path) -> set[str]:
         names = {f.name for f in preset_files(preset)} | {"timings.json"}
-        names |= {STORE + s for s in ("", "-wal", "-shm", "-journal")}
+        names |= set(STORE_FILES)
         found = set()
         for p in path.iterdir():
             if p.name in names and p.is_file():
@@ -85,7 +87,7 @@ def claim_out(preset: str, out: Path, force: bool = False) -> Path:
     """OUT made scalinglab's (refused when it holds a file scalinglab did not write, unless `force`)."""
     outdir.claim(out, "reproduce", legacy=reproduce_files(preset), force=force, nested=NESTED)
     if not (out / STORE).exists() or STORE in outdir.owned(out):  # the store (and its journals) scalinglab creates
-        outdir.adopt(out, [STORE + s for s in ("", "-wal", "-shm", "-journal")])
+        outdir.adopt(out, STORE_FILES)
     return out
 
 
