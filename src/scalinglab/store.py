@@ -4,11 +4,17 @@ Durability: WAL mode (readers never block the writer and see a consistent snapsh
 transaction, synchronous=NORMAL (a power cut can lose the last transaction, never corrupt the file). A
 `meta` table marks the file as ours and records the schema version; anything else is refused with one line.
 
+Opening a store checks it before anything is written to it: that it is ours (another application's SQLite file
+is refused unchanged), SQLite's quick check, and the schema (every table and column this version reads). A damaged
+store is one line saying what to do (its last good backup, where one lies beside it; `runs export`, which reads
+what it still can: `RunStore(path, salvage=True)`), never a traceback, and nothing is written to it.
+
 Read API returns pandas DataFrames; nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -80,9 +86,11 @@ _POINT_COLUMNS = ["step", "tokens", "flop", "flop_exact", "lr", "train_loss", "w
 class RunStore:
     """A study's run store. `RunStore(path)` creates it if absent; `readonly=True` requires it to exist."""
 
-    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike, readonly: bool = False, *, salvage: bool = False):
         self.path = Path(path)
-        self.readonly = readonly
+        self.readonly = readonly or salvage
+        self.damaged: str | None = None  # what the check found, when opened with `salvage` (read-only)
+        readonly = self.readonly
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a directory, not a run store file")
         exists = self.path.exists() and self.path.stat().st_size > 0
@@ -103,17 +111,83 @@ class RunStore:
             else:
                 self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout = 60000")
+            self._check_ours()  # before any write: another application's file is never changed
+            self._check_health(salvage)
             if not readonly:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
-            self._check_ours()
             if not readonly:
                 self._add_missing_columns()
                 # a store written before run roles gains their (empty) table
                 self._conn.execute(_ROLES_TABLE.strip().rstrip(";"))
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc})") from None
+            if salvage:
+                raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc}); not even its table of "
+                                 "contents can be read, so nothing can be exported from it"
+                                 + self._backup_hint()) from None
+            raise self._damaged_error(f"corrupt or unreadable: {exc}") from None
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _check_health(self, salvage: bool) -> None:
+        """SQLite's quick check and the schema this version reads; a failure is a StoreError saying what to do
+        (or, with `salvage`, recorded in `self.damaged` for a read of what is left)."""
+        try:
+            rows = [r[0] for r in self._conn.execute("PRAGMA quick_check(5)").fetchall()]
+            lines = [ln.strip() for r in rows for ln in str(r).splitlines()
+                     if ln.strip() and not ln.startswith("*** in database")]
+            problem = None if rows == ["ok"] else "SQLite quick_check: " + "; ".join(lines[:2])
+        except sqlite3.DatabaseError as exc:
+            problem = str(exc)
+        if problem is None:
+            problem = self._schema_problem()
+        if problem is None:
+            return
+        if salvage:
+            self.damaged = problem
+            return
+        raise self._damaged_error(problem)
+
+    _REQUIRED = {"runs": set(_RUN_COLUMNS), "points": {"run_id", *_POINT_COLUMNS},
+                 "evals": {"run_id", "step", "eval_set", "loss"}}
+
+    def _schema_problem(self) -> str | None:
+        for table, cols in self._REQUIRED.items():
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if not have:
+                return f"the table {table} is missing"
+            lacking = sorted(cols - have)
+            if lacking:
+                return f"the table {table} lacks the column {lacking[0]}"
+        return None
+
+    def backups(self) -> list[Path]:
+        """Copies of this store beside it (`<store>.bak*`, `<store>.backup*`) that pass the check, newest first."""
+        found = []
+        for p in sorted(self.path.parent.glob(self.path.name + ".ba*"), key=lambda q: -q.stat().st_mtime):
+            if not (p.name.startswith(self.path.name + ".bak") or p.name.startswith(self.path.name + ".backup")):
+                continue
+            if p.suffix in (".lock",) or p.name.endswith(("-wal", "-shm", "-journal")):
+                continue
+            try:
+                with sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True) as c:
+                    if c.execute("PRAGMA quick_check").fetchall() == [("ok",)]:
+                        found.append(p)
+            except sqlite3.Error:
+                continue
+        return found
+
+    def _backup_hint(self) -> str:
+        good = self.backups()
+        return f"; its last good backup is {good[0]}: copy it over {self.path.name}" if good else ""
+
+    def _damaged_error(self, problem: str) -> StoreError:
+        good = self.backups()
+        fix = (f"its last good backup is {good[0]} (copy it over the store), and `scalinglab runs export --store "
+               f"{self.path} --out rescued` saves what can still be read" if good else
+               f"no backup of it lies beside it; `scalinglab runs export --store {self.path} --out rescued` saves "
+               "what can still be read")
+        return StoreError(f"{self.path}: the run store is damaged ({problem}); nothing was written to it: {fix}")
 
     # ------------------------------------------------------------------------------------------ set-up
     def _create_atomically(self) -> None:
@@ -328,11 +402,36 @@ class RunStore:
     def _read(self, sql: str, params=()) -> pd.DataFrame:
         import pandas as pd
 
+        if self.damaged:
+            return self._salvage(sql, params)
         try:
             # one read transaction: a consistent snapshot even while a run writes
             return pd.read_sql_query(sql, self._conn, params=params)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot read the run store ({exc})") from None
+
+    def _salvage(self, sql: str, params=()) -> pd.DataFrame:
+        """The rows of a damaged store's query that can still be read: the table scanned from its first row up to
+        the damage and from its last row down to it (ORDER BY dropped: sorting would need every row first)."""
+        import pandas as pd
+
+        base = sql.split(" ORDER BY ")[0]
+        rows: dict = {}
+        cols = None
+        for order in ("ASC", "DESC"):
+            try:
+                cur = self._conn.execute(base.replace("SELECT *", "SELECT rowid AS _salvage_rowid, *", 1) +
+                                         f" ORDER BY rowid {order}", params)
+                cols = [d[0] for d in cur.description]
+                for row in cur:
+                    rows[row[0]] = row
+            except sqlite3.DatabaseError:
+                continue
+        if cols is None:  # nothing of it readable: its columns, no rows
+            table = base.split(" FROM ")[1].split()[0]
+            cols = ["_salvage_rowid"] + [r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")]
+        df = pd.DataFrame([rows[k] for k in sorted(rows)], columns=cols)
+        return df.drop(columns="_salvage_rowid")
 
     def column(self, name: str) -> dict:
         """{run_id: value} of one column of the runs table, without pandas (the study driver's bookkeeping)."""
@@ -391,7 +490,13 @@ class RunStore:
             evals = self._filter("SELECT * FROM evals", ids, "ORDER BY run_id, step, eval_set")
             roles = self.roles()
         finally:
-            self._conn.execute("COMMIT")
+            if self._conn.in_transaction:  # a read error may have ended it already
+                with contextlib.suppress(sqlite3.DatabaseError):  # (a damaged store, read for salvage)
+                    self._conn.execute("COMMIT")
+        if self.damaged:  # salvaged rows come unsorted
+            runs = runs.sort_values("created_at", kind="stable").reset_index(drop=True)
+            points = points.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+            evals = evals.sort_values(["run_id", "step", "eval_set"], kind="stable").reset_index(drop=True)
         # a store from before the SE column (opened read-only) has none; SQLite NULLs come back as None
         evals = evals.assign(se=evals["se"].astype(float) if "se" in evals.columns else float("nan"))
         if not evals.empty:
