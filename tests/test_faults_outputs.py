@@ -17,7 +17,6 @@ import pytest
 from conftest import run_cli, train_store
 
 from scalinglab.data import TokenDataset
-from scalinglab.outdir import MANIFEST
 
 # the user's files: names scalinglab also writes (a report, its caches, shards, exports, a spec copy) and others
 FOREIGN = {
@@ -111,6 +110,8 @@ def test_data_prepare_into_a_directory_of_the_users_files(tmp_path):
 def test_a_dataset_of_an_older_version_is_rebuilt_and_its_foreign_files_refused(tmp_path):
     """An older scalinglab wrote no manifest: its dataset (recognised by its meta.json) is rebuilt as before;
     the same directory with one file of the user's beside it is refused."""
+    from scalinglab.outdir import MANIFEST
+
     src = corpus(tmp_path)
     out = tmp_path / "old"
     assert run_cli(*prepare_args(src, out)).returncode == 0
@@ -176,6 +177,8 @@ def test_report_rebuilds_its_own_directory_and_an_older_versions(store, tmp_path
     """A report directory scalinglab wrote is rebuilt in place (its files replaced, no manifest needed from an
     older version: its page is recognised); a user's report.html and fits.json there are refused, not
     overwritten (the issue's third row)."""
+    from scalinglab.outdir import MANIFEST
+
     out = tmp_path / "rep"
     r = run_cli("report", str(store), "--out", str(out), "--bootstrap", "10")
     assert r.returncode == 0, r.stderr

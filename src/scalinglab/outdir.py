@@ -89,12 +89,13 @@ def _files(directory: Path, skip: set[str]) -> Iterator[str]:
             yield str(rel) + "/"
 
 
-def _clear_stale_tmp(directory: Path) -> None:
-    """Remove the temporary files of scalinglab processes that no longer run (killed mid-write)."""
+def clear_stale_tmp(directory: Path, name: str | None = None) -> None:
+    """Remove the temporary files of scalinglab processes that no longer run (killed mid-write) from `directory`:
+    all of them, or those of the file or directory `name` only."""
     with contextlib.suppress(OSError):
         for entry in directory.iterdir():
             m = _TMP.match(entry.name)
-            if not m or int(m.group(1)) == os.getpid():
+            if not m or int(m.group(1)) == os.getpid() or (name is not None and entry.name[m.end():] != name):
                 continue
             try:
                 os.kill(int(m.group(1)), 0)
@@ -161,17 +162,17 @@ def claim(directory: str | os.PathLike, kind: str, *, legacy: Legacy | None = No
     elif directory.exists() and not directory.is_dir():
         raise OutputError(f"{directory}: is a file, not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    _clear_stale_tmp(directory)
+    clear_stale_tmp(directory)
     if read_manifest(directory) is None:
         _write_manifest(directory, owned(directory, legacy), kind)
     return directory
 
 
-def check_names(directory: str | os.PathLike, names: Iterable[str]) -> None:
+def check_names(directory: str | os.PathLike, names: Iterable[str], legacy: Legacy | None = None) -> None:
     """Raise OutputError when any of `names` exists in `directory` and its manifest does not list it: files a
     command is about to write, checked before its work (a `--force`d directory keeps such files)."""
     directory = Path(directory)
-    mine = read_manifest(directory) or set()
+    mine = owned(directory, legacy)
     for name in names:
         if (directory / name).exists() and name not in mine:
             raise OutputError(f"{directory / name}: exists and scalinglab did not write it; it never overwrites a "

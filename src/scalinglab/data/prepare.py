@@ -219,6 +219,7 @@ def prepare_dataset(
         if json.loads((out / "meta.json").read_text())["inputs"] == inputs:
             return out
     outdir.check(out, legacy=dataset_files, force=force)
+    outdir.check_names(out, ["meta.json", "tokenizer.json", "train.bin", "test.bin", "validation.bin"], dataset_files)
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

@@ -66,6 +66,7 @@ def write_dataset(
     outdir.check(out, legacy=dataset_files, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(vocab_size)
+    outdir.clear_stale_tmp(out.parent, out.name)  # what a killed earlier write of this dataset left beside it
     tmp = outdir.tmp_path(out)
     tmp.mkdir()
     try:
