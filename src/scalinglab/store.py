@@ -30,7 +30,8 @@ from scalinglab.errors import StoreError
 
 SCHEMA_VERSION = 1
 APP = "scalinglab"
-STATUSES = ("planned", "running", "done", "failed", "diverged")
+# interrupted: stopped by Ctrl-C (SIGINT) before its end; run again, it resumes from its checkpoint
+STATUSES = ("planned", "running", "done", "failed", "diverged", "interrupted")
 # What a run is for, as its study spec says (one run may serve several analyses when two specs share it):
 # sizes (the size sweep: L(N), L(N, S), the compute frontier), subsets (data subsets: L(D), L(N, D)),
 # shape (shapes at fixed N), batch (batch sizes: B_crit), lr (a learning-rate sweep).
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT, study TEXT,
-    status TEXT NOT NULL CHECK (status IN ('planned','running','done','failed','diverged')),
+    status TEXT NOT NULL CHECK (status IN ('planned','running','done','failed','diverged','interrupted')),
     config TEXT NOT NULL,
     n_layer INTEGER, d_model INTEGER, n_head INTEGER, d_ff INTEGER, d_attn INTEGER, n_ctx INTEGER,
     vocab_size INTEGER,
@@ -119,6 +120,7 @@ class RunStore:
             self._conn.execute("PRAGMA foreign_keys = ON")
             if not readonly:
                 self._add_missing_columns()
+                self._allow_new_statuses()
                 # a store written before run roles gains their (empty) table
                 self._conn.execute(_ROLES_TABLE.strip().rstrip(";"))
         except sqlite3.DatabaseError as exc:
@@ -253,6 +255,32 @@ class RunStore:
                     except sqlite3.OperationalError as exc:  # another process added it first
                         if "duplicate column" not in str(exc):
                             raise
+
+    def _allow_new_statuses(self) -> None:
+        """A store created before the 'interrupted' status has a CHECK constraint without it: its schema text is
+        rewritten (SQLite's documented way to change a constraint without touching the stored rows: writable_schema,
+        one transaction, schema_version bumped)."""
+        def runs_sql():
+            return self._conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]
+
+        old = "'failed','diverged')"
+        if old not in runs_sql():
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            sql = runs_sql()
+            if old in sql:  # (another process may have done it first)
+                version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
+                self._conn.execute("PRAGMA writable_schema = ON")
+                self._conn.execute("UPDATE sqlite_master SET sql = ? WHERE type='table' AND name='runs'",
+                                   (sql.replace(old, "'failed','diverged','interrupted')"),))
+                self._conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+                self._conn.execute("PRAGMA writable_schema = OFF")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     class _Tx:
         """One write transaction. A write that fails (the disk is full, an I/O error) rolls the whole transaction

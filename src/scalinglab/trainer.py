@@ -117,6 +117,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_memory_bytes(device: torch.device) -> int | None:
+    """The memory a run on `device` can use at most: the GPU's, or the machine's (its container's limit)."""
+    from scalinglab._runtime import machine_memory_bytes
+
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return machine_memory_bytes()
+
+
+def check_memory(config: RunConfig, shape: accounting.ModelShape, micro: int, device: torch.device) -> dict:
+    """The run's memory estimate (accounting.train_memory); a ConfigError, before anything is allocated, when it
+    exceeds what `device` has."""
+    mem = accounting.train_memory(shape, micro, config.optimizer)
+    limit = device_memory_bytes(device)
+    if limit and mem["total"] > limit:
+        weights = mem["parameters"] + mem["gradients"] + mem["optimizer"]
+        fix = ("choose a smaller model" if weights > limit else
+               f"give a smaller micro_batch_size (activations of {micro} sequences: "
+               f"{accounting.fmt_bytes(mem['activations'])}) or a smaller model")
+        raise ConfigError(
+            f"run {config.name or config.run_id()}: training it needs about {accounting.fmt_bytes(mem['total'])} "
+            f"(parameters, gradients and {config.optimizer} state {accounting.fmt_bytes(weights)}, activations "
+            f"{accounting.fmt_bytes(mem['activations'])}), more than the {accounting.fmt_bytes(limit)} of "
+            f"{'this GPU' if device.type == 'cuda' else 'this machine'}: {fix}")
+    return mem
+
+
 def lr_at(step: int, peak: float, warmup: int, total: int, min_frac: float = 0.0) -> float:
     """LR for update number `step` (0-based): linear warm-up over `warmup` updates, then a cosine from the peak
     down to min_frac * peak at the last update."""
@@ -276,6 +303,7 @@ class Trainer:
                 f"batch_size={config.batch_size} does not split into micro-batches of {micro} on {self.world} ranks"
             )
         self.micro = micro
+        self.memory = check_memory(config, self.shape, micro, self.device)  # before any allocation
         self.n_micro_local = config.batch_size // (micro * self.world)
         self._eval_cache: dict[str, tuple[torch.Tensor, EvalSet]] = {}
 
@@ -593,19 +621,37 @@ class Trainer:
             self.flush(state)
         return ("done", None) if step >= S else None
 
+    def interrupted(self, state: TrainState | None) -> None:
+        """Ctrl-C (SIGINT) stopped the run: the curve so far is written and the run marked 'interrupted' (not left
+        'running'); its checkpoint stays, so running it again resumes it."""
+        if self.store is None or not self.is_main or getattr(self, "_flushed", None) is None:
+            return  # not registered in the store by this process
+        try:
+            if state is not None:
+                self.flush(state)
+            self.store.set_status(self.run_id, "interrupted", f"interrupted by Ctrl-C (SIGINT) at step "
+                                  f"{state.step if state is not None else 0}; run it again to resume")
+        except Exception:  # the store cannot be written now: the next driver re-runs a 'running' row anyway
+            pass
+
     def run(self) -> RunResult:
-        state, stop = self.begin()
-        if stop is not None:
-            return self.finish(state, "failed", stop)
-        train_model = torch.compile(state.model) if self.config.compile else state.model
-        if self.dist:
-            train_model = torch.nn.parallel.DistributedDataParallel(train_model)
-        while state.step < self.config.steps:
-            lr = self.lr(state)
-            ended = self.after_step(state, self.train_step(state, train_model, lr), lr)
-            if ended is not None:
-                return self.finish(state, *ended)
-        return self.finish(state, "done", None)
+        state = None
+        try:
+            state, stop = self.begin()
+            if stop is not None:
+                return self.finish(state, "failed", stop)
+            train_model = torch.compile(state.model) if self.config.compile else state.model
+            if self.dist:
+                train_model = torch.nn.parallel.DistributedDataParallel(train_model)
+            while state.step < self.config.steps:
+                lr = self.lr(state)
+                ended = self.after_step(state, self.train_step(state, train_model, lr), lr)
+                if ended is not None:
+                    return self.finish(state, *ended)
+            return self.finish(state, "done", None)
+        except KeyboardInterrupt:
+            self.interrupted(state)
+            raise
 
 
 def model_loss(model, batch: torch.Tensor) -> torch.Tensor:

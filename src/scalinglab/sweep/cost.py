@@ -38,6 +38,22 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def memory_limit(device: str) -> int | None:
+    """Bytes a run on `device` (a RunConfig device: auto, cpu, cuda, cuda:K) can use: the GPU's memory, or the
+    machine's (its container's limit). Looks at CUDA only where torch is already imported or a GPU was asked for."""
+    import sys
+
+    from scalinglab._runtime import machine_memory_bytes
+
+    if device.startswith("cuda") or (device == "auto" and "torch" in sys.modules):
+        import torch
+
+        if torch.cuda.is_available():
+            index = int(device.split(":")[1]) if ":" in device else 0
+            return int(torch.cuda.get_device_properties(index).total_memory)
+    return machine_memory_bytes()
+
+
 def flop_per_step(config: RunConfig, vocab_size: int) -> float:
     return 3.0 * accounting.forward_flop_per_token_exact(config.shape(vocab_size)) * config.batch_tokens
 
