@@ -181,10 +181,14 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
             step_s = fps / (peak * _PESSIMISTIC_EFFICIENCY)  # a pessimistic guess of one step's time
             left = budget_s - (time.perf_counter() - t_begin)
             k = min(steps, int(left // step_s) - 1)  # timed steps that fit after the warm-up step
-            if k < 1:
+            need = accounting.train_memory(cfg.shape(vocab_size), cfg.micro_batch_size or cfg.batch_size,
+                                           cfg.optimizer)["total"]
+            limit = memory_limit(cfg.device)
+            if k < 1 or (limit and need > limit):  # never allocate a model the memory cannot hold
                 rate = peak * LARGE_MODEL_EFFICIENCY
-                how = (f"estimated, not timed: one step of {fps:.3g} FLOP would take ~{step_s:.3g} s; "
-                       f"{LARGE_MODEL_EFFICIENCY:.0%} of the matmul peak")
+                why = (f"one step of {fps:.3g} FLOP would take ~{step_s:.3g} s" if k < 1 else
+                       f"it needs ~{accounting.fmt_bytes(need)} of the {accounting.fmt_bytes(limit)} of memory")
+                how = f"estimated, not timed: {why}; {LARGE_MODEL_EFFICIENCY:.0%} of the matmul peak"
                 say(f"probe: N={n:,} {how}")
                 points.append((fps, rate))
                 probes.append(Probe(n, fps, 0, rate, how))

@@ -222,8 +222,7 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
                                memory=mem, notes=cfg.budget_notes()))
     plan = StudyPlan(study, runs, cores, workers or cores, retry_failed,
                      memory_limit=memory_limit(study.runs[0].device if study.runs else "cpu"))
-    too_large = {r.run_id for r in plan.too_large()}
-    todo = [r for r in plan.todo if r.run_id not in too_large]  # a run that cannot fit is not probed or timed
+    todo = plan.todo  # (the probe never allocates a run that cannot fit: it estimates it from its FLOP)
     if probe and todo:
         if log:
             log(f"probing throughput for the time estimate (at most {PROBE_BUDGET_S:g} s of training)")
