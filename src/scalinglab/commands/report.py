@@ -19,8 +19,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory (report.html, figN.png, fits.json)")
     p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples per fitted law (default 300)")
     p.add_argument("--force", action="store_true",
-                   help="write into an --out that holds other files: replace only scalinglab's own files there and leave "
-                        "the rest (without it such a directory is refused)")
+                   help="write into an --out that holds other files: replace only scalinglab's own files there and "
+                        "leave the rest (without it such a directory is refused)")
     p.set_defaults(func=cmd_report)
 
 

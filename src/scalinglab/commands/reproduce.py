@@ -20,8 +20,8 @@ def register(sub) -> None:
                         "cores: benchmarks/grouped.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one line per finished run")
     p.add_argument("--force", action="store_true",
-                   help="write into an --out that holds other files: replace only scalinglab's own files there and leave "
-                        "the rest (without it such a directory is refused)")
+                   help="write into an --out that holds other files: replace only scalinglab's own files there and "
+                        "leave the rest (without it such a directory is refused)")
     p.set_defaults(func=cmd_reproduce)
 
 

@@ -152,7 +152,8 @@ paper's statement), <b>inconclusive</b> (the interval is too wide to tell; the l
 REPORT_NAMES = {"report.html", "findings.json", "fits.json", "backtest.json", "fig_backtest.png", "reconcile.html",
                 "reconcile.json", "exponent_path.png", "isoflop_curves.png", "report.html.tmp", "reconcile.html.tmp",
                 "fits.json.tmp", "backtest.json.tmp"}
-_PAGE_HEADS = {"report.html": "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>scalinglab report:",
+_PAGE_HEADS = {"report.html": ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                               "<title>scalinglab report:"),
                "reconcile.html": "<!doctype html><html><head><meta charset=\"utf-8\"><title>reconcile:"}
 
 
