@@ -66,11 +66,11 @@ def test_cli_bad_holdout_and_too_few_points_exit_2(tmp_path, capsys):
     path = tmp_path / "runs.csv"
     synth(0).to_csv(path, index=False)
     for expr in ("N >> 5e8", "N > 1e5", "N > 3e7", "N < 0"):
-        assert main(["backtest", str(path), "--holdout", expr, "--form", "chinchilla", "--bootstrap", "0"]) == 2
+        assert main(["backtest", str(path), "--holdout", expr, "--form", "chinchilla", "--bootstrap", "1"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and err.startswith("scalinglab: error: holdout"), err
     # 'N > 3e7' leaves one size (4 rows): too few for a 5-parameter law; the message says to hold out less
-    main(["backtest", str(path), "--holdout", "N > 3e7", "--form", "chinchilla", "--bootstrap", "0"])
+    main(["backtest", str(path), "--holdout", "N > 3e7", "--form", "chinchilla", "--bootstrap", "1"])
     assert "hold out less" in capsys.readouterr().err
 
 

@@ -63,7 +63,7 @@ def test_fit_table_prints_formula(tmp_path, capsys):
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, edits, argv, words):
     path = chinchilla_csv(tmp_path, **edits)
-    args = ["fit", str(path), "--n", "params", "--d", "tokens", "--bootstrap", "0"]
+    args = ["fit", str(path), "--n", "params", "--d", "tokens", "--bootstrap", "1"]
     rc, out, err = run_cli(capsys, *(args + argv))
     assert rc == 2
     assert words in err and len(err.strip().splitlines()) == 1
@@ -179,7 +179,7 @@ def test_bad_form_options_are_one_line_exit_2(tmp_path, capsys, command, argv, w
     two_dataset_csv(tmp_path).to_csv(path, index=False)
     extra = ["--holdout", "N > 5e9"] if command == "backtest" else []
     rc, out, err = run_cli(capsys, command, str(path), "--n", "params", "--d", "tokens", "--loss", "loss",
-                           "--bootstrap", "0", *extra, *argv)
+                           "--bootstrap", "1", *extra, *argv)
     assert rc == 2, (out, err)
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 

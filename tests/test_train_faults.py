@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from scalinglab.config import RunConfig
+from scalinglab.outdir import MANIFEST
 from scalinglab.store import RunStore
 from scalinglab.trainer import (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, CheckpointError, eval_steps,
                               read_checkpoint, train_run)
@@ -128,7 +129,7 @@ def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_chec
     row = store.runs().iloc[0]
     assert row["status"] == "failed" and "no space left" in row["error"]
     assert read_checkpoint(ckpt / CHECKPOINT_NAME, torch.device("cpu"))["state"]["step"] == 19
-    assert {p.name for p in ckpt.iterdir()} == {CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME}  # no temp file left
+    assert {p.name for p in ckpt.iterdir()} == {CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, MANIFEST}  # no temp left
     # space is back: the run resumes from the kept checkpoint and ends where an uninterrupted run does
     monkeypatch.setattr(train, "_write_bytes", real)
     again = train_run(_config(byte_dataset), store=store, checkpoint_dir=ckpt)

@@ -18,6 +18,27 @@ _M_MMAP_MAX = -4
 _done = False
 
 
+def machine_memory_bytes() -> int | None:
+    """The memory this process may use: the machine's physical memory, or its container's limit (cgroup v2 or
+    v1) when that is lower. None where neither can be read."""
+    import os
+
+    found = []
+    try:
+        found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text.isdigit() and int(text) < 2**60:
+                found.append(int(text))
+        except OSError:
+            pass
+    return min(found) if found else None
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc not to give freed memory back to the OS. Returns False where this does not apply."""
     global _done

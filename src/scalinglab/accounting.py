@@ -175,6 +175,38 @@ def from_pf_days(pf_days: float) -> float:
     return pf_days * PF_DAY
 
 
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def train_memory(shape: ModelShape, micro_batch: int, optimizer: str = "adamw", bytes_per_value: int = 4) -> dict:
+    """An estimate, in bytes, of what training `shape` holds at once, before any of it is allocated: the
+    parameters, their gradients, the optimizer state (AdamW: two moments per parameter; Adafactor: at most one),
+    and the activations kept for the backward pass of one micro-batch of `micro_batch` sequences. Per token and
+    layer the blocks keep about 16 d_model + 3 d_attn + 2 d_ff values (LayerNorm inputs and outputs, Q K V, the
+    attention output, the MLP's input and activation), plus the attention weights (n_head n_ctx) where a fused
+    kernel does not avoid them; the loss keeps a chunk of logits (counted in full: 2 vocab values per token). An
+    upper estimate of float32 training, good to refuse a run that cannot fit, not to pack memory tightly."""
+    p = n_params_total(shape)
+    tokens = micro_batch * shape.n_ctx
+    per_token = shape.n_layer * (16 * shape.d_model + 3 * shape.d_attn + 2 * shape.d_ff + shape.n_head * shape.n_ctx)
+    per_token += 2 * shape.vocab_size
+    parts = {
+        "parameters": p * bytes_per_value,
+        "gradients": p * bytes_per_value,
+        "optimizer": (2 if optimizer == "adamw" else 1) * p * bytes_per_value,
+        "activations": tokens * per_token * bytes_per_value,
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def fmt_bytes(n: float) -> str:
+    """1.5 GB-style (powers of 1000)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
 # ---------------------------------------------------------------------------------------------- shapes from N
 
 

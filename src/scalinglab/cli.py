@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_counts(args)
         return int(args.func(args) or 0)
     except ScalingLabError as exc:
         print(f"scalinglab: error: {exc}", file=sys.stderr)
@@ -77,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("scalinglab: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_counts(args) -> None:
+    """Counts every command reads the same way, checked once here: bootstrap resamples (--bootstrap) are at
+    least 1 (a fit without intervals is not what --bootstrap asks for)."""
+    from scalinglab.errors import ConfigError
+
+    k = getattr(args, "bootstrap", None)
+    if k is not None and k < 1:
+        raise ConfigError(f"--bootstrap {k}: the number of bootstrap resamples must be at least 1 (the intervals "
+                          "come from them)")
 
 
 if __name__ == "__main__":

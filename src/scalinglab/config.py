@@ -129,6 +129,21 @@ class RunConfig:
         so a run that stops early never finishes its decay)."""
         return self.steps if self.schedule_tokens is None else max(1, self.schedule_tokens // self.batch_tokens)
 
+    def budget_notes(self) -> list[str]:
+        """What the run trains that differs from what its config asks: a token budget rounded to whole batches
+        (below one batch it becomes one step), fewer steps than its warm-up (the LR never reaches its peak)."""
+        notes = []
+        trained = self.steps * self.batch_tokens
+        if self.tokens < self.batch_tokens:
+            notes.append(f"tokens={self.tokens:,} is below one batch ({self.batch_tokens:,} tokens): it trains one "
+                         f"step, D={trained:,}")
+        elif trained != self.tokens and abs(trained - self.tokens) > 0.01 * self.tokens:
+            notes.append(f"tokens={self.tokens:,} rounds down to {self.steps:,} whole batches: D={trained:,}")
+        if self.steps < self.warmup:
+            notes.append(f"{self.steps:,} steps, fewer than its {self.warmup:,} warm-up steps: the learning rate "
+                         "never reaches its peak")
+        return notes
+
     def peak_lr(self, n: int) -> float:
         return (self.lr if self.lr is not None else kaplan_lr(n)) * self.lr_scale
 

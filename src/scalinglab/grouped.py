@@ -208,6 +208,16 @@ class GroupedTrainer:
         """Train every run to its end; their results in the order of the configs."""
         results: dict[int, RunResult] = {}
         active: list[_Member] = []
+        try:
+            return self._run(results, active)
+        except KeyboardInterrupt:  # Ctrl-C: every run not finished is marked interrupted, not left running
+            states = {m.index: m.state for m in active}
+            for i, tr in enumerate(self.trainers):
+                if i not in results:
+                    tr.interrupted(states.get(i))
+            raise
+
+    def _run(self, results: dict, active: list) -> list[RunResult]:
         for i, tr in enumerate(self.trainers):
             state, stop = tr.begin()
             if stop is not None:
@@ -226,7 +236,7 @@ class GroupedTrainer:
                     still.append(m)
                 else:
                     results[m.index] = m.trainer.finish(m.state, *ended)
-            active = still
+            active[:] = still
         return [results[i] for i in range(len(self.trainers))]
 
 

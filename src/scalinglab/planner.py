@@ -23,7 +23,7 @@ import numpy as np
 
 from scalinglab.errors import ConfigError, DataError, FitError
 from scalinglab.laws.result import NAN2, Result, _num, _pair, percentile_ci
-from scalinglab.published import KAPLAN2020, PF_DAY, PUBLISHED
+from scalinglab.published import COMPUTE_RANGES, KAPLAN2020, PF_DAY, PUBLISHED
 
 # ------------------------------------------------------------------------------------------------ units
 
@@ -283,6 +283,9 @@ class Plan(Result):
     early_stopping_step: float = float("nan")
     size_penalty: dict = field(default_factory=dict)  # x -> compute ratio
     notes: list = field(default_factory=list)
+    # the compute range the law was measured over and how far this budget lies outside it: {"compute_range":
+    # [lo, hi] or None (unknown), "source", "factor" (1 inside; C/hi above; lo/C below), "outside": bool}
+    extrapolation: dict = field(default_factory=dict)
     _predictor: object = field(default=None, repr=False, compare=False)  # compute -> loss at the optimum
 
     def __getattr__(self, name):  # plan.N_opt, plan.loss, ...
@@ -321,13 +324,15 @@ class Plan(Result):
         lines.append(f"  early-stopping step (Kaplan eq. 5.7): {fmt_number(self.early_stopping_step)}")
         for x, r in self.size_penalty.items():
             lines.append(f"  a model {x:g}x the optimal size needs {fmt_number(r)}x the compute for the same loss")
-        return lines + [f"  note: {n}" for n in self.notes]
+        warning = self.extrapolation.get("warning")
+        return lines + [f"  {'warning' if n == warning else 'note'}: {n}" for n in self.notes]
 
     def to_dict(self) -> dict:
         d = super().to_dict()
         d.update(compute_flop=self.compute, compute_pf_days=self.compute / PF_DAY, law=self.law,
                  overfitting=self.overfitting, early_stopping_step=_num(self.early_stopping_step),
-                 size_penalty={str(k): _num(v) for k, v in self.size_penalty.items()}, notes=list(self.notes))
+                 size_penalty={str(k): _num(v) for k, v in self.size_penalty.items()}, notes=list(self.notes),
+                 extrapolation=self.extrapolation)
         return d
 
     @classmethod
@@ -343,7 +348,7 @@ class Plan(Result):
                    early_stopping_step=nan if d.get("early_stopping_step") is None else d["early_stopping_step"],
                    size_penalty={float(k): (math.inf if v is None else v) for k, v in
                                  d.get("size_penalty", {}).items()},
-                   notes=list(d.get("notes", [])))
+                   notes=list(d.get("notes", [])), extrapolation=d.get("extrapolation", {}))
 
 
 def _kaplan_frontier(C: float):
@@ -367,8 +372,10 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
     notes = []
     form = None
     n_points = 0
+    span = None  # (lowest, highest, where from) of the compute the law was measured over
     if isinstance(law, str) and law in PUBLISHED:
         kind, params, source = PUBLISHED[law]
+        span = COMPUTE_RANGES.get(law)
         label = law
         notes.append(f"constants: {source}")
         draws_params = None
@@ -384,6 +391,8 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
         if not fitted.converged:
             raise FitError(f"the fitted law did not converge ({fitted.message}); refit before planning with it")
         kind, form, params = "fitted", fitted.form, fitted.params
+        if "C" in fitted.ranges:
+            span = (*fitted.ranges["C"], f"the {fitted.n_points} points it was fitted on (6 N D)")
         if not _plannable(form):
             raise _not_plannable(form)
         label, n_points = "fitted: " + fitted.text(), fitted.n_points
@@ -469,7 +478,24 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
     msg = "published constants" if kind != "fitted" else (
         f"{n_ok}/{n_res} bootstrap draws of the law carried through" if n_res else "the law has no bootstrap "
         "draws: no intervals")
+    extrapolation = extrapolation_of(C, span)
+    if extrapolation["outside"]:
+        lo, hi = extrapolation["compute_range"]
+        extrapolation["warning"] = (f"C = {C:.3g} FLOP is outside the compute the law was measured over ({lo:.3g} "
+                                    f"to {hi:.3g} FLOP, {span[2]}): {extrapolation['factor']:.3g}x "
+                                    f"{'above' if C > hi else 'below'} it, so this plan extrapolates the law that far")
+        notes.insert(0, extrapolation["warning"])
     return Plan(compute=C, law=label, params={k: float(v) for k, v in values.items()}, ci=ci, se=se,
                 converged=True, message=msg, n_points=n_points, n_resamples=n_res, n_resamples_ok=n_ok,
                 overfitting=over, early_stopping_step=float(early_stopping_step(N, D)), size_penalty=penalty,
-                notes=notes, _predictor=predictor)
+                notes=notes, extrapolation=extrapolation, _predictor=predictor)
+
+
+def extrapolation_of(C: float, span) -> dict:
+    """How far the budget C lies outside the compute range `span` = (lo, hi, source) of a law (None: unknown)."""
+    if span is None:
+        return {"compute_range": None, "source": None, "factor": None, "outside": False}
+    lo, hi, source = span
+    factor = C / hi if C > hi else lo / C if C < lo else 1.0
+    return {"compute_range": [float(lo), float(hi)], "source": source, "factor": float(factor),
+            "outside": bool(C > hi or C < lo)}

@@ -68,3 +68,11 @@ PUBLISHED = {
     "epoch2024": ("chinchilla", EPOCH2024, "Besiroglu et al. 2024, refit of Hoffmann et al. Fig. 4 data"),
     "kaplan2020": ("kaplan", KAPLAN2020, "Kaplan et al. 2020, Table 6 frontier, eqs. 1.5, 1.6, 5.3"),
 }
+
+# The training compute (FLOP) each published law was measured over, (lowest, highest, source): a plan outside it
+# extrapolates the law (planner.plan_compute says by how much)
+COMPUTE_RANGES = {
+    "chinchilla2022": (6e18, 3e21, "the IsoFLOP budgets of Hoffmann et al. 2022, Fig. 3"),
+    "epoch2024": (6e18, 3e21, "the IsoFLOP budgets of Hoffmann et al. 2022, Fig. 3, whose runs it refits"),
+    "kaplan2020": (1e-9 * PF_DAY, 1e1 * PF_DAY, "Kaplan et al. 2020, Fig. 1: 1e-9 to 10 PF-days"),
+}

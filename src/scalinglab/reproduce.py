@@ -7,17 +7,22 @@ Stages, each resumable and skipped when its outputs are complete:
             runs resume from their checkpoints (sweep.run_study);
 4. report - laws fitted (cached in OUT/report/fits.json by the points they saw), findings checked, figures and
             OUT/report/report.html written.
+
+OUT is scalinglab's (scalinglab.outdir): one holding a file scalinglab did not write is refused before anything
+is written, unless `force`, and then only scalinglab's own files are replaced. OUT/data and OUT/report are output
+directories of their own, checked when written.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from scalinglab import outdir
 from scalinglab.errors import ConfigError
 
 PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu", "families")
@@ -52,40 +57,77 @@ class ReproduceResult:
     reconcile: object = None  # the ReconcileAnalysis of a reconcile preset
 
 
-def copy_preset(preset: str, out: Path) -> list[Path]:
+STORE = "study.sqlite"
+# the store, its SQLite journals and the study driver's lock: scalinglab's files beside the store
+STORE_FILES = tuple(STORE + s for s in ("", "-wal", "-shm", "-journal", ".lock"))
+# OUT's subdirectories that are outputs of their own (each with its manifest): the data, the report, checkpoints
+NESTED = ("data", "report", STORE + ".ckpt")
+_WRITTEN_SPEC = re.compile(r"^# written from plan\.toml by `scalinglab reproduce")
+
+
+def reproduce_files(preset: str):
+    """The legacy recogniser of a reproduction's OUT (one written before output manifests): the preset's spec
+    copies, the specs a reconcile plan wrote (by their header), the store and its journal files, timings.json,
+    the temporary directory a killed data preparation left."""
+    def files(path: Path) -> set[str]:
+        names = {f.name for f in preset_files(preset)} | {"timings.json"}
+        names |= set(STORE_FILES)
+        found = set()
+        for p in path.iterdir():
+            if p.name in names and p.is_file():
+                found.add(p.name)
+            elif p.suffix == ".toml" and p.is_file():
+                with open(p, encoding="utf-8", errors="replace") as f:
+                    if _WRITTEN_SPEC.match(f.readline()):
+                        found.add(p.name)
+            elif p.is_dir() and outdir.OLD_TMP.match(p.name) and p.name.startswith(".data."):
+                found.update(f"{p.name}/{q.name}" for q in p.iterdir())
+        return found
+    return files
+
+
+def claim_out(preset: str, out: Path, force: bool = False) -> Path:
+    """OUT made scalinglab's (refused when it holds a file scalinglab did not write, unless `force`)."""
+    outdir.claim(out, "reproduce", legacy=reproduce_files(preset), force=force, nested=NESTED)
+    if not (out / STORE).exists() or STORE in outdir.owned(out):  # the store (and its journals) scalinglab creates
+        outdir.adopt(out, STORE_FILES)
+    return out
+
+
+def copy_preset(preset: str, out: Path, force: bool = False) -> list[Path]:
     """The preset's spec files in OUT (copied the first time; a user's edits to the copies are kept)."""
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out(preset, out, force)
     specs = []
     for f in preset_files(preset):
         dest = out / f.name
         if not dest.exists():
-            tmp = dest.with_suffix(".toml.tmp")
-            shutil.copyfile(f, tmp)
-            tmp.replace(dest)
+            outdir.write_bytes(dest, f.read_bytes())
         specs.append(dest)
     return specs
 
 
 def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: int | None = None,
               n_resamples: int | None = None, progress: bool | str = True, log=print,
-              group: bool = False, tracker: str | None = None, tracker_dir: str | None = None) -> ReproduceResult:
+              group: bool = False, tracker: str | None = None, tracker_dir: str | None = None,
+              force: bool = False) -> ReproduceResult:
     """Run a preset end to end into `out`. tracker / tracker_dir: live tracking of every run (scalinglab.tracking;
-    default folder OUT/study.sqlite.tracking/<tracker>)."""
+    default folder OUT/study.sqlite.tracking/<tracker>); force: write into an OUT holding other files, replacing only
+    scalinglab's own."""
     from scalinglab.report.html import write_report
     from scalinglab.sweep import load_study, run_study
 
     out = Path(out or f"reproduce-{preset}")
     if preset in RECONCILE_PRESETS:
         return reproduce_reconcile(preset, out, workers=workers, n_resamples=n_resamples, progress=progress, log=log,
-                                   group=group, tracker=tracker, tracker_dir=tracker_dir)
+                                   group=group, tracker=tracker, tracker_dir=tracker_dir, force=force)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    specs = copy_preset(preset, out)
+    specs = copy_preset(preset, out, force)
 
     studies = []
     for spec in specs:
         log(f"[data] {spec.name}")
-        studies.append(load_study(spec, progress=bool(progress)))  # prepares the data when missing
+        studies.append(load_study(spec, progress=bool(progress), force=force))  # prepares the data when missing
     timings["data_s"] = time.perf_counter() - t0
     stores = {s.store_path for s in studies}
     if len(stores) != 1:
@@ -104,7 +146,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     t2 = time.perf_counter()
     log("[report] fitting laws, checking findings, drawing figures")
     rep = write_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
-                       name=f"{preset} preset")
+                       name=f"{preset} preset", force=force)
     if preset in FAMILY_PRESETS:
         from scalinglab.analysis.families import compare_store, write_comparison
 
@@ -114,13 +156,14 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
         log(cmp.summary())
     timings["report_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    outdir.write_text(out / "timings.json", json.dumps(timings, indent=1))
     return ReproduceResult(out=out, store=store, report=rep.path, findings=rep.findings, fits=rep.fits,
                            timings=timings, runs_ran=ran)
 
 
 def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=None, progress=True,
-                        log=print, group: bool = False, tracker=None, tracker_dir=None) -> ReproduceResult:
+                        log=print, group: bool = False, tracker=None, tracker_dir=None,
+                        force: bool = False) -> ReproduceResult:
     """The reconcile preset: its plan (OUT/plan.toml) expanded into study specs written to OUT, each run into
     OUT/study.sqlite; the tuned grid planned from the sweep's results; then the reconcile report."""
     from scalinglab.analysis import reconcile as rc
@@ -130,7 +173,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    copy_preset(preset, out)
+    copy_preset(preset, out, force)
     plan_path = out / "plan.toml"
     plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
     ran, store = 0, out / "study.sqlite"
@@ -139,7 +182,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
     def run(name, spec, header):
         nonlocal ran, plan, vocab
         path = rc.write_spec(spec, out / name, header)
-        study = load_study(path, progress=bool(progress))  # prepares the data the first time
+        study = load_study(path, progress=bool(progress), force=force)  # prepares the data the first time
         run_ids.update(r.run_id() for r in study.runs)
         study.tracker, study.tracker_dir = tracker, tracker_dir
         log(f"[runs] {study.name}: {len(study.runs)} runs")
@@ -160,10 +203,10 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
     t2 = time.perf_counter()
     log("[report] three approaches per setting, the exponent's path, findings")
     rep = write_reconcile_report(store, out / "report", n_resamples=n_resamples or BOOTSTRAP.get(preset, 300),
-                                 budgets=plan.budgets, name=f"{preset} preset", run_ids=run_ids)
+                                 budgets=plan.budgets, name=f"{preset} preset", run_ids=run_ids, force=force)
     timings["report_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     timings["data_s"] = 0.0
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    outdir.write_text(out / "timings.json", json.dumps(timings, indent=1))
     return ReproduceResult(out=out, store=store, report=rep.path, findings=[], fits={}, timings=timings,
                            runs_ran=ran, reconcile=rep.analysis)

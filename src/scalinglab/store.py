@@ -4,11 +4,17 @@ Durability: WAL mode (readers never block the writer and see a consistent snapsh
 transaction, synchronous=NORMAL (a power cut can lose the last transaction, never corrupt the file). A
 `meta` table marks the file as ours and records the schema version; anything else is refused with one line.
 
+Opening a store checks it before anything is written to it: that it is ours (another application's SQLite file
+is refused unchanged), SQLite's quick check, and the schema (every table and column this version reads). A damaged
+store is one line saying what to do (its last good backup, where one lies beside it; `runs export`, which reads
+what it still can: `RunStore(path, salvage=True)`), never a traceback, and nothing is written to it.
+
 Read API returns pandas DataFrames; nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,7 +30,8 @@ from scalinglab.errors import StoreError
 
 SCHEMA_VERSION = 1
 APP = "scalinglab"
-STATUSES = ("planned", "running", "done", "failed", "diverged")
+# interrupted: stopped by Ctrl-C (SIGINT) before its end; run again, it resumes from its checkpoint
+STATUSES = ("planned", "running", "done", "failed", "diverged", "interrupted")
 # What a run is for, as its study spec says (one run may serve several analyses when two specs share it):
 # sizes (the size sweep: L(N), L(N, S), the compute frontier), subsets (data subsets: L(D), L(N, D)),
 # shape (shapes at fixed N), batch (batch sizes: B_crit), lr (a learning-rate sweep).
@@ -36,7 +43,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT, study TEXT,
-    status TEXT NOT NULL CHECK (status IN ('planned','running','done','failed','diverged')),
+    status TEXT NOT NULL CHECK (status IN ('planned','running','done','failed','diverged','interrupted')),
     config TEXT NOT NULL,
     n_layer INTEGER, d_model INTEGER, n_head INTEGER, d_ff INTEGER, d_attn INTEGER, n_ctx INTEGER,
     vocab_size INTEGER,
@@ -80,9 +87,11 @@ _POINT_COLUMNS = ["step", "tokens", "flop", "flop_exact", "lr", "train_loss", "w
 class RunStore:
     """A study's run store. `RunStore(path)` creates it if absent; `readonly=True` requires it to exist."""
 
-    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike, readonly: bool = False, *, salvage: bool = False):
         self.path = Path(path)
-        self.readonly = readonly
+        self.readonly = readonly or salvage
+        self.damaged: str | None = None  # what the check found, when opened with `salvage` (read-only)
+        readonly = self.readonly
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a directory, not a run store file")
         exists = self.path.exists() and self.path.stat().st_size > 0
@@ -103,17 +112,84 @@ class RunStore:
             else:
                 self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout = 60000")
+            self._check_ours()  # before any write: another application's file is never changed
+            self._check_health(salvage)
             if not readonly:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
-            self._check_ours()
             if not readonly:
                 self._add_missing_columns()
+                self._allow_new_statuses()
                 # a store written before run roles gains their (empty) table
                 self._conn.execute(_ROLES_TABLE.strip().rstrip(";"))
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc})") from None
+            if salvage:
+                raise StoreError(f"{self.path}: corrupt or unreadable run store ({exc}); not even its table of "
+                                 "contents can be read, so nothing can be exported from it"
+                                 + self._backup_hint()) from None
+            raise self._damaged_error(f"corrupt or unreadable: {exc}") from None
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _check_health(self, salvage: bool) -> None:
+        """SQLite's quick check and the schema this version reads; a failure is a StoreError saying what to do
+        (or, with `salvage`, recorded in `self.damaged` for a read of what is left)."""
+        try:
+            rows = [r[0] for r in self._conn.execute("PRAGMA quick_check(5)").fetchall()]
+            lines = [ln.strip() for r in rows for ln in str(r).splitlines()
+                     if ln.strip() and not ln.startswith("*** in database")]
+            problem = None if rows == ["ok"] else "SQLite quick_check: " + "; ".join(lines[:2])
+        except sqlite3.DatabaseError as exc:
+            problem = str(exc)
+        if problem is None:
+            problem = self._schema_problem()
+        if problem is None:
+            return
+        if salvage:
+            self.damaged = problem
+            return
+        raise self._damaged_error(problem)
+
+    _REQUIRED = {"runs": set(_RUN_COLUMNS), "points": {"run_id", *_POINT_COLUMNS},
+                 "evals": {"run_id", "step", "eval_set", "loss"}}
+
+    def _schema_problem(self) -> str | None:
+        for table, cols in self._REQUIRED.items():
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if not have:
+                return f"the table {table} is missing"
+            lacking = sorted(cols - have)
+            if lacking:
+                return f"the table {table} lacks the column {lacking[0]}"
+        return None
+
+    def backups(self) -> list[Path]:
+        """Copies of this store beside it (`<store>.bak*`, `<store>.backup*`) that pass the check, newest first."""
+        found = []
+        for p in sorted(self.path.parent.glob(self.path.name + ".ba*"), key=lambda q: -q.stat().st_mtime):
+            if not (p.name.startswith(self.path.name + ".bak") or p.name.startswith(self.path.name + ".backup")):
+                continue
+            if p.suffix in (".lock",) or p.name.endswith(("-wal", "-shm", "-journal")):
+                continue
+            try:
+                with sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True) as c:
+                    if c.execute("PRAGMA quick_check").fetchall() == [("ok",)]:
+                        found.append(p)
+            except sqlite3.Error:
+                continue
+        return found
+
+    def _backup_hint(self) -> str:
+        good = self.backups()
+        return f"; its last good backup is {good[0]}: copy it over {self.path.name}" if good else ""
+
+    def _damaged_error(self, problem: str) -> StoreError:
+        good = self.backups()
+        fix = (f"its last good backup is {good[0]} (copy it over the store), and `scalinglab runs export --store "
+               f"{self.path} --out rescued` saves what can still be read" if good else
+               f"no backup of it lies beside it; `scalinglab runs export --store {self.path} --out rescued` saves "
+               "what can still be read")
+        return StoreError(f"{self.path}: the run store is damaged ({problem}); nothing was written to it: {fix}")
 
     # ------------------------------------------------------------------------------------------ set-up
     def _create_atomically(self) -> None:
@@ -179,6 +255,32 @@ class RunStore:
                     except sqlite3.OperationalError as exc:  # another process added it first
                         if "duplicate column" not in str(exc):
                             raise
+
+    def _allow_new_statuses(self) -> None:
+        """A store created before the 'interrupted' status has a CHECK constraint without it: its schema text is
+        rewritten (SQLite's documented way to change a constraint without touching the stored rows: writable_schema,
+        one transaction, schema_version bumped)."""
+        def runs_sql():
+            return self._conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]
+
+        old = "'failed','diverged')"
+        if old not in runs_sql():
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            sql = runs_sql()
+            if old in sql:  # (another process may have done it first)
+                version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
+                self._conn.execute("PRAGMA writable_schema = ON")
+                self._conn.execute("UPDATE sqlite_master SET sql = ? WHERE type='table' AND name='runs'",
+                                   (sql.replace(old, "'failed','diverged','interrupted')"),))
+                self._conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+                self._conn.execute("PRAGMA writable_schema = OFF")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     class _Tx:
         """One write transaction. A write that fails (the disk is full, an I/O error) rolls the whole transaction
@@ -328,11 +430,36 @@ class RunStore:
     def _read(self, sql: str, params=()) -> pd.DataFrame:
         import pandas as pd
 
+        if self.damaged:
+            return self._salvage(sql, params)
         try:
             # one read transaction: a consistent snapshot even while a run writes
             return pd.read_sql_query(sql, self._conn, params=params)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot read the run store ({exc})") from None
+
+    def _salvage(self, sql: str, params=()) -> pd.DataFrame:
+        """The rows of a damaged store's query that can still be read: the table scanned from its first row up to
+        the damage and from its last row down to it (ORDER BY dropped: sorting would need every row first)."""
+        import pandas as pd
+
+        base = sql.split(" ORDER BY ")[0]
+        rows: dict = {}
+        cols = None
+        for order in ("ASC", "DESC"):
+            try:
+                cur = self._conn.execute(base.replace("SELECT *", "SELECT rowid AS _salvage_rowid, *", 1) +
+                                         f" ORDER BY rowid {order}", params)
+                cols = [d[0] for d in cur.description]
+                for row in cur:
+                    rows[row[0]] = row
+            except sqlite3.DatabaseError:
+                continue
+        if cols is None:  # nothing of it readable: its columns, no rows
+            table = base.split(" FROM ")[1].split()[0]
+            cols = ["_salvage_rowid"] + [r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")]
+        df = pd.DataFrame([rows[k] for k in sorted(rows)], columns=cols)
+        return df.drop(columns="_salvage_rowid")
 
     def column(self, name: str) -> dict:
         """{run_id: value} of one column of the runs table, without pandas (the study driver's bookkeeping)."""
@@ -391,7 +518,13 @@ class RunStore:
             evals = self._filter("SELECT * FROM evals", ids, "ORDER BY run_id, step, eval_set")
             roles = self.roles()
         finally:
-            self._conn.execute("COMMIT")
+            if self._conn.in_transaction:  # a read error may have ended it already
+                with contextlib.suppress(sqlite3.DatabaseError):  # (a damaged store, read for salvage)
+                    self._conn.execute("COMMIT")
+        if self.damaged:  # salvaged rows come unsorted
+            runs = runs.sort_values("created_at", kind="stable").reset_index(drop=True)
+            points = points.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+            evals = evals.sort_values(["run_id", "step", "eval_set"], kind="stable").reset_index(drop=True)
         # a store from before the SE column (opened read-only) has none; SQLite NULLs come back as None
         evals = evals.assign(se=evals["se"].astype(float) if "se" in evals.columns else float("nan"))
         if not evals.empty:
@@ -404,21 +537,43 @@ class RunStore:
                 "roles": roles}
 
     def export(self, out: str | os.PathLike, fmt: str | None = None) -> list[Path]:
-        """Write runs and curves to OUT_runs.{csv,parquet} and OUT_curves.{csv,parquet}."""
+        """Write runs and curves to OUT_runs.{csv,parquet} and OUT_curves.{csv,parquet}. Either file may replace
+        only an earlier export (scalinglab.outdir: one listed in its directory's manifest, or an older
+        scalinglab's export recognised by its columns); any other file of that name is refused before writing."""
+        from scalinglab import outdir
+
         out = Path(out)
         fmt = fmt or (out.suffix.lstrip(".") or "csv")
         if fmt not in ("csv", "parquet"):
             raise StoreError(f"export format must be csv or parquet, got {fmt!r}")
         stem = out.with_suffix("") if out.suffix in (".csv", ".parquet") else out
-        stem.parent.mkdir(parents=True, exist_ok=True)
+        targets = {key: Path(f"{stem}_{key}.{fmt}") for key in ("runs", "curves")}
+        outdir.claim(stem.parent, "export", shared=True,
+                     legacy=lambda d: {p.name for p in targets.values() if _is_export(p)})
+        for p in targets.values():  # both checked before either is written
+            if p.exists() and p.name not in (outdir.read_manifest(p.parent) or set()):
+                raise outdir.OutputError(f"{p}: exists and scalinglab did not write it; it never overwrites a file "
+                                         "it did not write: give --out another stem")
         snap = self.snapshot()
-        paths = []
-        for key in ("runs", "curves"):
-            p = Path(f"{stem}_{key}.{fmt}")
-            df = snap[key]
-            df.to_csv(p, index=False) if fmt == "csv" else df.to_parquet(p, index=False)
-            paths.append(p)
-        return paths
+        for key, p in targets.items():
+            with outdir.replacing(p) as tmp:
+                df = snap[key]
+                df.to_csv(tmp, index=False) if fmt == "csv" else df.to_parquet(tmp, index=False)
+        return list(targets.values())
+
+
+def _is_export(path: Path) -> bool:
+    """An older scalinglab's export (written before output manifests): a runs or curves table by its columns."""
+    want = "run_id,name,study,status,config" if path.stem.endswith("_runs") else "run_id,step,tokens"
+    try:
+        if path.suffix == ".csv":
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.readline().startswith(want)
+        import pyarrow.parquet as pq
+
+        return ",".join(pq.read_schema(path).names).startswith(want)
+    except Exception:  # unreadable: not recognisably ours
+        return False
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> StoreError:

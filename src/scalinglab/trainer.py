@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from scalinglab import accounting
+from scalinglab import accounting, outdir
 from scalinglab._runtime import keep_freed_memory
 from scalinglab.config import _NON_DEFINING, RunConfig, describe  # noqa: F401 (describe: part of this module's API)
 from scalinglab.data.shards import EvalSet, TokenDataset, WindowSampler, dataset_fingerprint
@@ -117,6 +117,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_memory_bytes(device: torch.device) -> int | None:
+    """The memory a run on `device` can use at most: the GPU's, or the machine's (its container's limit)."""
+    from scalinglab._runtime import machine_memory_bytes
+
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return machine_memory_bytes()
+
+
+def check_memory(config: RunConfig, shape: accounting.ModelShape, micro: int, device: torch.device) -> dict:
+    """The run's memory estimate (accounting.train_memory); a ConfigError, before anything is allocated, when it
+    exceeds what `device` has."""
+    mem = accounting.train_memory(shape, micro, config.optimizer)
+    limit = device_memory_bytes(device)
+    if limit and mem["total"] > limit:
+        weights = mem["parameters"] + mem["gradients"] + mem["optimizer"]
+        fix = ("choose a smaller model" if weights > limit else
+               f"give a smaller micro_batch_size (activations of {micro} sequences: "
+               f"{accounting.fmt_bytes(mem['activations'])}) or a smaller model")
+        raise ConfigError(
+            f"run {config.name or config.run_id()}: training it needs about {accounting.fmt_bytes(mem['total'])} "
+            f"(parameters, gradients and {config.optimizer} state {accounting.fmt_bytes(weights)}, activations "
+            f"{accounting.fmt_bytes(mem['activations'])}), more than the {accounting.fmt_bytes(limit)} of "
+            f"{'this GPU' if device.type == 'cuda' else 'this machine'}: {fix}")
+    return mem
+
+
 def lr_at(step: int, peak: float, warmup: int, total: int, min_frac: float = 0.0) -> float:
     """LR for update number `step` (0-based): linear warm-up over `warmup` updates, then a cosine from the peak
     down to min_frac * peak at the last update."""
@@ -155,7 +182,16 @@ def _write_bytes(f, data: bytes) -> None:
 def write_checkpoint(obj: dict, path: Path) -> None:
     """Serialise `obj` with a SHA-256 checksum into `path`, atomically: the bytes go to a temporary file that
     is fsynced, the current checkpoint becomes the previous one, the temporary file becomes the current one.
-    A failed write (ENOSPC, EIO) removes the temporary file and leaves both older checkpoints as they were."""
+    A failed write (ENOSPC, EIO) removes the temporary file and leaves both older checkpoints as they were. Only
+    checkpoints scalinglab wrote are replaced (the folder's manifest, scalinglab.outdir): a file of either name
+    that scalinglab did not write stops the write (OutputError) and is left as it is."""
+    outdir.claim(path.parent, "checkpoints", shared=True, legacy=_checkpoint_files)
+    names = outdir.read_manifest(path.parent) or set()
+    for p in (path, path.with_name(PREVIOUS_CHECKPOINT_NAME)):
+        if p.exists() and p.name not in names:
+            raise outdir.OutputError(f"{p}: exists and is not a checkpoint scalinglab wrote; it is left as it is: "
+                                     "move it away and run again")
+    outdir.adopt(path.parent, [path.name, PREVIOUS_CHECKPOINT_NAME])  # neither is another's file (checked above)
     buf = io.BytesIO()
     torch.save(obj, buf)
     payload = buf.getvalue()
@@ -172,6 +208,19 @@ def write_checkpoint(obj: dict, path: Path) -> None:
     if path.exists():
         os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
     os.replace(tmp, path)
+
+
+def _checkpoint_files(path: Path) -> set[str]:
+    """The checkpoints an older scalinglab (no manifest) left in a run's folder: those that carry its header."""
+    found = set()
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+        try:
+            with open(path / name, "rb") as f:
+                if f.read(len(_CHECKPOINT_MAGIC)) == _CHECKPOINT_MAGIC:
+                    found.add(name)
+        except OSError:
+            pass
+    return found
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict:
@@ -254,6 +303,7 @@ class Trainer:
                 f"batch_size={config.batch_size} does not split into micro-batches of {micro} on {self.world} ranks"
             )
         self.micro = micro
+        self.memory = check_memory(config, self.shape, micro, self.device)  # before any allocation
         self.n_micro_local = config.batch_size // (micro * self.world)
         self._eval_cache: dict[str, tuple[torch.Tensor, EvalSet]] = {}
 
@@ -459,6 +509,8 @@ class Trainer:
             what = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             return (f"checkpoint at step {state.step} not written ({what}: {path}); the previous checkpoint is "
                     "kept: fix the disk and run again (study run --retry-failed resumes from it)")
+        except outdir.OutputError as exc:
+            return f"checkpoint at step {state.step} not written: {exc}"
         return None
 
     def finish(self, state: TrainState, status: str, error: str | None) -> RunResult:
@@ -490,7 +542,7 @@ class Trainer:
                                   replace_curve=True)
         if status != "failed" and self.is_main:
             for path in self._paths():  # the store now holds everything; a finished run needs no checkpoint
-                path.unlink(missing_ok=True)
+                outdir.remove(path)  # only a checkpoint scalinglab wrote
         return RunResult(self.run_id, status, summary, state.points, state.evals)
 
     @staticmethod
@@ -569,19 +621,37 @@ class Trainer:
             self.flush(state)
         return ("done", None) if step >= S else None
 
+    def interrupted(self, state: TrainState | None) -> None:
+        """Ctrl-C (SIGINT) stopped the run: the curve so far is written and the run marked 'interrupted' (not left
+        'running'); its checkpoint stays, so running it again resumes it."""
+        if self.store is None or not self.is_main or getattr(self, "_flushed", None) is None:
+            return  # not registered in the store by this process
+        try:
+            if state is not None:
+                self.flush(state)
+            self.store.set_status(self.run_id, "interrupted", f"interrupted by Ctrl-C (SIGINT) at step "
+                                  f"{state.step if state is not None else 0}; run it again to resume")
+        except Exception:  # the store cannot be written now: the next driver re-runs a 'running' row anyway
+            pass
+
     def run(self) -> RunResult:
-        state, stop = self.begin()
-        if stop is not None:
-            return self.finish(state, "failed", stop)
-        train_model = torch.compile(state.model) if self.config.compile else state.model
-        if self.dist:
-            train_model = torch.nn.parallel.DistributedDataParallel(train_model)
-        while state.step < self.config.steps:
-            lr = self.lr(state)
-            ended = self.after_step(state, self.train_step(state, train_model, lr), lr)
-            if ended is not None:
-                return self.finish(state, *ended)
-        return self.finish(state, "done", None)
+        state = None
+        try:
+            state, stop = self.begin()
+            if stop is not None:
+                return self.finish(state, "failed", stop)
+            train_model = torch.compile(state.model) if self.config.compile else state.model
+            if self.dist:
+                train_model = torch.nn.parallel.DistributedDataParallel(train_model)
+            while state.step < self.config.steps:
+                lr = self.lr(state)
+                ended = self.after_step(state, self.train_step(state, train_model, lr), lr)
+                if ended is not None:
+                    return self.finish(state, *ended)
+            return self.finish(state, "done", None)
+        except KeyboardInterrupt:
+            self.interrupted(state)
+            raise
 
 
 def model_loss(model, batch: torch.Tensor) -> torch.Tensor:

@@ -101,10 +101,9 @@ def predicted_before_seen(sd: StudyData | str, form: str = "auto", *, n_resample
             pass  # an unreadable cache is recomputed and rewritten
     out = _predicted_before_seen(sd, pts, form, n_resamples, seed, n_jobs)
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp")
-        tmp.write_text(json.dumps({"fingerprint": fp, "result": out.to_dict()}))
-        tmp.replace(cache)
+        from scalinglab import outdir
+
+        outdir.write_text(cache, json.dumps({"fingerprint": fp, "result": out.to_dict()}))
     return out
 
 

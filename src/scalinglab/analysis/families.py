@@ -240,9 +240,10 @@ def _range(ns) -> str:
 
 def write_comparison(cmp: FamilyComparison, out: str | Path) -> list[Path]:
     """families.json and families.txt in the folder `out` (files this function writes, nothing else)."""
+    from scalinglab import outdir
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     j, t = out / "families.json", out / "families.txt"
-    j.write_text(json.dumps(cmp.to_dict(), indent=1))
-    t.write_text(cmp.summary() + "\n")
+    outdir.write_text(j, json.dumps(cmp.to_dict(), indent=1))  # listed in the folder's manifest, written beside
+    outdir.write_text(t, cmp.summary() + "\n")
     return [j, t]

@@ -291,11 +291,9 @@ def write_spec(spec: dict, path: str | Path, header: str = "") -> Path:
     for g in spec.get("axes", []):
         lines.append("[[axes]]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in g.items()]
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    from scalinglab import outdir
+
+    return outdir.write_text(Path(path), "\n".join(lines) + "\n")  # never over a file scalinglab did not write
 
 
 # ------------------------------------------------------------------------------------------------ the data

@@ -398,10 +398,9 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
 
     out = {k: v for k, v in out.items() if k in want}
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp")
-        tmp.write_text(json.dumps(fresh, indent=1))
-        tmp.replace(cache)
+        from scalinglab import outdir
+
+        outdir.write_text(cache, json.dumps(fresh, indent=1))  # never over a file scalinglab did not write
     return out
 
 

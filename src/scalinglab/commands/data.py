@@ -36,7 +36,10 @@ def register(subparsers) -> None:
     prep.add_argument("--seed", type=int, default=0, help="seed of the document shuffle")
     prep.add_argument("--cache-dir", default=None,
                       help="download/tokenizer cache (default $SCALINGLAB_CACHE or $XDG_CACHE_HOME/scalinglab)")
-    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar and no tables: only the last line")
+    prep.add_argument("--force", action="store_true",
+                      help="write into an --out that holds other files: replace only scalinglab's own files there "
+                           "and leave the rest (without it such a directory is refused)")
     prep.set_defaults(func=_prepare)
 
     info = sub.add_parser("info", help="show the splits, transfer sets, token counts and sources of a dataset")
@@ -59,8 +62,9 @@ def _prepare(args: argparse.Namespace) -> int:
     out = prepare_dataset(args.corpus, args.out, tokenizer=args.tokenizer, transfer=args.transfer,
                           max_bytes=args.max_bytes, cache_dir=args.cache_dir, seed=args.seed,
                           progress=not args.quiet, test_fraction=args.test_fraction, text_field=args.text_field,
-                          validation_fraction=args.validation_fraction)
-    _info(argparse.Namespace(dir=out, json=False, n_ctx=None, eval_tokens=None))
+                          validation_fraction=args.validation_fraction, force=args.force)
+    if not args.quiet:
+        _info(argparse.Namespace(dir=out, json=False, n_ctx=None, eval_tokens=None))
     print(f"prepared {out} in {time.perf_counter() - t0:.1f} s")
     return 0
 

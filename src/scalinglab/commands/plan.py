@@ -59,6 +59,12 @@ def run(args) -> int:
                         ("B_crit", "B_crit (tokens/step)"), ("steps", "steps"), ("loss", "expected loss (nats)")):
         lo, hi = plan.ci.get(name, (None, None))
         t.add_row(label, cell(plan.params[name]), cell(lo), cell(hi))
+    ex = plan.extrapolation
+    if ex.get("compute_range"):
+        lo, hi = ex["compute_range"]
+        where = (f"[bold red]OUTSIDE: {fmt_number(ex['factor'])}x {'above' if plan.compute > hi else 'below'}[/]"
+                 if ex["outside"] else "inside")
+        t.add_row("law's compute range (FLOP)", where, cell(lo), cell(hi))
     con.print(t)
     for line in plan.checks():
         con.print(line, highlight=False)

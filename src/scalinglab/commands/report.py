@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("source", help="a run store (.sqlite) or a study spec (.toml) whose store to report on")
     p.add_argument("--out", required=True, help="output directory (report.html, figN.png, fits.json)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=300, help="bootstrap resamples per fitted law (default 300)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an --out that holds other files: replace only scalinglab's own files there and "
+                        "leave the rest (without it such a directory is refused)")
     p.set_defaults(func=cmd_report)
 
 
@@ -59,7 +62,7 @@ def print_laws(fits) -> None:
 def cmd_report(args) -> int:
     from scalinglab.report.html import write_report
 
-    rep = write_report(store_of(args.source), args.out, n_resamples=args.bootstrap)
+    rep = write_report(store_of(args.source), args.out, n_resamples=args.bootstrap, force=args.force)
     print_laws(rep.fits)
     print_findings(rep.findings)
     skipped = [f for f in rep.figures if f.path is None]

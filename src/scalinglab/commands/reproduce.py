@@ -22,6 +22,9 @@ def register(sub) -> None:
                         "cores: benchmarks/grouped.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one line per finished run")
     add_tracker_args(p)
+    p.add_argument("--force", action="store_true",
+                   help="write into an --out that holds other files: replace only scalinglab's own files there and "
+                        "leave the rest (without it such a directory is refused)")
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -32,7 +35,7 @@ def cmd_reproduce(args) -> int:
     check_tracker_args(args)
     res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.bootstrap,
                     progress="lines" if args.quiet else True, log=lambda m: console.print(m), group=args.group,
-                    tracker=args.tracker, tracker_dir=args.tracker_dir)
+                    tracker=args.tracker, tracker_dir=args.tracker_dir, force=args.force)
     if res.reconcile is not None:  # the reconcile preset: its steps, not Kaplan's findings
         for step in res.reconcile.steps:
             console.print(f"[{step.verdict}] {step.text}", highlight=False)

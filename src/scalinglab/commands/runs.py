@@ -90,8 +90,14 @@ def cmd_show(args) -> int:
 
 
 def cmd_export(args) -> int:
+    import sys
+
     from scalinglab.store import RunStore
 
-    for p in RunStore(args.store, readonly=True).export(args.out, args.format):
+    store = RunStore(args.store, salvage=True)  # a damaged store: what can still be read is exported
+    for p in store.export(args.out, args.format):
         out.print(f"wrote {p}")
+    if store.damaged:
+        print(f"scalinglab: warning: {args.store} is damaged ({store.damaged}); exported the rows that could still "
+              "be read, which may not be all of them", file=sys.stderr)
     return 0

@@ -100,13 +100,24 @@ def _print_plan(plan) -> None:
     from scalinglab.sweep.runner import _fmt_s
 
     t = Table(title=f"study {plan.study.name}: plan ({len(plan.todo)} of {len(plan.runs)} runs to run)")
-    for col in ("run", "run_id", "status", "N", "D", "B", "C", "threads", "est. time"):
+    from scalinglab.accounting import fmt_bytes
+
+    for col in ("run", "run_id", "status", "N", "D", "B", "C", "threads", "memory", "est. time"):
         t.add_column(col, justify="left" if col in ("run", "run_id", "status") else "right", **_full(col))
+    too_large = {r.run_id for r in plan.too_large()}
     for r in plan.runs:
         i = r.info
+        mem = fmt_bytes(r.memory) + (" !" if r.run_id in too_large else "")
         t.add_row(r.config.name, r.run_id, r.status, fmt_num(i["N"]), fmt_num(i["D"]), fmt_num(i["B"]),
-                  f"{i['C']:.3g}", str(r.threads), _fmt_s(r.est_s) if r.est_s is not None else "-")
+                  f"{i['C']:.3g}", str(r.threads), mem, _fmt_s(r.est_s) if r.est_s is not None else "-")
     print_table(t)
+    for r in plan.runs:
+        if r.run_id in too_large:
+            out.print(f"warning: {plan.memory_error(r)}; it cannot run here", markup=False, highlight=False,
+                      soft_wrap=True)
+        for note in r.notes:
+            out.print(f"warning: run {r.config.name or r.run_id}: {note}", markup=False, highlight=False,
+                      soft_wrap=True)
     c_todo = sum(r.info["C"] for r in plan.todo)
     out.print(
         f"total C = {plan.flop_planned:.3g} FLOP (6ND; {plan.flop_planned / PF_DAY:.3g} PF-days), "

@@ -25,7 +25,8 @@ import numpy as np
 from scalinglab.data import corpora
 from scalinglab.data.cache import cache_root, text_hash
 from scalinglab.data.corpora import CorpusDocs
-from scalinglab.data.shards import write_dataset
+from scalinglab import outdir
+from scalinglab.data.shards import dataset_files, write_dataset
 from scalinglab.data.tokenizer import get_tokenizer, parse_spec, tokenizer_ident
 from scalinglab.data.userdata import HF_PREFIX, fingerprint, load_user_data
 from scalinglab.errors import DataError
@@ -194,10 +195,13 @@ def prepare_dataset(
     text_field: str = "text",
     validation_fraction: float = VALIDATION_FRACTION,
     chunk_chars: int = CHUNK_CHARS,
+    force: bool = False,
 ) -> Path:
     """Prepare token shards for `corpus` (a name like "default" or "stdlib", or a path to the user's data) in
     `out_dir` and return it. `transfer` None means the default transfer sets for the default corpus and none
-    otherwise. `max_bytes` caps the text used per corpus. A repeated call with the same inputs returns at once."""
+    otherwise. `max_bytes` caps the text used per corpus. A repeated call with the same inputs returns at once.
+    An `out_dir` holding files scalinglab did not write is refused before any work (OutputError); with `force`
+    they are kept and only scalinglab's own files replaced."""
     out = Path(out_dir)
     parse_spec(tokenizer)  # fail fast on a bad spec
     if not 0 < test_fraction < 1:
@@ -218,6 +222,8 @@ def prepare_dataset(
     with contextlib.suppress(OSError, ValueError, KeyError):
         if json.loads((out / "meta.json").read_text())["inputs"] == inputs:
             return out
+    outdir.check(out, legacy=dataset_files, force=force)
+    outdir.check_names(out, ["meta.json", "tokenizer.json", "train.bin", "test.bin", "validation.bin"], dataset_files)
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -290,6 +296,7 @@ def prepare_dataset(
                 n_docs={k: len(v) for k, v in all_sets.items()},
                 sources=sources,
                 tokenizer_json=tok.to_json(),
+                force=force,
                 extra_meta={
                     "inputs": inputs,
                     "corpus": main.name if not corpora.is_named(str(corpus)) else str(corpus),

@@ -18,20 +18,19 @@ optional `<split>.docs.bin` of int64 document start offsets): evaluation windows
 
 from __future__ import annotations
 
-import errno
 import functools
 import math
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from scalinglab import outdir
 from scalinglab.errors import DataError
 
 FORMAT = "scalinglab-tokens"
@@ -56,13 +55,20 @@ def write_dataset(
     extra_meta: dict | None = None,
     validation: np.ndarray | None = None,
     doc_starts: dict[str, np.ndarray] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Write a dataset directory atomically: it appears complete or not at all. `doc_starts` gives, for splits
-    whose documents are not delimited by an end-of-text token, the offset where each document starts."""
+    """Write a dataset directory: the files are built beside it, then renamed into it (a new directory appears
+    complete or not at all; a rebuilt one loses its meta.json first and gets the new one last, so it is never
+    read half-replaced). Only scalinglab's own files are replaced or removed (scalinglab.outdir): a directory
+    holding any other file is refused, or with `force` kept beside the new shards. `doc_starts` gives, for
+    splits whose documents are not delimited by an end-of-text token, the offset where each document starts."""
     out = Path(out_dir)
+    outdir.check(out, legacy=dataset_files, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(vocab_size)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    outdir.clear_stale_tmp(out.parent, out.name)  # what a killed earlier write of this dataset left beside it
+    tmp = outdir.tmp_path(out)
+    tmp.mkdir()
     try:
         splits, transfers = {}, {}
         n_docs = n_docs or {}
@@ -97,16 +103,33 @@ def write_dataset(
         if tokenizer_json is not None:
             (tmp / "tokenizer.json").write_text(tokenizer_json)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        if out.is_dir() and outdir.read_manifest(out) is None:
+            outdir.claim(out, "dataset", legacy=dataset_files, force=force)  # adopt an older version's files
+        outdir.install(tmp, out, first_removed="meta.json", last="meta.json", kind="dataset")
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if outdir.is_disk_full(exc):
             raise DataError(f"{out}: no space left to write the token shards ({exc.strerror}); nothing was "
                             "changed: free space and run again") from None
         raise
     return out
+
+
+def dataset_files(path: Path) -> set[str]:
+    """The files of a dataset directory an older scalinglab (one without output manifests) wrote: meta.json of
+    this format, the shards and document offsets it names, tokenizer.json. None of a directory without it."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return set()
+    names = {"meta.json", "tokenizer.json"}
+    for table in (meta.get("splits"), meta.get("transfer")):
+        for entry in (table or {}).values():
+            if isinstance(entry, dict):
+                names.update(str(entry[k]) for k in ("file", "docs_file") if entry.get(k))
+    return {n for n in names if "/" not in n and (path / n).is_file()}
 
 
 class TokenDataset:

@@ -52,6 +52,7 @@ class FittedLaw(Result):
     data: pd.DataFrame = field(repr=False, default=None)
     columns: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    ranges: dict = field(default_factory=dict)  # variable -> (lowest, highest) of the data it was fitted on
 
     # -- use ----------------------------------------------------------------------------------------
     def _inputs(self, data=None, **kw) -> dict[str, np.ndarray]:
@@ -132,6 +133,7 @@ class FittedLaw(Result):
             "huber_delta": self.delta,
             "columns": self.columns,
             "diagnostics": self.diagnostics,
+            "ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in self.ranges.items()},
         })
         if self.samples is not None and len(self.samples):
             s = self.samples[:max_samples]
@@ -159,7 +161,27 @@ class FittedLaw(Result):
                    rmse_log=d.get("rmse_log") or nan, r2_log=d.get("r2_log") or nan,
                    delta=float(d.get("huber_delta", 1e-3)), samples=samples,
                    n_resamples=int(d.get("n_resamples", 0)),
-                   n_resamples_ok=int(d.get("n_resamples_ok", 0)), columns=d.get("columns", {}))
+                   n_resamples_ok=int(d.get("n_resamples_ok", 0)), columns=d.get("columns", {}),
+                   ranges={k: (float(v[0]), float(v[1])) for k, v in (d.get("ranges") or {}).items()})
+
+
+def data_ranges(frame: pd.DataFrame, inputs) -> dict:
+    """(lowest, highest) of each input the law was fitted on, and of the compute C = 6 N D where the data has N
+    and D but no C: the range a plan or a prediction with the law stays inside, or extrapolates from."""
+    out = {}
+    for v in inputs:
+        if v in frame.columns:
+            x = pd.to_numeric(frame[v], errors="coerce").to_numpy(dtype=float)
+            x = x[np.isfinite(x)]
+            if x.size:
+                out[v] = (float(x.min()), float(x.max()))
+    if "C" not in out and {"N", "D"} <= set(frame.columns):
+        c = 6.0 * pd.to_numeric(frame["N"], errors="coerce").to_numpy(float) * \
+            pd.to_numeric(frame["D"], errors="coerce").to_numpy(float)
+        c = c[np.isfinite(c)]
+        if c.size:
+            out["C"] = (float(c.min()), float(c.max()))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap
@@ -431,7 +453,8 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
                                  "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
                                  "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped,
                                  "identifiable": not problems, "curvature": figures.get("curvature"),
-                                 **({"rescaled_log": log_s} if log_s else {})})
+                                 **({"rescaled_log": log_s} if log_s else {})},
+                    ranges=data_ranges(prep.frame, form.inputs))
     if not converged:
         if strict:
             raise FitError(f"{form.name} fit did not converge ({message}); try more iterations or better data")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scalinglab.errors import DataError, FitError
+from scalinglab.errors import ConfigError, DataError, FitError
 from scalinglab.laws.forms import fmt_number
 from scalinglab.laws.result import (
     NAN2,
@@ -397,6 +397,9 @@ def isoflop_minima(runs: pd.DataFrame, *, n: str = "N", c: str | None = "C", los
     budget at N_opt (interpolated in log-log near the minimum), or C/(6 N_opt) without a tokens column.
     Intervals: per budget, a residual bootstrap of its points (`N_opt_low`, `N_opt_high`); for the exponents,
     resampling budgets and, within each drawn budget, one of its minimum's resamples."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ConfigError(f"window {window!r}: approach 2 fits its parabola to the lowest loss and `window` sizes "
+                          "on each side of it, so it must be at least 1 (default 2)")
     if c is None and d is None:
         raise DataError("isoflop: give a compute column (c) or a tokens column (d)")
     _columns(runs, (n, c, loss, budget, d), "isoflop")

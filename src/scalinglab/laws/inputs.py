@@ -6,6 +6,7 @@ only then, so fitting a CSV never needs the store (or torch).
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +74,28 @@ def read_table(path: str | Path, level: str = "runs") -> pd.DataFrame:
         return read_store(path, level)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path)
+            with open(path, newline="", encoding="utf-8", errors="replace") as f:  # pandas renames repeats
+                names = next(csv.reader(f), [])
+            _no_duplicates([n.strip() for n in names if n.strip()], path)
+        _no_duplicates(list(map(str, df.columns)), path)
+        return df
     except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot be read as a table ({first}); give a CSV with a header row, "
                         "a Parquet file or a run store") from exc
+
+
+def _no_duplicates(names: list[str], where) -> None:
+    """A table naming one column twice is refused: which of the two a fit should read cannot be known."""
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise DataError(f"{where}: the column {n!r} appears twice; rename one of them so that each column has "
+                            "its own name")
+        seen.add(n)
 
 
 @dataclass
@@ -111,6 +128,7 @@ def prepare(df: pd.DataFrame, inputs: tuple[str, ...], response: str, columns: d
     """Pick, derive and check the columns a form needs. Raises DataError/FitError with one actionable line."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{where}: expected a pandas DataFrame or a file path, got {type(df).__name__}")
+    _no_duplicates(list(map(str, df.columns)), where)
     found = {v: _resolve(df, v, columns.get(v), where) for v in set(inputs) | {response, "N", "D", "C"}}
     out, used = {}, {}
     for v in (response,) + tuple(inputs):

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from scalinglab import outdir  # noqa: E402
 from scalinglab.analysis.backtest import PredictedBeforeSeen  # noqa: E402
 
 FIGURE_NAME = "fig_backtest.png"
@@ -83,8 +84,8 @@ def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
         if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            fig.savefig(Path(out_dir) / FIGURE_NAME, dpi=110)
+            with outdir.replacing(Path(out_dir) / FIGURE_NAME) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         parts.append(f'<figure><img alt="predicted against measured loss" '
                      f'src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"></figure>')

@@ -21,6 +21,7 @@ from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 from scalinglab.analysis.study_laws import LawFit, compute_frontier, critical_batch_law  # noqa: E402
 from scalinglab.analysis.study_data import StudyData  # noqa: E402
 
+from scalinglab import outdir  # noqa: E402
 from scalinglab.published import PF_DAY  # noqa: E402
 
 
@@ -342,11 +343,12 @@ def make_figures(sd: StudyData, fits: dict, out_dir: str | Path) -> list[FigureR
         try:
             fig = fn(sd, fits)
         except Skip as exc:
-            path.unlink(missing_ok=True)
+            outdir.remove(path)  # an older report's figure, never a file scalinglab did not write
             results.append(FigureResult(key, title, None, f"skipped: {exc}"))
             continue
         _tidy_log_ticks(fig)
-        fig.savefig(path, dpi=110)
+        with outdir.replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         results.append(FigureResult(key, title, path))
     return results

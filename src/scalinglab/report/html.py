@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scalinglab import outdir
 from scalinglab.analysis.backtest import PredictedBeforeSeen
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.analysis.study_laws import COMPUTE_TEXT, PAPER, LawFit
@@ -163,27 +164,67 @@ measurement is also compared with the paper's own law evaluated on this study's 
 """
 
 
-def render_report(analysis, out_dir: str | Path) -> Report:
-    """Render a StudyAnalysis into OUT_DIR: report.html, findings.json and the figures."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+# The files a report directory may hold, by name: an older scalinglab's (no manifest) are adopted by these names
+# once its page is recognised (report_files).
+REPORT_NAMES = {"report.html", "findings.json", "fits.json", "backtest.json", "fig_backtest.png", "reconcile.html",
+                "reconcile.json", "exponent_path.png", "isoflop_curves.png", "report.html.tmp", "reconcile.html.tmp",
+                "fits.json.tmp", "backtest.json.tmp"}
+_PAGE_HEADS = {"report.html": ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                               "<title>scalinglab report:"),
+               "reconcile.html": "<!doctype html><html><head><meta charset=\"utf-8\"><title>reconcile:"}
+
+
+def _ours_json(path: Path) -> bool:
+    """A fits.json or backtest.json cache as scalinglab writes it (each entry keyed by the points it saw)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if path.name == "backtest.json":
+        return isinstance(data, dict) and {"fingerprint", "result"} <= set(data)
+    return isinstance(data, dict) and bool(data) and all(isinstance(v, dict) and "fingerprint" in v
+                                                         for v in data.values())
+
+
+def report_files(path: Path) -> set[str]:
+    """The files of a report directory an older scalinglab wrote (it had no manifest): recognised by its page's
+    head (or, for a report killed before its page, its fits cache), then every report file name beside it."""
+    anchored = False
+    for name, head in _PAGE_HEADS.items():
+        try:
+            with open(path / name, encoding="utf-8", errors="replace") as f:
+                anchored = anchored or f.read(len(head)) == head
+        except OSError:
+            pass
+    anchored = anchored or any(_ours_json(path / n) for n in ("fits.json", "backtest.json"))
+    if not anchored:
+        return set()
+    names = REPORT_NAMES | {f"fig{i}.png" for i in range(1, 12)}
+    return {p.name for p in path.iterdir() if p.name in names and p.is_file()}
+
+
+def render_report(analysis, out_dir: str | Path, *, force: bool = False) -> Report:
+    """Render a StudyAnalysis into OUT_DIR: report.html, findings.json and the figures. A directory holding
+    files scalinglab did not write is refused (scalinglab.outdir), or with `force` left beside the report."""
+    out = outdir.claim(out_dir, "report", legacy=report_files, force=force)
     sd, fits, findings = analysis.data, analysis.laws, analysis.findings
     figures = make_figures(sd, fits, out)
     pbs = getattr(analysis, "predicted", None)
     if pbs is None:
         pbs = PredictedBeforeSeen(notes=["not run for this analysis (scalinglab.analysis.analyze runs it)"])
     page = render_html(sd, fits, findings, figures, backtest_section(pbs, out))
-    tmp = out / "report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out / "report.html")
-    (out / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=1))
+    outdir.write_text(out / "report.html", page)
+    outdir.write_text(out / "findings.json", json.dumps([f.to_dict() for f in findings], indent=1))
     return Report(out / "report.html", figures, fits, findings, analysis)
 
 
-def write_report(store: str | Path, out_dir: str | Path, *, n_resamples: int = 300, name: str | None = None) -> Report:
-    """Analyse a run store (scalinglab.analysis.analyze, laws cached in OUT/fits.json) and render it."""
+def write_report(store: str | Path, out_dir: str | Path, *, n_resamples: int = 300, name: str | None = None,
+                 force: bool = False) -> Report:
+    """Analyse a run store (scalinglab.analysis.analyze, laws cached in OUT/fits.json) and render it. OUT is
+    checked first: one holding files scalinglab did not write is refused before any work (unless `force`)."""
     from scalinglab.analysis import analyze
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return render_report(analyze(store, n_resamples=n_resamples, cache=out / "fits.json", name=name), out)
+    out = outdir.claim(out_dir, "report", legacy=report_files, force=force)
+    outdir.check_names(out, ["report.html", "findings.json", "fits.json", "backtest.json"])
+    return render_report(analyze(store, n_resamples=n_resamples, cache=out / "fits.json", name=name), out,
+                         force=force)

@@ -148,20 +148,20 @@ validation loss (column "loss") is chosen and used for that size at every budget
 
 
 def write_reconcile_report(store, out_dir, *, n_resamples: int = 400, budgets=None, name: str = "reconcile",
-                           surface_grid=None, run_ids=None) -> ReconcileReport:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+                           surface_grid=None, run_ids=None, force: bool = False) -> ReconcileReport:
+    from scalinglab import outdir
+    from scalinglab.report.html import report_files
+
+    out = outdir.claim(out_dir, "report", legacy=report_files, force=force)
     an = analyse(store, budgets, n_resamples=n_resamples, surface_grid=surface_grid, run_ids=run_ids)
     figures = []
     for fname, title, draw in (("exponent_path.png", "the exponent from (a) to (e), 95% intervals", fig_path),
                                ("isoflop_curves.png", "IsoFLOP curves per setting", fig_isoflop)):
         fig = draw(an)
-        fig.savefig(out / fname, dpi=110)
+        with outdir.replacing(out / fname) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         figures.append((title, out / fname))
-    (out / "reconcile.json").write_text(json.dumps(an.to_dict(), indent=1, default=float))
-    page = render_html(an, figures, name)
-    tmp = out / "reconcile.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out / "reconcile.html")
+    outdir.write_text(out / "reconcile.json", json.dumps(an.to_dict(), indent=1, default=float))
+    outdir.write_text(out / "reconcile.html", render_html(an, figures, name))
     return ReconcileReport(path=out / "reconcile.html", analysis=an, figures=figures)

@@ -38,6 +38,22 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def memory_limit(device: str) -> int | None:
+    """Bytes a run on `device` (a RunConfig device: auto, cpu, cuda, cuda:K) can use: the GPU's memory, or the
+    machine's (its container's limit). Looks at CUDA only where torch is already imported or a GPU was asked for."""
+    import sys
+
+    from scalinglab._runtime import machine_memory_bytes
+
+    if device.startswith("cuda") or (device == "auto" and "torch" in sys.modules):
+        import torch
+
+        if torch.cuda.is_available():
+            index = int(device.split(":")[1]) if ":" in device else 0
+            return int(torch.cuda.get_device_properties(index).total_memory)
+    return machine_memory_bytes()
+
+
 def flop_per_step(config: RunConfig, vocab_size: int) -> float:
     return 3.0 * accounting.forward_flop_per_token_exact(config.shape(vocab_size)) * config.batch_tokens
 
@@ -165,10 +181,14 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
             step_s = fps / (peak * _PESSIMISTIC_EFFICIENCY)  # a pessimistic guess of one step's time
             left = budget_s - (time.perf_counter() - t_begin)
             k = min(steps, int(left // step_s) - 1)  # timed steps that fit after the warm-up step
-            if k < 1:
+            need = accounting.train_memory(cfg.shape(vocab_size), cfg.micro_batch_size or cfg.batch_size,
+                                           cfg.optimizer)["total"]
+            limit = memory_limit(cfg.device)
+            if k < 1 or (limit and need > limit):  # never allocate a model the memory cannot hold
                 rate = peak * LARGE_MODEL_EFFICIENCY
-                how = (f"estimated, not timed: one step of {fps:.3g} FLOP would take ~{step_s:.3g} s; "
-                       f"{LARGE_MODEL_EFFICIENCY:.0%} of the matmul peak")
+                why = (f"one step of {fps:.3g} FLOP would take ~{step_s:.3g} s" if k < 1 else
+                       f"it needs ~{accounting.fmt_bytes(need)} of the {accounting.fmt_bytes(limit)} of memory")
+                how = f"estimated, not timed: {why}; {LARGE_MODEL_EFFICIENCY:.0%} of the matmul peak"
                 say(f"probe: N={n:,} {how}")
                 points.append((fps, rate))
                 probes.append(Probe(n, fps, 0, rate, how))

@@ -49,6 +49,8 @@ class PlannedRun:
     threads: int
     flop: float  # exact FLOP including evaluations (what the time estimate uses)
     est_s: float | None = None
+    memory: int = 0  # estimated bytes training it holds (accounting.train_memory)
+    notes: list = field(default_factory=list)  # its budget as trained differs from its config (RunConfig.budget_notes)
 
 
 @dataclass
@@ -60,6 +62,18 @@ class StudyPlan:
     retry_failed: bool = False
     throughput: Throughput | None = None
     est_wall_s: float | None = None
+    memory_limit: int | None = None  # bytes a run may use on the study's device (None: unknown)
+
+    def too_large(self) -> list[PlannedRun]:
+        """The runs to run whose estimated memory exceeds the device's."""
+        return [r for r in self.todo if self.memory_limit and r.memory > self.memory_limit]
+
+    def memory_error(self, r: PlannedRun) -> str:
+        from scalinglab.accounting import fmt_bytes
+
+        return (f"run {r.config.name or r.run_id} needs about {fmt_bytes(r.memory)} to train, more than the "
+                f"{fmt_bytes(self.memory_limit)} this machine's device has: choose a smaller model or a smaller "
+                "micro_batch_size")
 
     @property
     def todo(self) -> list[PlannedRun]:
@@ -98,7 +112,7 @@ class StudySummary:
 
 
 def _wants_run(status: str, retry_failed: bool) -> bool:
-    return status in ("new", "planned", "running") or (retry_failed and status == "failed")
+    return status in ("new", "planned", "running", "interrupted") or (retry_failed and status == "failed")
 
 
 def _vocab_size(study: Study) -> int:
@@ -127,7 +141,7 @@ def pending_runs(study: Study, store, retry_failed: bool = False) -> list[RunCon
     return [c for c in study.runs if _wants_run(status[c.run_id()], retry_failed)]
 
 
-STATUSES_ORDER = ("done", "diverged", "running", "planned", "failed", "new")
+STATUSES_ORDER = ("done", "diverged", "running", "interrupted", "planned", "failed", "new")
 
 
 def study_status(study: Study, store) -> list[dict]:
@@ -180,8 +194,11 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
                retry_failed: bool = False, probe: bool = True, nproc_per_node: int | None = None,
                log=None) -> StudyPlan:
     """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time. The probe
-    takes a few seconds at most (sweep.cost.probe_throughput); `log(message)` hears what it does."""
+    takes a few seconds at most (sweep.cost.probe_throughput); `log(message)` hears what it does. Each run's
+    memory is estimated too (accounting.train_memory) and compared with the device's (`too_large`)."""
+    from scalinglab.accounting import train_memory
     from scalinglab.config import describe
+    from scalinglab.sweep.cost import memory_limit
 
     vocab = _vocab_size(study)
     cores = available_cores()
@@ -200,9 +217,12 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
             t = threads_for(cfg, vocab, cores)
             if workers and not cfg.threads:
                 t = min(t, max(1, cores // workers))
-        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), statuses[cfg.run_id()], t, run_flop(cfg, vocab)))
-    plan = StudyPlan(study, runs, cores, workers or cores, retry_failed)
-    todo = plan.todo
+        mem = train_memory(cfg.shape(vocab), cfg.micro_batch_size or cfg.batch_size, cfg.optimizer)["total"]
+        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), statuses[cfg.run_id()], t, run_flop(cfg, vocab),
+                               memory=mem, notes=cfg.budget_notes()))
+    plan = StudyPlan(study, runs, cores, workers or cores, retry_failed,
+                     memory_limit=memory_limit(study.runs[0].device if study.runs else "cpu"))
+    todo = plan.todo  # (the probe never allocates a run that cannot fit: it estimates it from its FLOP)
     if probe and todo:
         if log:
             log(f"probing throughput for the time estimate (at most {PROBE_BUDGET_S:g} s of training)")
@@ -329,11 +349,15 @@ def run_study(
                 if progress if probe is None else probe:
                     pool.wait_warm()  # then the probe below times the model, not the workers' start-up
         ex: Executor | None = LocalExecutor(pool, cores=0, flop={}) if pool is not None else None
+        tasks: list[RunTask] = []
+        interrupted = False
         try:
             plan = plan_study(study, store=store, workers=workers, threads_per_worker=threads_per_worker,
                               retry_failed=retry_failed, probe=bool(progress) if probe is None else probe,
                               nproc_per_node=nproc_per_node if ddp else None, log=_stderr_line if progress else None)
             todo = plan.todo
+            if plan.too_large() and executor != "ray":  # checked before anything is spent (a Ray node may differ)
+                raise ConfigError(plan.memory_error(plan.too_large()[0]))
             already = sum(r.status in TERMINAL for r in plan.runs)
             if ddp:
                 ex = DDPExecutor(nproc_per_node)
@@ -365,9 +389,14 @@ def run_study(
 
                 if tasks:
                     ex.run(tasks, on_start=on_start, on_done=on_done)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             if ex is not None:
                 ex.close()
+            if interrupted:  # Ctrl-C: this driver's runs still 'running' (their workers stopped) say so
+                _mark_interrupted(store, [t.run_id for t in tasks])
         status = run_statuses(study, store)
         c_by_id = store.column("C")
         store.close()
@@ -383,6 +412,18 @@ def run_study(
     if progress:
         _print_footer(summary)
     return summary
+
+
+def _mark_interrupted(store, run_ids: list[str]) -> None:
+    """Mark as 'interrupted' the runs of `run_ids` the store still has 'running' (a worker stopped by Ctrl-C before
+    it could say so itself). The driver holds the store's lock: no other process trains them."""
+    try:
+        status = store.column("status")
+        for rid in run_ids:
+            if status.get(rid) == "running":
+                store.set_status(rid, "interrupted", "interrupted by Ctrl-C (SIGINT); run the study again to resume")
+    except Exception:  # the store cannot be written now: the next driver re-runs 'running' rows anyway
+        pass
 
 
 def _record_outcome(store, o: Outcome, *, driver_writes: bool) -> None:

@@ -95,17 +95,18 @@ class Study:
 
 
 def load_study(path: str | Path, store: str | Path | None = None, *, prepare: bool = True,
-               progress: bool = False) -> Study:
+               progress: bool = False, force: bool = False) -> Study:
     """Read, validate and expand a study spec. With `prepare` (default) a missing dataset is prepared from the
     spec's [data] table and every run is checked against the data (vocab, D_unique <= training tokens);
     `store` overrides the spec's store path. Raises ConfigError/DataError with one line on a bad spec."""
     path = Path(path)
     raw = load_toml(path, "study spec")
-    return study_from_dict(raw, path=path, store=store, prepare=prepare, progress=progress)
+    return study_from_dict(raw, path=path, store=store, prepare=prepare, progress=progress, force=force)
 
 
 def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | None = None,
-                    store: str | Path | None = None, prepare: bool = True, progress: bool = False) -> Study:
+                    store: str | Path | None = None, prepare: bool = True, progress: bool = False,
+                    force: bool = False) -> Study:
     where = str(path) if path else "study spec"
     base_dir = Path(base_dir or (path.parent if path else Path.cwd())).resolve()
     _no_unknown(raw, TOP_KEYS, where, "top-level section")
@@ -160,7 +161,7 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
     study = Study(name=name, runs=[], store_path=store_path.resolve(), data_dir=data_dir.resolve(), spec_path=path,
                   data_recipe=recipe, axes=label_names, description=str(head.get("description", "")),
                   roles=_roles(head.get("roles"), label_names, where))
-    vocab_size, train_tokens = _data_facts(study, prepare=prepare, progress=progress)
+    vocab_size, train_tokens = _data_facts(study, prepare=prepare, progress=progress, force=force)
 
     runs, ids, models = [], {}, {}
     for combo in itertools.product(*expanded) if expanded else [()]:
@@ -187,7 +188,7 @@ def study_from_dict(raw: dict, *, path: Path | None = None, base_dir: Path | Non
     return study
 
 
-def _data_facts(study: Study, *, prepare: bool, progress: bool) -> tuple[int | None, int | None]:
+def _data_facts(study: Study, *, prepare: bool, progress: bool, force: bool = False) -> tuple[int | None, int | None]:
     """Vocabulary size and training tokens of the study's data, preparing it first when a recipe says how."""
     from scalinglab.data.shards import TokenDataset
 
@@ -197,18 +198,20 @@ def _data_facts(study: Study, *, prepare: bool, progress: bool) -> tuple[int | N
         if study.data_recipe is None:
             raise DataError(f"{study.data_dir}: not a prepared dataset; run `scalinglab data prepare` or add a "
                             "[data] table (corpus, tokenizer, max_bytes) to the spec")
-        prepare_study_data(study, progress=progress)
+        prepare_study_data(study, progress=progress, force=force)
     ds = TokenDataset(study.data_dir)
     return ds.vocab_size, ds.n_tokens("train")
 
 
-def prepare_study_data(study: Study, progress: bool = False) -> Path:
+def prepare_study_data(study: Study, progress: bool = False, force: bool = False) -> Path:
+    """Prepare the study's data dir from its [data] table. A data dir holding files scalinglab did not write is
+    refused (scalinglab.outdir), or with `force` kept beside the shards."""
     from scalinglab.data import prepare_dataset
 
     r = dict(study.data_recipe or {})
     kwargs = {k: r[k] for k in DATA_KEYS - {"corpus"} if k in r}
     try:
-        return prepare_dataset(r["corpus"], study.data_dir, progress=progress, **kwargs)
+        return prepare_dataset(r["corpus"], study.data_dir, progress=progress, force=force, **kwargs)
     except TypeError as exc:  # a wrongly typed [data] value
         raise ConfigError(f"{study.spec_path or 'study spec'} [data]: {exc}") from None
 
