@@ -224,7 +224,7 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
     profile, method_diag = None, {"method": "lbfgs"}
     if method == "vpnls" and vpnls.supports(form):
         profile = vpnls.Profile(form, prep.X, prep.y, prep.weights)
-        found = profile.fit()
+        found = profile.fit(delta=delta)  # the least-squares optimum, other local minima, the Huber one
         grid = profile.internal(np.array([t for t, _ in found]))
         method_diag = {"method": "vpnls", "vpnls_rss": found[0][1],
                        "vpnls_params": dict(zip(("E", "A", "B", "alpha", "beta"), map(float, found[0][0])))}

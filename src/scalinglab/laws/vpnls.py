@@ -34,7 +34,8 @@ from scalinglab.laws.forms import Chinchilla, Form, OverTraining
 EXPONENT_RANGE = (0.02, 2.5)  # the grid's exponents: the published start grid's 0..2 and a margin
 GRID_SIZE = 80  # exponents per axis in the full-data profile
 BOOT_GRID_SIZE = 32  # exponents per axis in each bootstrap resample's profile (L-BFGS refines the rest)
-FLOOR = 1e-4  # a linear coefficient the solve puts at 0 starts at this fraction of the smallest loss
+MAX_EXPONENT = 10.0  # the 2-D refinement's upper bound (beyond, a term is a step at the smallest sizes)
+FLOOR = 1e-2  # a linear coefficient the solve puts at 0 starts at this fraction of the smallest loss
 
 
 def supports(form: Form) -> bool:
@@ -101,11 +102,12 @@ class Profile:
         coef, rnorm = nnls(M / s, self.target * sw, maxiter=50 * M.shape[1])
         return coef / s, float(rnorm ** 2)
 
-    def rss(self, exps) -> float:
+    def rss(self, exps, hw: np.ndarray | None = None) -> float:
+        """The profile at (alpha,) or (alpha, beta); hw: extra point weights (the Huber weights of IRLS)."""
         alpha, beta = (exps[0], exps[0]) if self.tied else (exps[0], exps[1])
-        if not (alpha > 0 and beta > 0) or alpha > 20 or beta > 20:
+        if not (EXPONENT_RANGE[0] <= min(alpha, beta) and max(alpha, beta) <= MAX_EXPONENT):
             return np.inf
-        return self.solve(alpha, beta)[1]
+        return self.solve(alpha, beta, None if hw is None else self.w * hw)[1]
 
     def natural(self, alpha: float, beta: float, coef: np.ndarray) -> np.ndarray:
         """Chinchilla's (E, A, B, alpha, beta) from the centred coefficients, zeros raised to a small floor."""
@@ -186,13 +188,21 @@ class Profile:
     def exponent_grid(self, size: int) -> np.ndarray:
         return np.linspace(EXPONENT_RANGE[0], EXPONENT_RANGE[1], size)
 
-    def fit(self, size: int = GRID_SIZE, n_best: int = 3):
-        """The global least-squares optimum and up to n_best - 1 other local minima of the profile, each refined
-        in 2-D by Nelder-Mead: a list of (natural parameters (5,), RSS), best first."""
-        g = self.exponent_grid(size)
-        rss, _ = self.grid_profile(g, g)
-        rss = rss[0]
-        # local minima of the grid (against every neighbour), best first
+    def _refine(self, x0: np.ndarray, f0: float, step: float, hw: np.ndarray | None = None):
+        """Nelder-Mead on the profile from a grid point, inside the exponents' bounds: (natural parameters, RSS)."""
+        simplex = np.vstack([x0] + [x0 + step * e for e in np.eye(x0.size)])
+        r = minimize(self.rss, x0, args=(hw,), method="Nelder-Mead",
+                     bounds=[(EXPONENT_RANGE[0], MAX_EXPONENT)] * x0.size,
+                     options={"initial_simplex": simplex, "xatol": 1e-10, "fatol": 1e-12 * f0,
+                              "maxiter": 4000, "maxfev": 8000})
+        x = r.x if r.fun <= f0 else x0
+        alpha, beta = (x[0], x[0]) if self.tied else (x[0], x[1])
+        coef, f = self.solve(alpha, beta, None if hw is None else self.w * hw)
+        return self.natural(alpha, beta, coef), f
+
+    def _best(self, g: np.ndarray, hw: np.ndarray | None = None, n_best: int = 1):
+        """The grid's n_best lowest local minima (against every neighbour): [(exponents, RSS)], best first."""
+        rss = self.grid_profile(g, g, None if hw is None else hw[None, :])[0][0]
         pad = np.pad(rss, 1, constant_values=np.inf)
         is_min = np.ones_like(rss, dtype=bool)
         offsets = [-1, 0, 1]
@@ -200,24 +210,38 @@ class Profile:
             if any(off):
                 sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(off, rss.shape))
                 is_min &= rss <= pad[sl]
-        idx = [np.unravel_index(i, rss.shape) for i in np.argsort(rss, axis=None)
-               if is_min.ravel()[i] and np.isfinite(rss.ravel()[i])][:n_best]
-        if not idx:
-            idx = [np.unravel_index(int(np.argmin(rss)), rss.shape)]
-        out = []
+        flat = [i for i in np.argsort(rss, axis=None) if is_min.ravel()[i] and np.isfinite(rss.ravel()[i])]
+        idx = [np.unravel_index(i, rss.shape) for i in flat[:n_best]] or [np.unravel_index(0, rss.shape)]
+        return [(np.array([g[i] for i in ij]), float(rss[ij])) for ij in idx]
+
+    def predict(self, theta: np.ndarray) -> np.ndarray:
+        E, A, B, alpha, beta = theta
+        return E + A * np.exp(-alpha * self.ln) + B * np.exp(-beta * self.ld)
+
+    def fit(self, size: int = GRID_SIZE, n_best: int = 3, delta: float | None = None, max_irls: int = 30):
+        """The global least-squares optimum and up to n_best - 1 other local minima of the profile, each refined
+        in 2-D by Nelder-Mead: a list of (natural parameters (5,), RSS), best first.
+
+        delta: also the optimum of a Huber loss (threshold delta on the relative residuals) by iteratively
+        reweighted least squares, each iteration a whole profile with the previous fit's Huber weights; it comes
+        last in the list (its RSS is the reweighted one). Where outliers pull the least-squares optimum into
+        another basin than the Huber one, this start is in the Huber basin."""
+        g = self.exponent_grid(size)
         step = g[1] - g[0]
-        for ij in idx:
-            x0 = np.array([g[i] for i in ij])
-            simplex = np.vstack([x0] + [x0 + step * e for e in np.eye(x0.size)])
-            r = minimize(self.rss, x0, method="Nelder-Mead",
-                         options={"initial_simplex": simplex, "xatol": 1e-10, "fatol": 1e-12 * rss[ij],
-                                  "maxiter": 4000, "maxfev": 8000})
-            x = r.x if r.fun <= rss[ij] else x0
-            alpha, beta = (x[0], x[0]) if self.tied else (x[0], x[1])
-            coef, f = self.solve(alpha, beta)
-            out.append((self.natural(alpha, beta, coef), f))
+        out = [self._refine(x0, f0, step) for x0, f0 in self._best(g, n_best=n_best)]
         out.sort(key=lambda t: t[1])
-        return out
+        if delta is None:
+            return out
+        theta, hw = out[0][0], None
+        for _ in range(max_irls):
+            r = (self.predict(theta) - self.y) / self.y
+            hw_new = np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))
+            if hw is not None and np.max(np.abs(hw_new - hw)) < 1e-6:
+                break
+            hw = hw_new
+            x0, f0 = self._best(g, hw)[0]
+            theta, f = self._refine(x0, f0, step, hw)
+        return out + [(theta, f)]
 
     def __call__(self, W: np.ndarray) -> np.ndarray:
         """Internal starting rows (K, P), one per row of W (bootstrap point weights): each resample's best grid
@@ -235,10 +259,10 @@ class Profile:
 
 
 def vpnls(form: Form, X: dict, y: np.ndarray, weights: np.ndarray | None = None, *, size: int = GRID_SIZE,
-          n_best: int = 3):
+          n_best: int = 3, delta: float | None = None):
     """The least-squares optimum of a Chinchilla-family form by variable projection: (natural Chinchilla
     parameters (E, A, B, alpha, beta), weighted RSS of relative residuals, internal starts of the form (up to
-    n_best rows, the global optimum first))."""
+    n_best rows, the global optimum first; with delta, the Huber IRLS optimum last))."""
     prof = Profile(form, X, y, weights)
-    found = prof.fit(size=size, n_best=n_best)
+    found = prof.fit(size=size, n_best=n_best, delta=delta)
     return found[0][0], found[0][1], prof.internal(np.array([t for t, _ in found]))
