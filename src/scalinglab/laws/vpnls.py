@@ -33,6 +33,7 @@ from scalinglab.laws.forms import Chinchilla, Form, OverTraining
 
 EXPONENT_RANGE = (0.02, 2.5)  # the grid's exponents: the published start grid's 0..2 and a margin
 GRID_SIZE = 80  # exponents per axis in the full-data profile
+HUBER_GRID_SIZE = 40  # exponents per axis in the Huber profile (each point its own reweighted solve)
 BOOT_GRID_SIZE = 32  # exponents per axis in each bootstrap resample's profile (L-BFGS refines the rest)
 MAX_EXPONENT = 10.0  # the 2-D refinement's upper bound (beyond, a term is a step at the smallest sizes)
 FLOOR = 1e-2  # a linear coefficient the solve puts at 0 starts at this fraction of the smallest loss
@@ -69,6 +70,46 @@ def _solve_small(G: dict, r: dict, S: tuple) -> list:
     det = a * adj[0][0] + b * adj[0][1] + c * adj[0][2]
     rr = (r[i], r[j], r[k])
     return [sum(adj[m][n] * rr[n] for n in range(3)) / det for m in range(3)]
+
+
+def _nnls_small(gram, rhs, yy, cols, shape):
+    """Exact NNLS of a batch of problems with <= 3 columns from their normal equations: every subset of the
+    columns solved unconstrained (columns scaled to unit norm), the best one with non-negative coefficients kept
+    (the NNLS optimum is the unconstrained optimum on its own support). gram(i, j), rhs(i): arrays of `shape`.
+    Returns (RSS, coefficients (shape + (3,)), zero outside cols)."""
+    scale = {j: np.sqrt(np.maximum(gram(j, j), 1e-300)) for j in cols}
+    Gn = {(i, j): (1.0 + 1e-12 if i == j else gram(i, j) / (scale[i] * scale[j]))
+          for i in cols for j in cols}  # unit diagonal (a tiny ridge keeps it invertible)
+    rn = {i: rhs(i) / scale[i] for i in cols}
+    best = np.array(yy, dtype=float, copy=True)  # the empty subset: all coefficients 0
+    coef = np.zeros(shape + (3,))
+    for k in range(1, len(cols) + 1):
+        for S in itertools.combinations(cols, k):
+            c = _solve_small(Gn, rn, S)
+            rss = yy - sum(ci * rn[i] for ci, i in zip(c, S))  # at the solution of G c = r: y'y - c'r
+            ok = rss < best
+            for ci in c:
+                ok &= ci >= 0
+            best = np.where(ok, rss, best)
+            for i in cols:  # the subset's solution replaces the whole vector (columns outside it: 0)
+                val = c[S.index(i)] / scale[i] if i in S else 0.0
+                coef[..., i] = np.where(ok, val, coef[..., i])
+    return best, coef
+
+
+def _local_minima(vals: np.ndarray, g: np.ndarray, n_best: int):
+    """The n_best lowest local minima (against every neighbour) of a profile on the grid g x g (or g, tied):
+    [(exponents, value)], best first."""
+    pad = np.pad(vals, 1, constant_values=np.inf)
+    is_min = np.isfinite(vals)
+    offsets = [-1, 0, 1]
+    for off in (itertools.product(offsets, offsets) if vals.ndim == 2 else ((o,) for o in offsets)):
+        if any(off):
+            sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(off, vals.shape))
+            is_min &= vals <= pad[sl]
+    flat = [i for i in np.argsort(vals, axis=None) if is_min.ravel()[i]]
+    idx = [np.unravel_index(i, vals.shape) for i in flat[:n_best]] or [np.unravel_index(0, vals.shape)]
+    return [(np.array([g[i] for i in ij]), float(vals[ij])) for ij in idx]
 
 
 class Profile:
@@ -161,28 +202,38 @@ class Profile:
         yy = (W @ t ** 2)
         yy = yy[:, None] if self.tied else yy[:, None, None]
 
-        def gram(i, j):
-            return np.broadcast_to(sums[(min(i, j), max(i, j))], shape)
+        return _nnls_small(lambda i, j: np.broadcast_to(sums[(min(i, j), max(i, j))], shape),
+                           lambda i: np.broadcast_to(rhs[i], shape), np.broadcast_to(yy, shape), self.cols, shape)
 
-        cols = self.cols
-        scale = {j: np.sqrt(np.maximum(gram(j, j), 1e-300)) for j in cols}
-        Gn = {(i, j): (1.0 + 1e-12 if i == j else gram(i, j) / (scale[i] * scale[j]))
-              for i in cols for j in cols}  # unit diagonal (a tiny ridge keeps it invertible)
-        rn = {i: rhs[i] / scale[i] for i in cols}
-        best = np.broadcast_to(yy, shape).copy()  # the empty subset: all coefficients 0
-        coef = np.zeros(shape + (3,))
-        for k in range(1, len(cols) + 1):
-            for S in itertools.combinations(cols, k):
-                c = _solve_small(Gn, rn, S)
-                rss = yy - sum(ci * rn[i] for ci, i in zip(c, S))  # at the solution of G c = r: y'y - c'r
-                ok = rss < best
-                for ci in c:
-                    ok &= ci >= 0
-                best = np.where(ok, rss, best)
-                for i in cols:  # the subset's solution replaces the whole vector (columns outside it: 0)
-                    val = c[S.index(i)] / scale[i] if i in S else 0.0
-                    coef[..., i] = np.where(ok, val, coef[..., i])
-        return best, coef
+    def huber_grid(self, alphas: np.ndarray, delta: float, iters: int = 25):
+        """The Huber profile: at each grid point (alpha, beta) the non-negative (E, A, B) minimising
+        sum w Huber_delta(relative residual), by iteratively reweighted least squares (each iteration the exact
+        NNLS above with the Huber weights min(1, delta/|r|) of that point's own residuals). Returns the Huber
+        loss (Ga, Gb) (tied: (Ga,)) and the coefficients (..., 3)."""
+        U = np.exp(-np.outer(alphas, self.ln - self.mln))
+        V = np.exp(-np.outer(alphas, self.ld - self.mld))
+        if self.tied:
+            Ug, Vg, shape = U, V, (U.shape[0],)
+        else:
+            Ug, Vg, shape = U[:, None, :], V[None, :, :], (U.shape[0], V.shape[0])
+        t, one = self.target, np.ones(1)
+        cols_arr = {0: one, 1: Ug, 2: Vg}
+        hw = np.ones(shape + (t.size,))
+        for _ in range(iters):
+            Wt = hw * self.w
+            sums = {(i, j): (Wt * cols_arr[i] * cols_arr[j]).sum(-1) for i in self.cols for j in self.cols if i <= j}
+            rhs = {i: (Wt * cols_arr[i] * t).sum(-1) for i in self.cols}
+            _, coef = _nnls_small(lambda i, j: np.broadcast_to(sums[(min(i, j), max(i, j))], shape),
+                                  lambda i: np.broadcast_to(rhs[i], shape), (Wt * t * t).sum(-1), self.cols, shape)
+            fit = sum(coef[..., i, None] * cols_arr[i] for i in self.cols)
+            r = (fit - t) / self.y
+            new = np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))
+            done = np.max(np.abs(new - hw)) < 1e-6
+            hw = new
+            if done:
+                break
+        c = np.clip(r, -delta, delta)
+        return (self.w * c * (r - 0.5 * c)).sum(-1), coef
 
     # -- the fit ------------------------------------------------------------------------------------------------
     def exponent_grid(self, size: int) -> np.ndarray:
@@ -201,47 +252,34 @@ class Profile:
         return self.natural(alpha, beta, coef), f
 
     def _best(self, g: np.ndarray, hw: np.ndarray | None = None, n_best: int = 1):
-        """The grid's n_best lowest local minima (against every neighbour): [(exponents, RSS)], best first."""
-        rss = self.grid_profile(g, g, None if hw is None else hw[None, :])[0][0]
-        pad = np.pad(rss, 1, constant_values=np.inf)
-        is_min = np.ones_like(rss, dtype=bool)
-        offsets = [-1, 0, 1]
-        for off in (itertools.product(offsets, offsets) if rss.ndim == 2 else ((o,) for o in offsets)):
-            if any(off):
-                sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(off, rss.shape))
-                is_min &= rss <= pad[sl]
-        flat = [i for i in np.argsort(rss, axis=None) if is_min.ravel()[i] and np.isfinite(rss.ravel()[i])]
-        idx = [np.unravel_index(i, rss.shape) for i in flat[:n_best]] or [np.unravel_index(0, rss.shape)]
-        return [(np.array([g[i] for i in ij]), float(rss[ij])) for ij in idx]
+        """The least-squares profile's n_best lowest local minima on the grid g: [(exponents, RSS)]."""
+        return _local_minima(self.grid_profile(g, g, None if hw is None else hw[None, :])[0][0], g, n_best)
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         E, A, B, alpha, beta = theta
         return E + A * np.exp(-alpha * self.ln) + B * np.exp(-beta * self.ld)
 
-    def fit(self, size: int = GRID_SIZE, n_best: int = 3, delta: float | None = None, max_irls: int = 30):
+    def fit(self, size: int = GRID_SIZE, n_best: int = 3, delta: float | None = None):
         """The global least-squares optimum and up to n_best - 1 other local minima of the profile, each refined
         in 2-D by Nelder-Mead: a list of (natural parameters (5,), RSS), best first.
 
-        delta: also the optimum of a Huber loss (threshold delta on the relative residuals) by iteratively
-        reweighted least squares, each iteration a whole profile with the previous fit's Huber weights; it comes
-        last in the list (its RSS is the reweighted one). Where outliers pull the least-squares optimum into
-        another basin than the Huber one, this start is in the Huber basin."""
+        delta: also the n_best lowest local minima of the Huber profile (huber_grid: threshold delta on the
+        relative residuals, the project's objective to first order), appended with their Huber losses. Where the
+        least-squares and the Huber optima lie in different basins (outliers, a term that hardly moves the
+        loss), these starts are in the Huber ones."""
         g = self.exponent_grid(size)
         step = g[1] - g[0]
         out = [self._refine(x0, f0, step) for x0, f0 in self._best(g, n_best=n_best)]
         out.sort(key=lambda t: t[1])
         if delta is None:
             return out
-        theta, hw = out[0][0], None
-        for _ in range(max_irls):
-            r = (self.predict(theta) - self.y) / self.y
-            hw_new = np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))
-            if hw is not None and np.max(np.abs(hw_new - hw)) < 1e-6:
-                break
-            hw = hw_new
-            x0, f0 = self._best(g, hw)[0]
-            theta, f = self._refine(x0, f0, step, hw)
-        return out + [(theta, f)]
+        gh = self.exponent_grid(HUBER_GRID_SIZE)
+        loss, coef = self.huber_grid(gh, delta)
+        for x, f in _local_minima(loss, gh, n_best):
+            ij = tuple(int(np.argmin(np.abs(gh - v))) for v in x)
+            alpha, beta = (x[0], x[0]) if self.tied else (x[0], x[1])
+            out.append((self.natural(alpha, beta, coef[ij][self.cols]), f))
+        return out
 
     def __call__(self, W: np.ndarray) -> np.ndarray:
         """Internal starting rows (K, P), one per row of W (bootstrap point weights): each resample's best grid
