@@ -214,9 +214,10 @@ def _load(data, level, where):
 def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: float = 1e-3,
                  seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
                  strict: bool = False, method: str = "lbfgs") -> FittedLaw:
-    """method: 'lbfgs', L-BFGS from the form's grid of starts; 'vpnls', from the variable-projection least-squares
-    optimum (laws/vpnls.py, the chinchilla family; other forms keep the grid), each bootstrap resample from its
-    own. Both minimise the same Huber-log objective."""
+    """method: 'lbfgs', L-BFGS from the form's grid of starts (or `grid`); 'vpnls', from the variable-projection
+    optima instead (laws/vpnls.py: the least-squares profile's best local minima and the Huber profile's; the
+    chinchilla family, other forms keep the grid), each bootstrap resample also from its own least-squares
+    optimum besides the full-data one. Both minimise the same Huber-log objective."""
     if method not in METHODS:
         raise FitError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)}")
     logy = np.log(prep.y)
