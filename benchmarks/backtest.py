@@ -5,7 +5,7 @@ Epoch's Chinchilla constants with 1% log-normal noise; the largest 3 sizes are h
 candidates (3 forms x 2 Huber deltas x 2 dropped-point choices) by nested backtests, refits the winner with the
 bootstrap, and measures the intervals' extrapolation term. Runs the real command in this process.
 
-    PYTHONPATH=src python benchmarks/backtest.py [--jobs 2] [--bootstrap 1000]
+    PYTHONPATH=src python benchmarks/backtest.py [--jobs 2] [--bootstrap 1000] [--method lbfgs|vpnls|both]
 """
 
 import argparse
@@ -41,23 +41,33 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_now() -> float:
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + child.ru_utime + child.ru_stime
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--method", choices=["lbfgs", "vpnls", "both"], default="both",
+                    help="the final fit's method (auto's nested backtests are the same for both)")
     args = ap.parse_args()
+    methods = ["lbfgs", "vpnls"] if args.method == "both" else [args.method]
+    load0 = os.getloadavg()[0]
+    times = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "points.csv"
         points().to_csv(path, index=False)
-        load0 = os.getloadavg()[0]
-        t0, c0 = time.perf_counter(), time.process_time()
-        rc = cli(["backtest", str(path), "--holdout", "N > 8e8", "--form", "auto", "--bootstrap",
-                  str(args.bootstrap), "--jobs", str(args.jobs)])
-        wall = time.perf_counter() - t0
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = time.process_time() - c0 + child.ru_utime + child.ru_stime
-    print(f"exit code {rc}; 300 points, --form auto, {args.bootstrap} bootstrap resamples, jobs {args.jobs}")
-    print(f"wall time: {wall:.1f} s   CPU time (all processes): {cpu:.1f} s")
+        for method in methods:
+            t0, c0 = time.perf_counter(), cpu_now()
+            rc = cli(["backtest", str(path), "--holdout", "N > 8e8", "--form", "auto", "--bootstrap",
+                      str(args.bootstrap), "--jobs", str(args.jobs), "--method", method])
+            times[method] = (time.perf_counter() - t0, cpu_now() - c0)
+            print(f"[{method}] exit code {rc}; 300 points, --form auto, {args.bootstrap} bootstrap resamples, "
+                  f"jobs {args.jobs}")
+    for method, (wall, cpu) in times.items():
+        print(f"[{method}] wall time: {wall:.1f} s   CPU time (all processes): {cpu:.1f} s")
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; load average before: {load0:.1f}, after: "
           f"{os.getloadavg()[0]:.1f} (a load above the core count means other processes shared the cores)")
 

@@ -50,7 +50,7 @@ def run(args) -> int:
     opts = law_options(args, args.form, auto_ok=True)
     res = backtest(args.file, args.holdout, args.form, n=args.n, d=args.d, c=args.c, loss=args.loss, u=opts["u"],
                    group=opts["by"], run=args.run, n_resamples=args.bootstrap, seed=args.seed, n_jobs=args.jobs,
-                   fix_e=opts["fix_e"])
+                   fix_e=opts["fix_e"], method=opts["method"])
     if args.json:
         print(json.dumps(res.to_dict()))
     else:

@@ -23,11 +23,15 @@ def add_law_options(p, *, by_flags=("--by",), by_help: str | None = None) -> Non
                                               "(default: a column U, D_unique, d_unique or unique_tokens)")
     p.add_argument(*by_flags, dest="by", metavar="COL",
                    help=by_help or "column of the groups (datasets) chinchilla_shared_e fits jointly, E shared")
+    p.add_argument("--method", choices=("lbfgs", "vpnls"), default="lbfgs",
+                   help="how the fit finds its optimum: lbfgs, L-BFGS from a grid of starts; vpnls, from the "
+                        "variable-projection least-squares optimum (the chinchilla family; each bootstrap "
+                        "resample from its own); both minimise the same Huber loss (default lbfgs)")
     p.set_defaults(by_flag=by_flags[0])
 
 
 def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
-    """fix_e, u and by from the parsed options, checked against the form: a value the form cannot use, or a
+    """fix_e, u, by and method from the parsed options, checked against the form: a value the form cannot use, or a
     bad number, raises FitError (one line, exit 2)."""
     fix_e = getattr(args, "fix_e", None)
     if fix_e is not None:
@@ -48,7 +52,7 @@ def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
         flag = getattr(args, "by_flag", "--by")
         raise FitError(f"form chinchilla_shared_e fits groups (datasets) jointly with one E: name their column "
                        f"with {flag} COL")
-    return {"fix_e": fix_e, "u": u, "by": by}
+    return {"fix_e": fix_e, "u": u, "by": by, "method": getattr(args, "method", "lbfgs")}
 
 
 def forms_epilog(names=None) -> str:

@@ -290,14 +290,14 @@ def _drop_rows(frame: pd.DataFrame, drop: str) -> pd.DataFrame:
 
 
 def _fit_candidate(frame: pd.DataFrame, cand: Candidate, n_resamples: int, seed: int, quick: bool,
-                   n_jobs: int = 1, fix_e=None, max_iter: int = 500) -> FittedLaw:
+                   n_jobs: int = 1, fix_e=None, max_iter: int = 500, method: str = "lbfgs") -> FittedLaw:
     cols = {"n": "N", "d": "D", "loss": "L", "u": "U" if "U" in frame.columns else None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         by = "_by" if cand.form == "chinchilla_shared_e" else None
         return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, group="group", by=by,
                        n_resamples=n_resamples, delta=cand.delta, seed=seed, grid="quick" if quick else None,
-                       n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, **cols)
+                       n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, method=method, **cols)
 
 
 def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int = 3, axis: str = "N"):
@@ -583,11 +583,13 @@ def score_points(points: pd.DataFrame, *, form: str, holdout: str, laws: dict, s
 
 def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "auto", *, n_resamples: int = 1000,
                    seed: int = 0, n_jobs: int = 1, fix_e=None, holdout: str = "", by: str | None = None,
-                   min_fit_sizes: int = 2, max_iter: int = 500, axis: str = "N") -> BacktestResult:
+                   min_fit_sizes: int = 2, max_iter: int = 500, axis: str = "N",
+                   method: str = "lbfgs") -> BacktestResult:
     """Backtest on a frame with the standard columns N, D, L (and U, group = run id; `by`: a column whose values
     are fitted and backtested separately, their points pooled). The law is fitted on ~mask rows only. axis: the
     variable the holdout extrapolates in (N, or D): auto's nested folds and the intervals' extrapolation term
-    follow it."""
+    follow it. method: how the final fit finds its optimum (fit_law's; auto's nested backtests keep their
+    batched L-BFGS)."""
     holdout_mask = np.asarray(holdout_mask, bool)
     if not holdout_mask.any():
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
@@ -617,7 +619,7 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
             else:
                 cand = Candidate(form)
             law = _fit_candidate(fit_rows, cand, n_resamples, seed, quick=True, n_jobs=n_jobs, fix_e=fix_e,
-                                 max_iter=max_iter)
+                                 max_iter=max_iter, method=method)
         laws[key] = law
         n_fit += law.n_points
         if not law.converged:
@@ -664,14 +666,14 @@ def holdout_axis(holdout: str) -> str:
 def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | None = None, d: str | None = None,
              c: str | None = None, loss: str | None = None, u: str | None = None, group: str | None = None,
              run: str | None = None, n_resamples: int = 1000, seed: int = 0, n_jobs: int = 1,
-             fix_e: float | None = None, max_iter: int = 500) -> BacktestResult:
+             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs") -> BacktestResult:
     """Fit `form` (or choose one: 'auto') on the rows outside `holdout`, predict the held-out rows with 95%
     prediction intervals, and score the prediction.
 
     data: a DataFrame, a CSV/Parquet file or a run store (its finished runs). n, d, c, loss, u name columns as in
     fit_law (D is C/(6N) when only C is given); group: a column (dataset) whose groups are fitted and backtested
     separately, their errors pooled; run: the run-id column the bootstrap resamples (default: each row a run;
-    a store's run ids)."""
+    a store's run ids); method: fit_law's ('lbfgs' or 'vpnls')."""
     where = "data"
     if isinstance(data, (str, os.PathLike)):
         where, data = str(data), read_table(data, level="runs")
@@ -713,4 +715,4 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
         raise FitError(f"holdout {holdout!r} selects every row; nothing is left to fit")
     return backtest_frame(frame, mask, form, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs, fix_e=fix_e,
                           holdout=holdout, by="_by" if group is not None else None, max_iter=max_iter,
-                          axis=holdout_axis(holdout))
+                          axis=holdout_axis(holdout), method=method)

@@ -17,10 +17,14 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import FitError
+from scalinglab.laws import vpnls
 from scalinglab.laws.inputs import Prepared, prepare, read_table
 from scalinglab.laws.optimize import Objective, Optimum, lbfgs_batched, multistart, process_pool
 from scalinglab.laws.forms import Form, fmt_number, get_form
 from scalinglab.laws.result import Result
+
+
+METHODS = ("lbfgs", "vpnls")  # how fit_prepared finds its starts (see there)
 
 
 class FitWarning(UserWarning):
@@ -187,20 +191,22 @@ def data_ranges(frame: pd.DataFrame, inputs) -> dict:
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
-def _fit_resamples(objective: Objective, starts: np.ndarray, W: np.ndarray, max_iter: int):
-    """Fit each row of W (point weights of one resample) from every start; keep the best per resample."""
+def _fit_resamples(objective: Objective, starts: np.ndarray, W: np.ndarray, max_iter: int, start_fn=None):
+    """Fit each row of W (point weights of one resample) from every start; keep the best per resample.
+    start_fn(W), when given, adds one start per resample (VPNLS: each resample's own least-squares optimum)."""
     best_Z = np.zeros((W.shape[0], starts.shape[1]))
     best_f = np.full(W.shape[0], np.inf)
     best_c = np.zeros(W.shape[0], dtype=bool)
-    for z0 in starts:
-        r = lbfgs_batched(objective, np.repeat(z0[None, :], W.shape[0], axis=0), W, max_iter=max_iter)
+    rows = [] if start_fn is None else [start_fn(W)]
+    for Z0 in rows + [np.repeat(z0[None, :], W.shape[0], axis=0) for z0 in starts]:
+        r = lbfgs_batched(objective, Z0, W, max_iter=max_iter)
         better = r.f < best_f
         best_Z[better], best_f[better], best_c[better] = r.Z[better], r.f[better], r.converged[better]
     return best_Z, best_f, best_c
 
 
 def bootstrap(objective: Objective, starts: np.ndarray, groups: np.ndarray, weights: np.ndarray, n_resamples: int,
-              seed: int = 0, n_jobs: int = 1, max_iter: int = 500, chunk: int = 500):
+              seed: int = 0, n_jobs: int = 1, max_iter: int = 500, chunk: int = 500, start_fn=None):
     """Resample groups with replacement n_resamples times and refit. Returns (Z, f, converged)."""
     rng = np.random.default_rng(seed)
     G = int(groups.max()) + 1
@@ -210,9 +216,9 @@ def bootstrap(objective: Objective, starts: np.ndarray, groups: np.ndarray, weig
     if n_jobs > 1 and len(pieces) > 1:
         with process_pool(n_jobs) as pool:
             results = list(pool.map(_fit_resamples, [objective] * len(pieces), [starts] * len(pieces), pieces,
-                                    [max_iter] * len(pieces)))
+                                    [max_iter] * len(pieces), [start_fn] * len(pieces)))
     else:
-        results = [_fit_resamples(objective, starts, w, max_iter) for w in pieces]
+        results = [_fit_resamples(objective, starts, w, max_iter, start_fn) for w in pieces]
     return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]),
             np.concatenate([r[2] for r in results]))
 
@@ -374,7 +380,7 @@ def r2_text(r2: float) -> str:
 
 def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: float = 1e-3,
                  seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
-                 strict: bool = False) -> FittedLaw:
+                 strict: bool = False, method: str = "lbfgs") -> FittedLaw:
     """Fit `form` to prepared data; the one place every fit goes through (fit_law, the analyses, backtests).
 
     A fit reads converged only when the optimiser converged *and* the data identify the parameters: the design
@@ -383,7 +389,14 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
     the message names the reason, and no bootstrap is run (its intervals would read as valid). A fixed E at or
     above the lowest observed loss raises FitError: the law exceeds E everywhere, so no parameters fit.
     Inputs beyond 1e+-30 are rescaled by a power of ten for the optimiser and the law mapped back
-    (`Form.rescale`), so their fit is the fit of the same data at a physical scale."""
+    (`Form.rescale`), so their fit is the fit of the same data at a physical scale.
+
+    method: 'lbfgs', L-BFGS from the form's grid of starts (or `grid`); 'vpnls', from the variable-projection
+    optima instead (laws/vpnls.py: the least-squares profile's best local minima and the Huber profile's; the
+    chinchilla family, other forms keep the grid), each bootstrap resample also from its own least-squares
+    optimum besides the full-data one. Both minimise the same Huber-log objective."""
+    if method not in METHODS:
+        raise FitError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)}")
     logy = np.log(prep.y)
     fix_e = getattr(form, "fix_e", None)
     if fix_e is not None and fix_e >= float(prep.y.min()):
@@ -397,6 +410,13 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
         return form.rescale(Z, log_s) if log_s else np.atleast_2d(Z)
 
     objective = Objective(form, X, logy, delta)
+    profile, method_diag = None, {"method": "lbfgs"}
+    if method == "vpnls" and vpnls.supports(form):
+        profile = vpnls.Profile(form, X, prep.y, prep.weights)  # on the (rescaled) inputs the objective sees
+        found = profile.fit(delta=delta)  # the least-squares optimum, other local minima, the Huber one
+        grid = profile.internal(np.array([t for t, _ in found]))
+        method_diag = {"method": "vpnls", "vpnls_rss": found[0][1],
+                       "vpnls_params": dict(zip(("E", "A", "B", "alpha", "beta"), map(float, found[0][0])))}
     if isinstance(grid, str) and grid == "quick":
         grid = getattr(form, "quick_grid", form.start_grid)(X, logy)
     elif grid is not None and log_s:
@@ -433,7 +453,7 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
                   and objective(c[None, :], prep.weights, grad=False)[0] <= 1.1 * opt.f]
         starts = np.vstack([opt.z[None, :]] + [c[None, :] for c in others[:2]])
         Zb, fb, cb = bootstrap(objective, starts, prep.groups, prep.weights, n_resamples, seed=seed,
-                               n_jobs=n_jobs, max_iter=max_iter)
+                               n_jobs=n_jobs, max_iter=max_iter, start_fn=profile)
         nat = form.to_natural(back(Zb))
         ok = cb & np.all(np.isfinite(nat), axis=1)
         samples, n_conv = nat[ok], int(ok.sum())
@@ -453,7 +473,7 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
                                  "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
                                  "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped,
                                  "identifiable": not problems, "curvature": figures.get("curvature"),
-                                 **({"rescaled_log": log_s} if log_s else {})},
+                                 **({"rescaled_log": log_s} if log_s else {}), **method_diag},
                     ranges=data_ranges(prep.frame, form.inputs))
     if not converged:
         if strict:
@@ -471,7 +491,8 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
             group: str | None = None, weights: str | None = None, irreducible: bool = False,
             n_resamples: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
             drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False,
-            u: str | None = None, fix_e: float | None = None, by: str | None = None) -> FittedLaw:
+            u: str | None = None, fix_e: float | None = None, by: str | None = None,
+            method: str = "lbfgs") -> FittedLaw:
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
     Column names: n, d, c, s (inputs), loss (the response; for form='bcrit' the B_crit column, with l the
@@ -479,7 +500,8 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present. u names the
     unique-tokens column of the data-constrained form (runs without one saw each token once); fix_e fixes E of
     the chinchilla family. grid='quick' starts from the form's coarse grid where it has one (fast, for the many
-    fits of a nested backtest).
+    fits of a nested backtest). method: 'lbfgs' (L-BFGS from the grid of starts) or 'vpnls' (from the
+    variable-projection least-squares optimum; the chinchilla family), see fit_prepared.
     """
     f = get_form(form, irreducible=irreducible, fix_e=fix_e)
     if f.name == "chinchilla_shared_e":  # one law per group of `by`, E shared: the groups become input G
@@ -504,4 +526,4 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
                    drop_highest=drop_highest_loss, where=where)
     return fit_prepared(prep, f, n_resamples=n_resamples, delta=delta, seed=seed, max_iter=max_iter,
-                        n_jobs=n_jobs, grid=grid, strict=strict)
+                        n_jobs=n_jobs, grid=grid, strict=strict, method=method)
