@@ -113,4 +113,5 @@ def test_huggingface_dataset_saved_to_disk(tmp_path):
     datasets.Dataset.from_dict({"text": docs}).save_to_disk(str(path))
     out = prepare_dataset(path, tmp_path / "ds", tokenizer="bpe-300", cache_dir=tmp_path / "cache")
     ds = TokenDataset(out)
-    assert ds.meta["splits"]["train"]["n_docs"] + ds.meta["splits"]["test"]["n_docs"] == 10
+    assert sum(ds.meta["splits"][k]["n_docs"] for k in ("train", "validation", "test")) == 10
+    assert ds.meta["source"]["format"] == "huggingface-datasets"
