@@ -114,4 +114,4 @@ def test_huggingface_dataset_saved_to_disk(tmp_path):
     out = prepare_dataset(path, tmp_path / "ds", tokenizer="bpe-300", cache_dir=tmp_path / "cache")
     ds = TokenDataset(out)
     assert sum(ds.meta["splits"][k]["n_docs"] for k in ("train", "validation", "test")) == 10
-    assert ds.meta["source"]["format"] == "huggingface-datasets"
+    assert ds.meta["sources"][0]["format"] == "huggingface-datasets"
