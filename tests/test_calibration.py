@@ -3,12 +3,12 @@
 around 95% (a 90% interval labelled 95% fails, and so does one twice too wide), and its width must match the
 seed-to-seed spread of the estimate.
 
-Five hundred fit_law calls per design would take minutes (0.3-0.6 s each), so the seeds are fitted together: `fit_law_many` is fit_law's
-estimator (the Huber fit from the form's start grid, the bootstrap of whole runs with fit_law's resample counts,
-the percentile interval) with every seed's problem a row of the package's batched L-BFGS. Each seed's data sit
-in their own columns and its rows weigh only those, so a row is exactly the problem fit_law solves;
-`test_the_batched_estimator_is_fit_law` checks it gives fit_law's numbers, so a change to fit_law's intervals
-fails there if it does not fail the calibration."""
+Five hundred fit_law calls per design would take minutes (0.3-0.6 s each), so the seeds are fitted together:
+`fit_law_many` is fit_law's estimator (the Huber fit from the form's start grid, the bootstrap of whole runs with
+fit_law's resample counts, the percentile interval) with every seed's problem a row of the package's batched
+L-BFGS. Each seed's data sit in their own columns and its rows weigh only those, so a row is exactly the problem
+fit_law solves; `test_the_batched_estimator_is_fit_law` checks it gives fit_law's numbers, so a change to
+fit_law's intervals fails there if it does not fail the calibration."""
 
 from __future__ import annotations
 
