@@ -221,11 +221,9 @@ def test_cli_json_has_the_promised_keys_and_groups_pool(tmp_path, capsys):
 
 
 def test_cli_table_on_chinchilla_points(capsys):
-    from conftest import SHARED_REFERENCE
+    from conftest import TEST_DATA
 
-    path = SHARED_REFERENCE / "chinchilla_points_epoch2024.csv"
-    if not path.exists():
-        pytest.skip("shared reference data not present")
+    path = TEST_DATA / "chinchilla_points_epoch2024.csv"  # vendored: source in tests/data/README.md
     rc = main(["backtest", str(path), "--n", "Model Size", "--c", "Training FLOP", "--loss", "loss", "--holdout",
                "N >= 2e9", "--form", "chinchilla", "--bootstrap", "50"])
     out = capsys.readouterr().out

@@ -39,7 +39,10 @@ def test_bcrit_rises_as_loss_falls_and_matches_noise_scale(sweep_store):
     law = res.law
     assert law is not None and law.converged
     lo, hi = law.ci["alpha_B"]
-    assert 0 < lo <= law.params["alpha_B"] <= hi < 2
+    # this one-thread design measures alpha_B = 0.072 [0.042, 0.112] (the paper's 0.21 needs far larger models):
+    # the estimate within +-35% of that, and an interval neither collapsed nor twice as wide
+    assert 0.047 < law.params["alpha_B"] < 0.098
+    assert 0.02 < lo <= law.params["alpha_B"] <= hi < 0.2 and 0.03 < hi - lo < 0.12
 
 
 def test_batch_cli_json_and_error(sweep_store, tmp_path):

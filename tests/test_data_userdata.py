@@ -114,6 +114,7 @@ def test_huggingface_dataset_saved_to_disk(tmp_path):
     out = prepare_dataset(path, tmp_path / "ds", tokenizer="bpe-300", cache_dir=tmp_path / "cache")
     ds = TokenDataset(out)
     assert sum(ds.meta["splits"][s]["n_docs"] for s in ("train", "validation", "test")) == 10
+    assert ds.meta["sources"][0]["format"] == "huggingface-datasets"
 
 
 def test_huggingface_dataset_by_name_through_load_dataset_without_network(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ committed under src/."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -58,24 +59,64 @@ def test_wheel_holds_every_preset_and_no_generated_data(wheel):
     assert not [n for n in names if n.endswith((".bin", ".sqlite"))]
 
 
+def _dependency_dirs() -> list[str]:
+    """The running environment's package directories (torch, rich, pandas and the rest): every site-packages or
+    dist-packages folder on this interpreter's path. Inside a virtual environment these are the environment's own;
+    a venv made with --system-site-packages would see the base interpreter's instead, where they are missing."""
+    return [p for p in dict.fromkeys(sys.path)
+            if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def _fresh_venv(venv: Path, wheel: Path) -> Path:
+    """A new venv holding the wheel alone (no dependencies, nothing downloaded); the running environment's
+    dependencies made visible afterwards by a .pth file of plain directory lines. Plain lines add each directory
+    to sys.path but do not run the .pth files inside it, so an editable install of the source tree there stays
+    inert. Returns the venv's python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300,
+                   env=_clean_env())
+    py = venv / "bin" / "python"
+    install = ["install", "--no-deps", "--no-index", "-q", str(wheel)]
+    # this environment's pip installs into the venv (pip >= 22.3), which then needs no pip of its own: 1 s to
+    # create instead of 8-26 s with ensurepip; an older pip gets the venv its own
+    res = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), *install], capture_output=True,
+                         text=True, timeout=600, env=_clean_env())
+    if res.returncode != 0 and "--python" in res.stderr:
+        subprocess.run([str(py), "-m", "ensurepip", "-q"], check=True, timeout=300, env=_clean_env())
+        res = subprocess.run([str(py), "-m", "pip", *install], capture_output=True, text=True, timeout=600,
+                             env=_clean_env())
+    assert res.returncode == 0, res.stdout + res.stderr
+    site_dir = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True, timeout=60, env=_clean_env()).stdout.strip()
+    (Path(site_dir) / "_running_env_deps.pth").write_text("".join(d + "\n" for d in _dependency_dirs()))
+    return py
+
+
+def test_dependency_dirs_are_the_running_environments():
+    import rich
+    import torch
+
+    dirs = [Path(d).resolve() for d in _dependency_dirs()]
+    for mod in (torch, rich):  # wherever they are installed (a venv, the system, the user site), it is listed
+        assert any(Path(mod.__file__).resolve().is_relative_to(d) for d in dirs), (mod.__file__, dirs)
+
+
 @pytest.mark.slow(seconds=85)
 def test_wheel_installed_in_a_fresh_venv_runs_the_ci_preset_to_a_report(wheel, tmp_path):
     venv = tmp_path / "venv"
-    # system site-packages give torch and friends without a download; the wheel itself is installed, no deps
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
-    py = venv / "bin" / "python"
-    res = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                         capture_output=True, text=True, timeout=600, env=_clean_env())
-    assert res.returncode == 0, res.stdout + res.stderr
+    py = _fresh_venv(venv, wheel)
     work = tmp_path / "elsewhere"  # outside the source tree: the source cannot be imported by accident
     work.mkdir()
-    where = subprocess.run([str(py), "-c", "import scalinglab, sys; print(scalinglab.__file__); "
-                            "print('torch' in sys.modules)"], cwd=work, capture_output=True, text=True,
-                           timeout=120, env=_clean_env())
+    where = subprocess.run([str(py), "-c", "import scalinglab, sys, pathlib; print(scalinglab.__file__); "
+                            "print('torch' in sys.modules); "
+                            "print([p for p in sys.path if (pathlib.Path(p or '.') / 'scalinglab').is_dir()])"],
+                           cwd=work, capture_output=True, text=True, timeout=120, env=_clean_env())
     assert where.returncode == 0, where.stderr
-    path, torch_loaded = where.stdout.split()
+    path, torch_loaded, holders = where.stdout.splitlines()
     assert Path(path).resolve().is_relative_to(venv.resolve()), f"imported {path}, not the installed wheel"
     assert torch_loaded == "False"  # `import scalinglab` stays light
+    # the wheel's copy comes first on the venv's path and the source tree is not on it at all
+    holders = [Path(h).resolve() for h in ast.literal_eval(holders)]
+    assert holders[0] == Path(path).resolve().parent.parent and SRC.resolve() not in holders, holders
 
     res = subprocess.run([str(venv / "bin" / "scalinglab"), "reproduce", "--preset", "ci", "--out", "ci-out",
                           "--quiet"], cwd=work, capture_output=True, text=True, timeout=1500, env=_clean_env())
