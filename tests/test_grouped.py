@@ -100,6 +100,7 @@ def test_group_killed_midway_resumes_to_the_same_curves(byte_dataset, alone, tmp
 def test_runs_of_other_shapes_cannot_be_grouped(byte_dataset):
     assert group_key(_config(byte_dataset)) == group_key(_config(byte_dataset, seed=5, lr=1e-2, tokens=999_999))
     assert group_key(_config(byte_dataset)) != group_key(_config(byte_dataset, d_model=64))
+    assert group_key(_config(byte_dataset)) != group_key(_config(byte_dataset, precision="bf16"))  # one autocast
     assert group_key(_config(byte_dataset, noise_scale=True)) is None
     with pytest.raises(ConfigError, match="share the model shape"):
         train_grouped([_config(byte_dataset), _config(byte_dataset, n_layer=1)])
