@@ -33,7 +33,7 @@ autocast (precision = "bf16": matmuls and attention in bfloat16, float32 weights
 the plain float32 step, alternating in fresh processes each round. Both matmul peaks, float32 and bfloat16, are
 measured in the same run (before and after; the better counts), and each arm's MFU is given against the peak of
 its own precision and, for bf16, against the float32 peak too. The bf16/fp32 ratio is per round (adjacent
-processes), median and range over the rounds.
+processes) and step by step (both precisions in one process, steps alternating), median and range over rounds.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def build_step(name: str, impl: str, d_head: int = 64, compile_blocks: bool = Fa
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     return step, shape, batch * n_ctx
 
@@ -174,6 +174,24 @@ def interleaved(name: str, seconds: float, d_head: int, warmup: int = 3) -> dict
                 **{f"{k}_tokens_per_s": tok_per_step / statistics.median(v) for k, v in times.items()})  # fmt: skip
 
 
+def interleaved_precision(name: str, seconds: float, d_head: int, warmup: int = 3) -> dict:
+    """scalinglab's step at fp32 and at bf16 in one process, one step of each in turn (as `interleaved`): the
+    bf16/fp32 ratio free of the drift between processes."""
+    f32, _, tok_per_step = build_step(name, "scalinglab", d_head, precision="fp32")
+    b16, _, _ = build_step(name, "scalinglab", d_head, precision="bf16")
+    for i in range(warmup):
+        f32(i), b16(i)
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    t_end = time.perf_counter() + 2 * seconds
+    while time.perf_counter() < t_end or len(times["fp32"]) < 5:
+        for prec, step in (("fp32", f32), ("bf16", b16)):
+            t = time.perf_counter()
+            step(len(times[prec]))
+            times[prec].append(time.perf_counter() - t)
+    return dict(shape=name, impl="interleaved-precision", steps=len(times["fp32"]),
+                ratio=statistics.median(times["fp32"]) / statistics.median(times["bf16"]))
+
+
 def run_worker(name: str, impl: str, seconds: float, d_head: int, precision: str = "fp32") -> dict:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -190,13 +208,16 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per shape; the best counts")
     ap.add_argument("--d-head", type=int, default=64, help="head width; n_head = d_model // d_head (default 64)")
     ap.add_argument("--precision", action="store_true", help="fp32 against bf16 (see the module doc)")
-    ap.add_argument("--worker", choices=[*IMPLS, "interleaved"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=[*IMPLS, "interleaved", "interleaved-precision"], help=argparse.SUPPRESS)
     ap.add_argument("--worker-precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     names = args.only or sorted(SHAPES)
 
     if args.worker == "interleaved":
         print(json.dumps(interleaved(names[0], args.seconds, args.d_head)))
+        return 0
+    if args.worker == "interleaved-precision":
+        print(json.dumps(interleaved_precision(names[0], args.seconds, args.d_head)))
         return 0
     if args.worker:
         print(json.dumps(measure(names[0], args.worker, args.seconds, args.d_head, precision=args.worker_precision)))
@@ -268,22 +289,25 @@ def precision_table(names: list[str], args) -> int:
     rows = []
     for name in names:
         got: dict[tuple, list[dict]] = {arm: [] for arm in PRECISION_ARMS}
+        inter: list[float] = []
         for r in range(max(1, args.rounds)):
             for impl, prec in PRECISION_ARMS:
                 got[impl, prec].append(run_worker(name, impl, args.seconds, args.d_head, prec))
+            inter.append(run_worker(name, "interleaved-precision", args.seconds, args.d_head)["ratio"])
             print(f"  ({name}) round {r + 1}: " + ", ".join(
-                f"{i} {p} {got[i, p][-1]['tokens_per_s']:,.0f} tok/s" for i, p in PRECISION_ARMS), flush=True)
-        rows.append((name, got, load()))
+                f"{i} {p} {got[i, p][-1]['tokens_per_s']:,.0f} tok/s" for i, p in PRECISION_ARMS)
+                + f"; bf16/fp32 step by step {inter[-1]:.2f}x", flush=True)
+        rows.append((name, got, load(), sorted(inter)))
     peaks = {dt: max(v, matmul_peak_gflops(dtype=dt)) for dt, v in peaks0.items()}
     p32, p16 = peaks["float32"], peaks["bfloat16"]
     print(f"\nmatmul peaks: float32 {p32:.0f} GFLOP/s, bfloat16 {p16:.0f} GFLOP/s ({p16 / p32:.2f}x) on "
           f"{torch.get_num_threads()} threads (torch {torch.__version__}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}); load average {load_start} at the start, {load()} at the end\n")
     header = (f"{'shape':<22} {'plain fp32':>10} {'MFU32':>5} {'fp32 tok/s':>10} {'MFU32':>5} {'bf16 tok/s':>10} "
-              f"{'MFU16':>5} {'MFU32':>5} {'bf16/fp32 median (range)':>25} {'bf16/plain':>10}")
+              f"{'MFU16':>5} {'MFU32':>5} {'bf16/fp32 median (range)':>25} {'step by step':>22} {'bf16/plain':>10}")
     print(header)
     print("-" * len(header))
-    for name, got, _ in rows:
+    for name, got, _, inter in rows:
         best = {arm: max(v, key=lambda x: x["tokens_per_s"]) for arm, v in got.items()}
         plain, f32, b16 = best["plain", "fp32"], best["scalinglab", "fp32"], best["scalinglab", "bf16"]
         mfu = lambda r, peak: r["tokens_per_s"] * r["flop_per_token"] / (peak * 1e9)  # noqa: E731
@@ -296,10 +320,12 @@ def precision_table(names: list[str], args) -> int:
         print(f"{label:<22} {plain['tokens_per_s']:>10,.0f} {mfu(plain, p32):>5.2f} {f32['tokens_per_s']:>10,.0f} "
               f"{mfu(f32, p32):>5.2f} {b16['tokens_per_s']:>10,.0f} {mfu(b16, p16):>5.2f} {mfu(b16, p32):>5.2f} "
               f"{statistics.median(ratios):>9.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x) "
+              f"{statistics.median(inter):>9.2f}x ({inter[0]:.2f}-{inter[-1]:.2f}x) "
               f"{statistics.median(vs_plain):>9.2f}x")
     print(f"\ntok/s: best of {args.rounds} alternating rounds (each the median step over >= {args.seconds:g} s); "
           "MFU32 / MFU16: 3 x exact forward FLOP/token x tok/s over the float32 / bfloat16 matmul peak; ratios per "
-          "round (adjacent processes), median and range; bf16/plain: scalinglab bf16 against the plain fp32 step.")
+          "round (adjacent processes), median and range; step by step: both precisions in one process, steps alternating "
+          "(free of the machine's drift); bf16/plain: scalinglab bf16 against the plain fp32 step.")
     return 0
 
 

@@ -104,3 +104,16 @@ def test_runs_of_other_shapes_cannot_be_grouped(byte_dataset):
     assert group_key(_config(byte_dataset, noise_scale=True)) is None
     with pytest.raises(ConfigError, match="share the model shape"):
         train_grouped([_config(byte_dataset), _config(byte_dataset, n_layer=1)])
+
+
+def test_bf16_group_follows_its_lone_bf16_runs(byte_dataset):
+    """Under precision bf16 the batched forward runs under the lone run's autocast: each run's curve follows its
+    lone bf16 run to bfloat16 rounding (0.01 nats), finer than the two seeds' difference (checked last, so a mix-up
+    of the runs could not pass)."""
+    configs = [_config(byte_dataset, seed=s, precision="bf16") for s in (0, 1)]
+    grouped = train_grouped(configs)
+    lone = [train_run(c) for c in configs]
+    for g, a in zip(grouped, lone):
+        assert g.summary["precision"] == "bf16" and g.status == a.status == "done"
+        np.testing.assert_allclose([e["loss"] for e in g.evals], [e["loss"] for e in a.evals], rtol=0, atol=1e-2)
+    assert abs(lone[0].final_test_loss - lone[1].final_test_loss) > 1e-2
