@@ -2,18 +2,21 @@ import shutil
 
 import pytest
 
+from scalinglab._runtime import auto_precision, cpu_native_bf16, native_bf16_in
 from scalinglab.config import RunConfig
 from scalinglab.errors import ConfigError
 
 
 def test_run_id_is_stable_and_follows_the_dataset_content(byte_dataset, tmp_path):
-    a = RunConfig(data=str(byte_dataset), n_layer=2)
-    # where and how fast a run executes does not change what it computes: same id
-    assert a.run_id() == RunConfig(data=str(byte_dataset), n_layer=2, threads=2, name="x", device="cpu").run_id()
+    a = RunConfig(data=str(byte_dataset), n_layer=2, precision="fp32")
+    # where and how fast a run executes does not change what it computes: same id (at one precision: 'auto' on a
+    # GPU machine means bf16 for device 'auto' and maybe fp32 for device 'cpu', two different computations)
+    assert a.run_id() == RunConfig(data=str(byte_dataset), n_layer=2, threads=2, name="x", device="cpu",
+                                   precision="fp32").run_id()
     assert a.run_id() != RunConfig(data=str(byte_dataset), n_layer=3).run_id()
     moved = tmp_path / "moved"
     shutil.copytree(byte_dataset, moved)
-    assert RunConfig(data=str(moved), n_layer=2).run_id() == a.run_id()
+    assert RunConfig(data=str(moved), n_layer=2, precision="fp32").run_id() == a.run_id()
 
 
 def test_integral_floats_accepted_and_bad_values_rejected():
@@ -25,12 +28,43 @@ def test_integral_floats_accepted_and_bad_values_rejected():
     with pytest.raises(ConfigError, match="unknown key"):
         RunConfig.from_dict({"n_layers": 2})
 
+    with pytest.raises(ConfigError, match="precision must be 'fp32', 'bf16' or 'auto', got 'fp16'"):
+        RunConfig(precision="fp16")
+
+
+def test_precision_is_resolved_before_the_run_id_and_fp32_keeps_the_old_ids():
+    # the id this config had before `precision` existed (every earlier run computed in float32 on the CPU)
+    assert RunConfig(data="x", precision="fp32").run_id() == "e87f6413f038394b"
+    bf16 = RunConfig(data="x", precision="bf16")
+    assert bf16.run_id() != RunConfig(data="x", precision="fp32").run_id()  # a different computation, another run
+    assert bf16.model_id() != RunConfig(data="x", precision="fp32").model_id()
+    # 'auto' becomes what this machine computes, once, at construction: the id and the stored config record it
+    auto = RunConfig(data="x", device="cpu")
+    assert auto.precision == ("bf16" if cpu_native_bf16() else "fp32") == auto_precision("cpu")
+    assert auto.run_id() == RunConfig(data="x", device="cpu", precision=auto.precision).run_id()
+    assert RunConfig.from_dict(auto.to_dict()).precision == auto.precision
+    assert RunConfig(data="x", device="cuda").precision == "bf16"  # GPUs train in bf16 autocast
+    assert RunConfig(data="x", device="cuda", precision="fp32").precision == "fp32"  # unless told otherwise
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    epyc = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    xeon_spr = "flags\t\t: fpu avx512f amx_bf16 amx_tile\n"
+    old_xeon = "flags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
+    graviton3 = "Features\t: fp asimd sve bf16 i8mm\n"
+    graviton2 = "Features\t: fp asimd atomics\n"
+    for text, native in ((epyc, True), (xeon_spr, True), (old_xeon, False), (graviton3, True), (graviton2, False)):
+        assert native_bf16_in(text) is native, text
+    assert not native_bf16_in("model name\t: AMD EPYC avx512_bf16\n")  # only the flags lines count
+
 
 def test_family_is_a_run_field_and_gpt2_keeps_the_ids_runs_had_before_it():
-    # ids computed on the commit before `family` existed: a gpt2 run (the default) keeps them
-    assert RunConfig().run_id() == "f4015384b04902ff"
-    assert RunConfig(n_layer=3, d_model=48, n_head=4, tokens=10**6, name="x").run_id() == "f6e5b2f2370bbb45"
-    assert RunConfig(family="gpt2").model_id() == "b6f2a0bd319e0936"
+    # ids computed on the commit before `family` existed: a gpt2 run (the default) keeps them (at float32, what
+    # every run before `precision` computed in)
+    assert RunConfig(precision="fp32").run_id() == "f4015384b04902ff"
+    assert RunConfig(n_layer=3, d_model=48, n_head=4, tokens=10**6, name="x", precision="fp32").run_id() == \
+        "f6e5b2f2370bbb45"
+    assert RunConfig(family="gpt2", precision="fp32").model_id() == "b6f2a0bd319e0936"
     llama = RunConfig(family="llama")
     assert llama.run_id() != RunConfig().run_id() and llama.shape(100).family == "llama"
     assert llama.shape(100).d_ff == round(8 * llama.d_model / 3)

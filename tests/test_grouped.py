@@ -19,7 +19,8 @@ TOL = 1e-4
 
 def _config(data, **kw) -> RunConfig:
     base = dict(data=str(data), n_layer=2, d_model=32, n_head=2, n_ctx=32, batch_size=8, tokens=STEPS * 8 * 32,
-                lr=3e-3, threads=1, n_evals=4, eval_tokens=2048, train_log_every=5)
+                lr=3e-3, threads=1, n_evals=4, eval_tokens=2048, train_log_every=5,
+                precision="fp32")  # grouped vs lone compared at float32 tolerance on any CPU
     return RunConfig(**{**base, **kw})
 
 
@@ -99,6 +100,20 @@ def test_group_killed_midway_resumes_to_the_same_curves(byte_dataset, alone, tmp
 def test_runs_of_other_shapes_cannot_be_grouped(byte_dataset):
     assert group_key(_config(byte_dataset)) == group_key(_config(byte_dataset, seed=5, lr=1e-2, tokens=999_999))
     assert group_key(_config(byte_dataset)) != group_key(_config(byte_dataset, d_model=64))
+    assert group_key(_config(byte_dataset)) != group_key(_config(byte_dataset, precision="bf16"))  # one autocast
     assert group_key(_config(byte_dataset, noise_scale=True)) is None
     with pytest.raises(ConfigError, match="share the model shape"):
         train_grouped([_config(byte_dataset), _config(byte_dataset, n_layer=1)])
+
+
+def test_bf16_group_follows_its_lone_bf16_runs(byte_dataset):
+    """Under precision bf16 the batched forward runs under the lone run's autocast: each run's curve follows its
+    lone bf16 run to bfloat16 rounding (0.01 nats), finer than the two seeds' difference (checked last, so a mix-up
+    of the runs could not pass)."""
+    configs = [_config(byte_dataset, seed=s, precision="bf16") for s in (0, 1)]
+    grouped = train_grouped(configs)
+    lone = [train_run(c) for c in configs]
+    for g, a in zip(grouped, lone):
+        assert g.summary["precision"] == "bf16" and g.status == a.status == "done"
+        np.testing.assert_allclose([e["loss"] for e in g.evals], [e["loss"] for e in a.evals], rtol=0, atol=1e-2)
+    assert abs(lone[0].final_test_loss - lone[1].final_test_loss) > 1e-2

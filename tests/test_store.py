@@ -143,3 +143,28 @@ def test_eval_standard_errors_in_curves_and_older_stores_without_them(tmp_path):
         st.add_curve("r1", evals=[dict(step=4, eval_set="test", loss=2.5, se=0.03)])
         c = st.curves()
         assert list(c["test_loss"]) == [2.75, 2.5] and pd.isna(c["test_loss_se"][0]) and c["test_loss_se"][1] == 0.03
+
+
+def test_precision_column_and_older_stores_gain_it_from_their_devices(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with RunStore(path) as st:
+        st.add_run("r1", {"precision": "bf16"}, info={"precision": "bf16"})
+        assert st.column("precision") == {"r1": "bf16"}
+
+    # a store written before runs recorded their precision: its CPU runs computed in float32, its CUDA runs under
+    # bf16 autocast (and a planned run, not yet on any device, in float32 as the CPU default then was)
+    old = tmp_path / "old.sqlite"
+    with RunStore(old) as st:
+        for rid, device in (("cpu_run", "cpu"), ("gpu_run", "cuda:0"), ("group_run", "cpu (group of 4)")):
+            st.add_run(rid, {"x": 1})
+            st.mark_running(rid, device=device)
+        st.add_run("planned_run", {"x": 1})
+    with sqlite3.connect(old) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN precision")
+    with RunStore(old, readonly=True) as st:  # readable as it is
+        assert "precision" not in st.runs().columns and len(st.runs()) == 4
+    with RunStore(old) as st:  # upgraded when opened for writing
+        assert st.column("precision") == {"cpu_run": "fp32", "gpu_run": "bf16", "group_run": "fp32",
+                                          "planned_run": "fp32"}
+    with RunStore(old) as st:  # and opened again: nothing to add
+        assert st.column("precision")["gpu_run"] == "bf16"

@@ -27,6 +27,7 @@ batch_size = 8
 tokens = 38400          # 150 steps of 8 x 32 tokens
 n_head = 2
 threads = 1             # one thread: results are bit-identical whatever process runs them
+precision = "fp32"      # and whatever CPU: compared across code paths at float32 tolerance
 eval_tokens = 2048
 n_evals = 3
 lr = 3e-3

@@ -1,4 +1,4 @@
-"""Process-level tuning for training speed, applied once per process.
+"""Process-level tuning for training speed, applied once per process, and what this machine computes fast.
 
 glibc serves allocations above M_MMAP_THRESHOLD (adaptive, up to 32 MB) with fresh mmap()s and returns freed
 heap tops to the OS. A training step allocates and frees the same large activation and logits buffers every
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import os
 import sys
 
 _M_TRIM_THRESHOLD = -1
@@ -67,3 +69,46 @@ def kill_with_parent() -> None:
             ctypes.CDLL("libc.so.6").prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
         except (OSError, AttributeError):
             pass
+
+
+# ------------------------------------------------------------------------------------------------------- precision
+# CPU feature flags (Linux /proc/cpuinfo) that mean native bfloat16 matrix products: x86 AVX512-BF16 and AMX-BF16
+# (oneDNN's bf16 kernels), Arm's BF16 extension. Without them a bf16 product is emulated and slower than fp32.
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def native_bf16_in(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo's text lists a native bfloat16 feature in its x86 'flags' or Arm 'Features' lines."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & _BF16_FLAGS)
+
+
+@functools.cache
+def cpu_native_bf16() -> bool:
+    """Whether this machine's CPU multiplies bfloat16 matrices natively (read from /proc/cpuinfo once per process;
+    False where that file does not exist: other systems train in float32 unless a config asks for bf16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return native_bf16_in(f.read())
+    except OSError:
+        return False
+
+
+def cuda_present() -> bool:
+    """Whether device 'auto' will find a CUDA GPU, judged without importing torch (the NVIDIA driver is loaded and
+    CUDA_VISIBLE_DEVICES does not hide every device): a config's precision is resolved by commands that never
+    import torch, and must come out the same in every process of a study."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return os.path.exists("/proc/driver/nvidia/version")
+
+
+def auto_precision(device: str) -> str:
+    """What precision 'auto' means on this machine for a run on `device` ('auto', 'cpu', 'cuda', 'cuda:K'):
+    'bf16' on a GPU (bf16 autocast is how GPUs train) and on a CPU with native bfloat16 products, else 'fp32'."""
+    on_gpu = device.startswith("cuda") or (device == "auto" and cuda_present())
+    return "bf16" if on_gpu or cpu_native_bf16() else "fp32"

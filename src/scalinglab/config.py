@@ -30,10 +30,10 @@ else:  # pragma: no cover
 
 # Fields that do not change what is computed (where and how fast it runs): left out of the run id.
 _NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
-# Fields added after stores existed: left out of the id while unset, so existing runs keep their ids.
-_OPTIONAL_LATER = {"warmup_tokens", "schedule_tokens"}
-# Fields added after stores existed with a default: left out of the id at that default (a gpt2 run keeps its id).
-_DEFAULT_LATER = {"family": "gpt2"}
+# Fields added after stores existed: left out of the id while they hold the value every earlier run had (unset, a
+# gpt2 model, float32 arithmetic), so existing runs keep their ids.
+_OPTIONAL_LATER = {"warmup_tokens": None, "schedule_tokens": None, "precision": "fp32", "family": "gpt2"}
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def kaplan_lr(n: float) -> float:
@@ -83,6 +83,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:K
     threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
     compile: bool = False  # torch.compile the model
+    precision: str = "auto"  # fp32 | bf16 (matmuls and attention in bfloat16, fp32 weights) | auto (bf16 if native)
     checkpoint_every_s: float = 60.0  # seconds between checkpoints (a killed run resumes from the last)
     name: str = ""  # a label in the store (not part of the run id)
     extra: dict = field(default_factory=dict)  # free-form labels a study attaches (axes values); part of the id
@@ -92,6 +93,10 @@ class RunConfig:
         for f in fields(self):  # each value checked against its field's type; 2e6 from TOML becomes an int
             setattr(self, f.name, field_value(f.name, getattr(self, f.name)))
         self.validate()
+        if self.precision == "auto":  # resolved here, once: the run id and the store record what is computed
+            from scalinglab._runtime import auto_precision
+
+            self.precision = auto_precision(self.device)
 
     @property
     def shape_without_vocab(self) -> dict:
@@ -154,6 +159,8 @@ class RunConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"run config: {name} must be a positive integer, got {v!r}")
         ModelShape(vocab_size=1, **self.shape_without_vocab)  # shape checks (heads divide d_attn, ...)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"run config: precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         if self.optimizer not in ("adamw", "adafactor"):
             raise ConfigError(f"run config: optimizer must be 'adamw' or 'adafactor', got {self.optimizer!r}")
         if self.micro_batch_size is not None and (
@@ -190,8 +197,7 @@ class RunConfig:
 
     def _hash(self, leave_out: set) -> str:
         defining = {k: v for k, v in self.to_dict().items() if k not in leave_out
-                    and not (k in _OPTIONAL_LATER and v is None)  # older runs keep their ids
-                    and not (k in _DEFAULT_LATER and v == _DEFAULT_LATER[k])}
+                    and not (k in _OPTIONAL_LATER and v == _OPTIONAL_LATER[k])}  # older runs keep their ids
         # the dataset by content, not by path: a moved or copied dataset keeps its runs' ids
         defining["data"] = dataset_fingerprint(self.data) or self.data
         blob = json.dumps(defining, sort_keys=True, separators=(",", ":"))
@@ -276,6 +282,6 @@ def describe(config: RunConfig, vocab_size: int) -> dict:
         n_ctx=shape.n_ctx, vocab_size=vocab_size,
         N=n, n_params_total=accounting.n_params_total(shape), n_params_embed=accounting.n_params_embed(shape),
         batch_size=config.batch_size, B=config.batch_tokens, S=config.steps, D=tokens, d_unique=config.d_unique,
-        lr=config.peak_lr(n),
+        lr=config.peak_lr(n), precision=config.precision,
         C=accounting.training_flop_6nd(n, tokens), C_exact=accounting.training_flop_exact(shape, tokens),
     )  # fmt: skip

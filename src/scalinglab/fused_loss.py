@@ -33,10 +33,13 @@ def _chunk_rows(vocab: int) -> int:
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of softmax(h W^T) against targets, with gradients for h and W."""
+    """Mean cross-entropy of softmax(h W^T) against targets, with gradients for h and W. With `lowp` (bfloat16,
+    under autocast) the three matrix products take bfloat16 operands; the logits, their log-softmax, the picked
+    log-probabilities, the loss and both gradients stay float32."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                lowp: torch.dtype | None = None) -> torch.Tensor:
         n, vocab = h.shape[0], weight.shape[0]
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         step = _chunk_rows(vocab)
@@ -45,22 +48,35 @@ class _LinearCrossEntropy(torch.autograd.Function):
         picked = torch.empty((n, 1), dtype=h.dtype, device=h.device)  # log-probability of each target
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = torch.zeros_like(weight) if need_w else None
+        w_low = weight.to(lowp) if lowp is not None else None
         # Four passes over a chunk of logits while it is in cache: log-softmax in place (one fused kernel), the
         # targets' log-probabilities, exp (the softmax), minus one at the targets (d loss / d logits, unscaled);
         # the 1/n of the mean is applied once to the two gradients in backward.
         chunks = zip(h.split(step), targets.view(-1, 1).split(step), picked.split(step),
                      grad_h.split(step) if need_h else itertools.repeat(None))  # fmt: skip
-        for hc, tc, pc, ghc in chunks:
-            logits = buf[: hc.shape[0]]
-            torch.mm(hc, weight.t(), out=logits)
-            torch.log_softmax(logits, 1, out=logits)
-            torch.gather(logits, 1, tc, out=pc)
-            if need_h or need_w:
-                logits.exp_().scatter_add_(1, tc, minus_one[: hc.shape[0]])
-                if need_h:
-                    torch.mm(logits, weight, out=ghc)
-                if need_w:
-                    grad_w.addmm_(logits.t(), hc)
+        with torch.autocast(h.device.type, enabled=False):  # the casts below are explicit
+            for hc, tc, pc, ghc in chunks:
+                logits = buf[: hc.shape[0]]
+                hc_low = hc.to(lowp) if lowp is not None else None
+                if lowp is None:
+                    torch.mm(hc, weight.t(), out=logits)
+                else:
+                    logits.copy_(torch.mm(hc_low, w_low.t()))
+                torch.log_softmax(logits, 1, out=logits)
+                torch.gather(logits, 1, tc, out=pc)
+                if need_h or need_w:
+                    logits.exp_().scatter_add_(1, tc, minus_one[: hc.shape[0]])
+                    if lowp is None:
+                        if need_h:
+                            torch.mm(logits, weight, out=ghc)
+                        if need_w:
+                            grad_w.addmm_(logits.t(), hc)
+                    else:
+                        g_low = logits.to(lowp)
+                        if need_h:
+                            ghc.copy_(torch.mm(g_low, w_low))
+                        if need_w:
+                            grad_w.add_(torch.mm(g_low.t(), hc_low))
         ctx.save_for_backward(grad_h, grad_w)
         ctx.scale = 1.0 / n
         return picked.sum().neg_().mul_(ctx.scale)
@@ -69,7 +85,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out * ctx.scale  # [tokens, d] and [vocab, d]: small next to the logits
-        return (None if grad_h is None else grad_h * scale, None if grad_w is None else grad_w * scale, None)
+        return (None if grad_h is None else grad_h * scale, None if grad_w is None else grad_w * scale, None, None)
 
 
 def _chunked_cross_entropy_none(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -87,18 +103,19 @@ def linear_cross_entropy(
 ) -> torch.Tensor:
     """F.cross_entropy(F.linear(h, weight).float(), targets, reduction) for h [tokens, d], weight [vocab, d].
 
-    Float32 inputs with reduction 'mean' (training) take the fused, chunked path; without gradients
-    'none' and 'sum' are chunked too; anything else (bf16 autocast, gradients through per-token losses,
-    tracing by torch.compile) falls back to the plain computation. Targets must be valid class indices
+    Float32 inputs with reduction 'mean' (training) take the fused, chunked path, its matrix products in
+    bfloat16 under a bfloat16 autocast (the run's precision 'bf16'), the log-sum-exp in float32 either way;
+    without gradients 'none' and 'sum' are chunked too; anything else (half inputs, gradients through per-token
+    losses, tracing by torch.compile) falls back to the plain computation. Targets must be valid class indices
     (no ignore_index: every position of a training window has a next token)."""
     grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
-    plain_dtype = h.dtype == torch.float32 and weight.dtype == torch.float32 and not torch.is_autocast_enabled(
-        h.device.type
-    )
-    if plain_dtype and h.shape[0] > 0 and not torch.compiler.is_compiling():
+    dev = h.device.type
+    lowp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    fused = h.dtype == torch.float32 and weight.dtype == torch.float32 and lowp in (None, torch.bfloat16)
+    if fused and h.shape[0] > 0 and not torch.compiler.is_compiling():
         if reduction == "mean":
-            return _LinearCrossEntropy.apply(h, weight, targets)
+            return _LinearCrossEntropy.apply(h, weight, targets, lowp)
         if not grad and reduction in ("none", "sum"):
-            losses = _chunked_cross_entropy_none(h, weight, targets)
+            losses = _chunked_cross_entropy_none(h, weight, targets)  # F.linear autocasts; the rest is float32
             return losses if reduction == "none" else losses.sum()
     return F.cross_entropy(F.linear(h, weight).float(), targets, reduction=reduction)

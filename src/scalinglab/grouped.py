@@ -12,7 +12,9 @@ ends (budget reached, diverged, failed) leaves the group and the others go on. B
 (the family is part of the shape, so a group is of one family).
 
 Numerics: the same operations as `Transformer` in another order of summation (batched matmuls, the LayerNorm's
-gain applied outside its kernel), so a run's curve matches its lone run to float rounding (tested: 1e-4).
+gain applied outside its kernel), so a run's curve matches its lone run to float rounding (tested in fp32: 1e-4).
+The runs of a group share a precision (part of the key); under bf16 the batched forward runs under the same
+autocast as a lone run's.
 
 Two batched forms were measured (benchmarks/grouped.py): explicit torch.baddbmm over the stacked weights
 (`grouped_hidden`, used) and torch.func.functional_call under torch.vmap (`vmap_hidden`, kept for that
@@ -44,7 +46,7 @@ def group_key(config: RunConfig) -> tuple | None:
     if (config.micro_batch_size not in (None, config.batch_size) or config.noise_scale or config.compile
             or config.optimizer != "adamw" or resolve_device(config.device).type != "cpu"):
         return None
-    return (tuple(sorted(config.shape_without_vocab.items())), config.batch_size, config.threads)
+    return (tuple(sorted(config.shape_without_vocab.items())), config.batch_size, config.threads, config.precision)
 
 
 # -------------------------------------------------------------------------------------------------- batched model
@@ -158,7 +160,8 @@ def grouped_train_step(members: Sequence[_Member], lrs: Sequence[float], how: st
         for g in m.state.optimizer.param_groups:
             g["lr"] = lr
     batches = torch.stack([torch.from_numpy(m.trainer.sampler.batch(m.state.step)) for m in members])
-    losses = grouped_losses([m.state.model for m in members], batches.to(members[0].trainer.device), how)
+    with members[0].trainer.autocast():  # the group's precision (part of its key): the forward only
+        losses = grouped_losses([m.state.model for m in members], batches.to(members[0].trainer.device), how)
     torch.stack(losses).sum().backward()  # no shared parameter: each run's gradient is that of its own loss
     for m in members:
         if m.trainer.config.grad_clip > 0:
@@ -189,8 +192,8 @@ class GroupedTrainer:
             raise ConfigError("grouped training needs at least one run")
         keys = [group_key(c) for c in configs]
         if keys[0] is None or any(k != keys[0] for k in keys):
-            raise ConfigError("grouped training: the runs must share the model shape, batch size and threads, "
-                              "on the CPU, without micro-batches, noise scale, compile or Adafactor")
+            raise ConfigError("grouped training: the runs must share the model shape, batch size, threads and "
+                              "precision, on the CPU, without micro-batches, noise scale, compile or Adafactor")
         if how not in ("bmm", "vmap"):
             raise ConfigError(f"grouped training: how must be 'bmm' or 'vmap', got {how!r}")
         dirs = list(checkpoint_dirs) if checkpoint_dirs is not None else [None] * len(configs)

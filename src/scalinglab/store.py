@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS runs (
     final_test_loss REAL, final_train_loss REAL, final_metrics TEXT,
     wall_time_s REAL, tokens_per_s REAL, attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT, host TEXT, device TEXT,
-    created_at REAL, started_at REAL, finished_at REAL
+    created_at REAL, started_at REAL, finished_at REAL,
+    precision TEXT
 );
 CREATE TABLE IF NOT EXISTS points (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -78,7 +79,7 @@ _RUN_COLUMNS = [
     "run_id", "name", "study", "status", "config", "n_layer", "d_model", "n_head", "d_ff", "d_attn", "n_ctx",
     "vocab_size", "N", "n_params_total", "n_params_embed", "batch_size", "B", "S", "D", "d_unique", "epochs", "lr",
     "C", "C_exact", "final_test_loss", "final_train_loss", "final_metrics", "wall_time_s", "tokens_per_s",
-    "attempts", "error", "host", "device", "created_at", "started_at", "finished_at",
+    "attempts", "error", "host", "device", "created_at", "started_at", "finished_at", "precision",
 ]  # fmt: skip
 _POINT_COLUMNS = ["step", "tokens", "flop", "flop_exact", "lr", "train_loss", "wall_time_s", "b_simple",
                   "gns_g2", "gns_trace"]  # fmt: skip
@@ -243,7 +244,11 @@ class RunStore:
 
     # Columns added after schema version 1 first shipped: an older store gains them (NULL) when opened for writing,
     # and is read as it is when opened read-only (the readers tolerate their absence).
-    _ADDED_COLUMNS = {"evals": {"se": "REAL"}}
+    # runs.precision (the run config's resolved precision): runs stored before it computed in float32 on the CPU
+    # and under bfloat16 autocast on CUDA, and are filled in so when the column is added.
+    _ADDED_COLUMNS = {"evals": {"se": "REAL"}, "runs": {"precision": "TEXT"}}
+    _BACKFILL = {("runs", "precision"): "UPDATE runs SET precision = CASE WHEN device LIKE 'cuda%' THEN 'bf16' "
+                                        "ELSE 'fp32' END WHERE precision IS NULL"}
 
     def _add_missing_columns(self) -> None:
         for table, cols in self._ADDED_COLUMNS.items():
@@ -251,8 +256,11 @@ class RunStore:
             for name, kind in cols.items():
                 if name not in have:
                     try:
-                        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                    except sqlite3.OperationalError as exc:  # another process added it first
+                        with self._tx() as c:  # the column and its values for the rows already there, at once
+                            c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                            if (table, name) in self._BACKFILL:
+                                c.execute(self._BACKFILL[table, name])
+                    except (sqlite3.OperationalError, StoreError) as exc:  # another process added it first
                         if "duplicate column" not in str(exc):
                             raise
 

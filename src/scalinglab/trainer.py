@@ -144,6 +144,13 @@ def check_memory(config: RunConfig, shape: accounting.ModelShape, micro: int, de
     return mem
 
 
+def autocast_for(device: torch.device, precision: str):
+    """torch.autocast for a run of this `precision` ('bf16' or 'fp32') on `device`."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
 def lr_at(step: int, peak: float, warmup: int, total: int, min_frac: float = 0.0) -> float:
     """LR for update number `step` (0-based): linear warm-up over `warmup` updates, then a cosine from the peak
     down to min_frac * peak at the last update."""
@@ -338,9 +345,10 @@ class Trainer:
         return mean, se
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        """The forward's precision (the run config's `precision`): under 'bf16', matrix products and attention in
+        bfloat16 on the CPU or the GPU alike, while the weights, the optimizer state, LayerNorm and the loss's
+        log-sum-exp and reductions stay float32 (autocast's rules; fused_loss.py keeps them float32)."""
+        return autocast_for(self.device, self.config.precision)
 
     # ------------------------------------------------------------------------------------------ the steps
     def new_state(self) -> TrainState:

@@ -85,9 +85,13 @@ def _number(name: str, kind):
 
 
 def build_config(args):
-    from scalinglab.config import RunConfig
+    from scalinglab.config import RunConfig, load_toml
 
-    base = RunConfig.from_toml(args.config).to_dict() if args.config else {}
+    base = {}
+    if args.config:
+        RunConfig.from_toml(args.config)  # the file alone must be a valid run config (errors name the file)
+        raw = load_toml(args.config, "config file")
+        base = dict(raw.get("run", raw))  # unresolved: precision "auto" is resolved once, with the flags' device
     for f in dataclasses.fields(RunConfig):
         v = getattr(args, f.name, None)
         if v is not None:

@@ -10,8 +10,40 @@ a user can fit a CSV of their own runs with numpy, scipy and pandas alone.
     res.mean_rel_error, res.coverage95, res.points
 """
 
-from scalinglab.laws.backtest import BacktestResult, backtest
-from scalinglab.laws.fit import FittedLaw, FitWarning, fit_law
-from scalinglab.laws.forms import FORM_NAMES, Form, get_form
+
+import importlib as _importlib
+import sys as _sys
+import types as _types
+
+# name -> the module that defines it, imported on first use: importing a submodule (laws.forms, for the command
+# line's choices) then does not import SciPy and pandas, which the fitting modules need (about 1.5 s).
+_API = {
+    "FittedLaw": "scalinglab.laws.fit", "FitWarning": "scalinglab.laws.fit", "fit_law": "scalinglab.laws.fit",
+    "BacktestResult": "scalinglab.laws.backtest", "backtest": "scalinglab.laws.backtest",
+    "FORM_NAMES": "scalinglab.laws.forms", "Form": "scalinglab.laws.forms", "get_form": "scalinglab.laws.forms",
+}
 
 __all__ = ["FittedLaw", "FitWarning", "BacktestResult", "backtest", "fit_law", "FORM_NAMES", "Form", "get_form"]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'scalinglab.laws' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(__all__) | {k for k in globals() if k.startswith("__")})
+
+
+class _Laws(_types.ModuleType):
+    def __setattr__(self, name, value):
+        # importing the submodule laws.backtest binds the module to this name; the name is the function's
+        if name == "backtest" and isinstance(value, _types.ModuleType):
+            value = value.backtest
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Laws

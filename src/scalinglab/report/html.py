@@ -113,7 +113,7 @@ def verdict_counts(findings) -> str:
 
 def _runs_table(sd: StudyData) -> str:
     cols = ["name", "status", "N", "n_params_total", "n_layer", "d_model", "n_head", "B", "S", "D", "d_unique",
-            "C", "final_test_loss", "wall_time_s", "attempts"]
+            "C", "precision", "final_test_loss", "wall_time_s", "attempts"]
     df = sd.all_runs
     cols = [c for c in cols if c in df.columns]
     rows = ["<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in cols) + "</tr>"]
@@ -121,7 +121,7 @@ def _runs_table(sd: StudyData) -> str:
         cells = []
         for c in cols:
             v = r[c]
-            cells.append(f"<td>{_esc(v) if c in ('name', 'status') else _num(v)}</td>")
+            cells.append(f"<td>{_esc(v) if c in ('name', 'status', 'precision') else _num(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
 

@@ -122,13 +122,15 @@ class Throughput:
         return RUN_STARTUP_S + run_flop(config, vocab_size) / self.rate(flop_per_step(config, vocab_size))
 
 
-def matmul_peak(device, seconds: float = 0.2) -> float:
-    """FLOP/s of square matrix products on `device` (bf16 on CUDA, as training autocasts; fp32 on CPU), timed for
-    about `seconds`: the ceiling a training step's arithmetic can reach."""
+def matmul_peak(device, seconds: float = 0.2, precision: str | None = None) -> float:
+    """FLOP/s of square matrix products on `device` in the runs' precision ('bf16' or 'fp32'; None: bf16 on CUDA,
+    fp32 on CPU), timed for about `seconds`: the ceiling a training step's arithmetic can reach."""
     import torch
 
     n = 2048 if device.type == "cuda" else 384
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if precision is None:
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
 
@@ -160,7 +162,7 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
     import torch
 
     from scalinglab.model import Transformer
-    from scalinglab.trainer import make_optimizer, resolve_device
+    from scalinglab.trainer import autocast_for, make_optimizer, resolve_device
 
     say = log or (lambda _msg: None)
     by_size = sorted(configs, key=lambda c: flop_per_step(c, vocab_size))
@@ -176,7 +178,7 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
             fps = flop_per_step(cfg, vocab_size)
             n = accounting.n_params(cfg.shape(vocab_size))
             if peak is None:
-                peak = matmul_peak(device)
+                peak = matmul_peak(device, precision=cfg.precision)
                 say(f"probe: matmul peak {peak / 1e9:.3g} GFLOP/s on {device} ({threads} thread(s))")
             step_s = fps / (peak * _PESSIMISTIC_EFFICIENCY)  # a pessimistic guess of one step's time
             left = budget_s - (time.perf_counter() - t_begin)
@@ -203,7 +205,8 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
 
             def step():
                 for _ in range(n_micro):
-                    model.loss(x[:, :-1], x[:, 1:]).backward()
+                    with autocast_for(device, cfg.precision):  # as the run will train
+                        model.loss(x[:, :-1], x[:, 1:]).backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 

@@ -1,14 +1,18 @@
 """The local executor: worker processes on this machine, packed so the threads in use fill the cores.
 
 Runs start largest first (by FLOP) whenever their threads fit in the free cores and a worker is idle; smaller runs
-backfill the cores a large one leaves. Workers are 'spawn'ed (no forked torch state), stay alive across runs (torch
-is imported once per worker) and write their own run to the store: SQLite in WAL mode serialises the writers.
+backfill the cores a large one leaves. Workers stay alive across runs and write their own run to the store: SQLite in
+WAL mode serialises the writers. They are forked from a forkserver that has imported torch and the training modules
+(sweep/preload.py): a study pays that import once, not once per worker (benchmarks/worker_start.py). The server
+is a fresh interpreter, not the driver, so no driver state is forked; where there is no forkserver (Windows),
+workers are spawned and each imports torch itself.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -16,9 +20,22 @@ from typing import Callable
 from scalinglab.sweep.worker import Outcome, RunTask, init_worker, run_group
 
 
+def _context(method: str | None = None):
+    """The start method of workers: a forkserver that preloads torch where the platform has one, else spawn (or
+    `method`, 'spawn' or 'forkserver', as benchmarks/worker_start.py compares them)."""
+    if method is None:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "forkserver":
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["scalinglab.sweep.preload"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _warm() -> int:
     """Pay a worker's one-off start-up costs while the driver prepares: importing torch, and the first optimizer
-    (its constructor imports torch._dynamo, seconds on a small machine)."""
+    (its constructor imports torch._dynamo, seconds on a small machine). Nothing left to pay in a worker forked
+    from the preloading forkserver; a spawned worker pays it here."""
     import torch
 
     import scalinglab.trainer  # noqa: F401
@@ -30,19 +47,34 @@ def _warm() -> int:
 class LocalPool:
     """A process pool started early so workers import torch while the driver prepares."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, start_method: str | None = None):
         self.workers = workers
+        self.start_method = start_method
         self.pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker, initargs=(os.getpid(),))
-        self._warming = [pool.submit(_warm) for _ in range(self.workers)]
+        ctx = _context(self.start_method)
+        # a forked worker's parent is the forkserver (it exits when the driver does): the worker dies with it
+        parent = os.getpid() if ctx.get_start_method() == "spawn" else None
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=init_worker,
+                                   initargs=(parent,))
+        self._warming: list[Future] = []
+        # submitted from a thread: the first submit waits for the forkserver to preload torch, which goes on while
+        # the driver prepares
+        self._submitter = threading.Thread(target=self._warm_up, args=(pool,), daemon=True)
+        self._submitter.start()
         return pool
+
+    def _warm_up(self, pool: ProcessPoolExecutor) -> None:
+        try:
+            self._warming = [pool.submit(_warm) for _ in range(self.workers)]
+        except (BrokenProcessPool, RuntimeError):  # the pool broke or was shut down: run_local restarts it
+            pass
 
     def wait_warm(self) -> None:
         """Block until every worker has paid its start-up. A throughput probe taken while workers import torch
         measures contention, not speed (it read 12x slow on 2 cores), so the driver waits for this first."""
+        self._submitter.join()
         wait(self._warming)
 
     def restart(self) -> None:

@@ -92,14 +92,33 @@ def exit_if_orphaned() -> None:
         os._exit(1)
 
 
-def init_worker(driver_pid: int) -> None:
-    """ProcessPoolExecutor initializer: tie the worker to the driver; one thread until a run asks for more; and
-    exit without the interpreter's teardown once the pool lets the worker go."""
+def init_worker(driver_pid: int | None) -> None:
+    """ProcessPoolExecutor initializer: tie the worker to its parent (the driver, or None: the process that
+    forked it, a forkserver that lives as long as the driver); one thread until a run asks for more; and exit
+    without the interpreter's teardown once the pool lets the worker go."""
     die_with_parent(driver_pid)
+    if driver_pid is None:
+        _release_forkserver()
     atexit.register(_exit_now)
     import torch
 
     torch.set_num_threads(1)
+
+
+def _release_forkserver() -> None:
+    """A worker forked by multiprocessing's forkserver inherits the write end of the pipe by which the server learns
+    that its clients are gone. Closed here, only the driver holds it: the driver's death (even SIGKILL) ends the
+    server, and the server's end kills its workers (die_with_parent), so no worker outlives its driver."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
 
 
 def _exit_now() -> None:
