@@ -39,9 +39,11 @@ def test_precision_is_resolved_before_the_run_id_and_fp32_keeps_the_old_ids():
     assert bf16.run_id() != RunConfig(data="x", precision="fp32").run_id()  # a different computation, another run
     assert bf16.model_id() != RunConfig(data="x", precision="fp32").model_id()
     # 'auto' becomes what this machine computes, once, at construction: the id and the stored config record it
-    auto = RunConfig(data="x", device="cpu")
-    assert auto.precision == ("bf16" if cpu_native_bf16() else "fp32") == auto_precision("cpu")
-    assert auto.run_id() == RunConfig(data="x", device="cpu", precision=auto.precision).run_id()
+    auto = RunConfig(data="x", device="cpu", d_model=128)
+    assert auto.precision == ("bf16" if cpu_native_bf16() else "fp32") == auto_precision("cpu", 128)
+    # narrower models stay in float32 on a CPU, where bf16 measured slower (_runtime.CPU_BF16_MIN_D_MODEL)
+    assert RunConfig(data="x", device="cpu", d_model=64).precision == "fp32"
+    assert auto.run_id() == RunConfig(data="x", device="cpu", d_model=128, precision=auto.precision).run_id()
     assert RunConfig.from_dict(auto.to_dict()).precision == auto.precision
     assert RunConfig(data="x", device="cuda").precision == "bf16"  # GPUs train in bf16 autocast
     assert RunConfig(data="x", device="cuda", precision="fp32").precision == "fp32"  # unless told otherwise

@@ -107,8 +107,20 @@ def cuda_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/version")
 
 
-def auto_precision(device: str) -> str:
-    """What precision 'auto' means on this machine for a run on `device` ('auto', 'cpu', 'cuda', 'cuda:K'):
-    'bf16' on a GPU (bf16 autocast is how GPUs train) and on a CPU with native bfloat16 products, else 'fp32'."""
+# On a CPU, 'auto' means bf16 only from this model width up: below it autocast's casts cost more than the bfloat16
+# products save. Measured side by side, steps alternating in one process (benchmarks/train_throughput.py
+# --precision, AMD EPYC with avx512_bf16, 2 threads): bf16/fp32 step 0.96x at d_model 32, 0.42x at 64 and 0.59x at
+# 96 (n_ctx 64, vocab 2048: the smoke preset's shapes); 1.39x at d_model 64 with n_ctx 128 and vocab 4096, 1.91x at
+# 128 and 1.76x at 384 (the benchmark's shapes a-c). This project's choice: 128, where every measured shape gained.
+CPU_BF16_MIN_D_MODEL = 128
+
+
+def auto_precision(device: str, d_model: int | None = None) -> str:
+    """What precision 'auto' means on this machine for a run on `device` ('auto', 'cpu', 'cuda', 'cuda:K') of
+    width `d_model`: 'bf16' on a GPU (bf16 autocast is how GPUs train) and on a CPU with native bfloat16 products
+    for models at least CPU_BF16_MIN_D_MODEL wide, else 'fp32'."""
     on_gpu = device.startswith("cuda") or (device == "auto" and cuda_present())
-    return "bf16" if on_gpu or cpu_native_bf16() else "fp32"
+    if on_gpu:
+        return "bf16"
+    wide = d_model is None or d_model >= CPU_BF16_MIN_D_MODEL
+    return "bf16" if cpu_native_bf16() and wide else "fp32"

@@ -96,7 +96,7 @@ class RunConfig:
         if self.precision == "auto":  # resolved here, once: the run id and the store record what is computed
             from scalinglab._runtime import auto_precision
 
-            self.precision = auto_precision(self.device)
+            self.precision = auto_precision(self.device, self.d_model)
 
     @property
     def shape_without_vocab(self) -> dict:
