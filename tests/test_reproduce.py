@@ -75,7 +75,7 @@ def test_report_has_finite_alpha_n_with_interval(ci_out):
     assert law["converged"] and math.isfinite(a) and 0.03 < a < 0.07
     assert lo is not None and hi is not None and lo < a < hi and 0.015 < hi - lo < 0.045
     findings = json.loads((rep / "findings.json").read_text())
-    assert [f["number"] for f in findings] == list(range(1, 12))
+    assert [f["number"] for f in findings] == list(range(1, 14))
     by = {f["number"]: f for f in findings}
     # the ci preset has no data subsets, transfer sets or noise-scale runs: those are marked, not invented
     assert by[3]["agrees"] == by[5]["agrees"] == by[8]["agrees"] == "not measured"

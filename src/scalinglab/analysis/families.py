@@ -191,9 +191,12 @@ def _alpha_n(byn: pd.DataFrame, n_resamples: int, seed: int):
 
 
 def _n_opt(sd: StudyData, n_resamples: int, seed: int):
-    from scalinglab.analysis.study_laws import frontier_laws
+    from scalinglab.analysis.study_laws import fit_study, frontier_laws
 
-    _, nf = frontier_laws(sd, "6ND", None, n_resamples, seed)
+    # approach 3 where the family's learning curves give a converged L(N, S) (the study's primary N_opt(C)), else
+    # the envelope
+    ns = fit_study(sd, n_resamples=n_resamples, only=["L(N,S)"]).get("L(N,S)")
+    _, nf = frontier_laws(sd, "6ND", None, n_resamples, seed, ns=ns.law if ns is not None and ns.ok else None)
     if nf.law is None or not nf.law.converged:
         return None, nf.note
     lo, hi = nf.law.ci["exponent"]
