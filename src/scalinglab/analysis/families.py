@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.analysis.study_data import StudyData, family_of
-from scalinglab.errors import StoreError
 
 __all__ = ["FamilyComparison", "FamilyLaws", "compare_families", "compare_store"]
 
@@ -152,19 +151,11 @@ def compare_families(runs: pd.DataFrame, curves: pd.DataFrame, roles: pd.DataFra
 
 def compare_store(path: str | Path, **kw) -> FamilyComparison:
     """`compare_families` on a run store."""
-    from scalinglab.store import RunStore
+    from scalinglab.analysis.study_data import study_snapshot
 
     path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{path}: no such run store; run the study first (scalinglab study run SPEC)")
-    with RunStore(path, readonly=True) as st:
-        snap = st.snapshot()
-    roles = snap.get("roles")
-    if roles is None or roles.empty:
-        from scalinglab.analysis.study_data import no_roles_message
-
-        raise StoreError(no_roles_message(path))
-    return compare_families(snap["runs"], snap["curves"], roles, name=path.stem, **kw)
+    snap = study_snapshot(path)
+    return compare_families(snap["runs"], snap["curves"], snap["roles"], name=path.stem, **kw)
 
 
 def _alpha_n(byn: pd.DataFrame, n_resamples: int, seed: int):

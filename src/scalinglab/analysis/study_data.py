@@ -49,6 +49,22 @@ def _num(x) -> float:
     return x
 
 
+def study_snapshot(path: str | Path) -> dict:
+    """A run store's runs, curves and roles (RunStore.snapshot), read-only; a missing store or one whose runs have
+    no roles is a StoreError with what to do."""
+    from scalinglab.store import RunStore
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such run store; run the study first (scalinglab study run SPEC)")
+    with RunStore(path, readonly=True) as st:
+        snap = st.snapshot()
+    roles = snap.get("roles")
+    if roles is None or roles.empty:
+        raise StoreError(no_roles_message(path))
+    return snap
+
+
 def no_roles_message(path) -> str:
     return (f"{path}: no run in this store has a role (a store written before run roles, or runs trained outside "
             "a study spec); register them with `scalinglab study run SPEC` for each of the study's specs (done "
@@ -68,17 +84,9 @@ class StudyData:
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_store(cls, path: str | Path, name: str | None = None) -> "StudyData":
-        from scalinglab.store import RunStore
-
         path = Path(path)
-        if not path.exists():
-            raise StoreError(f"{path}: no such run store; run the study first (scalinglab study run SPEC)")
-        with RunStore(path, readonly=True) as st:
-            snap = st.snapshot()
-        roles = snap.get("roles")
-        if roles is None or roles.empty:
-            raise StoreError(no_roles_message(path))
-        return cls.from_frames(snap["runs"], snap["curves"], roles, name=name or path.stem, store_path=path)
+        snap = study_snapshot(path)
+        return cls.from_frames(snap["runs"], snap["curves"], snap["roles"], name=name or path.stem, store_path=path)
 
     @classmethod
     def from_frames(cls, runs: pd.DataFrame, curves: pd.DataFrame, roles: pd.DataFrame, name: str = "study",

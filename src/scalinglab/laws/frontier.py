@@ -543,16 +543,7 @@ def _surface_argmin(p: dict, logC: np.ndarray, logN: np.ndarray, logf: np.ndarra
     """log N minimising E + A/N^alpha + B/D^beta along D = C / f(N), for each log C (a fine grid of log N)."""
     logD = logC[:, None] - logf[None, :]
     L = p["A"] * np.exp(-p["alpha"] * logN)[None, :] + p["B"] * np.exp(-p["beta"] * logD)
-    j = np.argmin(L, axis=1)
-    # refine: parabola through the grid minimum and its neighbours
-    j = np.clip(j, 1, len(logN) - 2)
-    r = np.arange(len(logC))
-    y0, y1, y2 = L[r, j - 1], L[r, j], L[r, j + 1]
-    h = logN[1] - logN[0]
-    den = y0 - 2 * y1 + y2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(den > 0, 0.5 * (y0 - y2) / den, 0.0)
-    return logN[j] + np.clip(shift, -1, 1) * h
+    return _row_argmin(L, logN)
 
 
 def flop_per_token_curve(N, flop_per_token) -> tuple[np.ndarray, np.ndarray, float]:
