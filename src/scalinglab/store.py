@@ -159,7 +159,8 @@ class RunStore:
             have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
             if not have:
                 return f"the table {table} is missing"
-            lacking = sorted(cols - have)
+            # columns added after version 1 shipped may be absent: an older store gains them when opened to write
+            lacking = sorted(cols - have - set(self._ADDED_COLUMNS.get(table, {})))
             if lacking:
                 return f"the table {table} lacks the column {lacking[0]}"
         return None
