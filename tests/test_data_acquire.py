@@ -24,16 +24,20 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def _start_acquiring(name: str, cache: Path) -> subprocess.Popen:
     code = f"from pathlib import Path; from scalinglab.data.corpora import load_corpus; load_corpus({name!r}, Path({str(cache)!r}))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its own process group, so that the kill takes the registry tool it runs (pip, npm) with it, as a killed
+    # command's terminal would: an orphaned tool still alive keeps its temporary directory, rightly unswept
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def _kill_when(proc: subprocess.Popen, folder: Path, timeout: float = 120) -> None:
-    """SIGKILL the process as soon as it has a temporary (half-built) entry under `folder`."""
+    """SIGKILL the process (and its process group) as soon as it has a temporary (half-built) entry under
+    `folder`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if folder.is_dir() and any(p.name.startswith(".tmp-") for p in folder.iterdir()):
             assert proc.poll() is None, "the acquisition finished before it could be interrupted"
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return
         if proc.poll() is not None:
