@@ -567,7 +567,8 @@ def check_bcrit(sd: StudyData, fits) -> Finding:
         ratio = (lf.data["B_crit"] / lf.data["B_noise"]).to_numpy(float)
         source = (f"from a batch-size sweep at {len(lf.data)} target losses (B_crit / noise scale "
                   f"{np.nanmin(ratio):.2g} to {np.nanmax(ratio):.2g})")
-        bs = pd.concat(sd.batch_groups())["B"].astype(float) if sd.batch_groups() else pd.Series(dtype=float)
+        groups = sd.batch_groups()
+        bs = pd.concat(groups)["B"].astype(float) if groups else pd.Series(dtype=float)
         inside = int(((lf.data["B_crit"] >= bs.min()) & (lf.data["B_crit"] <= bs.max())).sum()) if len(bs) else 0
         if len(bs) and inside < 3:
             f.measured = f"alpha_B = {a:.3g} {_ci(lo, hi)}, {source}"
