@@ -128,7 +128,28 @@ def test_tuning_rule_and_report(analysis):
     for _, p in analysis.figures:
         assert p.stat().st_size > 10_000
     d = json.loads((analysis.path.parent / "reconcile.json").read_text())
-    assert set(d["settings"]) == set("abcde") and d["settings"]["a"]["approaches"]["2"]["approach"] == 2
+    assert set(d["settings"]) == set("abcdet") and d["settings"]["a"]["approaches"]["2"]["approach"] == 2
+    assert all(v["primary"] == 2 for v in d["settings"].values())
+    assert "(b) with N counted with embeddings" in html
+
+
+def test_settings_on_the_same_runs_are_compared_paired(analysis):
+    """(a) and (b) re-analyse the same runs, as do (b) and (t): their steps come from one bootstrap over the runs
+    that draws the same runs for both settings, so the interval of the change is far narrower than
+    pairing the two settings' own draws at random (what an independent comparison does), and still holds the
+    change the noise-free surface gives."""
+    an = analysis.analysis
+    steps = {(s.frm, s.to): s for s in an.steps}
+    ab, bt = steps[("a", "b")], steps[("b", "t")]
+    assert "paired bootstrap" in ab.text and "paired bootstrap" in bt.text
+    rnd = rc.compare(an.settings["a"].primary, an.settings["b"].primary, "a", "b")
+    assert "paired at random" in rnd.text
+    assert (ab.ci[1] - ab.ci[0]) < 0.5 * (rnd.ci[1] - rnd.ci[0])
+    assert ab.ci[0] <= ab.change <= ab.ci[1]
+    # counting N with its embeddings (a fixed 131,072 more parameters per model here) moves N_opt's exponent down:
+    # d log(N + c) / d log N = N / (N + c) < 1, most at the small end (Pearce and Song 2024)
+    t = an.settings["t"]
+    assert bt.verdict == "yes" and bt.change < 0 and t.primary.n_exponent < an.settings["b"].primary.n_exponent
 
 
 def test_compare_verdicts_on_known_draws():

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from scalinglab.analysis.reconcile import (
+    ALL_SETTINGS,
     EQUIVALENCE,
     SETTINGS,
     ReconcileAnalysis,
@@ -98,8 +99,10 @@ def _ci(r, name="n_exponent"):
 def render_html(an: ReconcileAnalysis, figures: list, name: str) -> str:
     e = html.escape
     rows = []
-    for s in SETTINGS:
-        r = an.settings[s]
+    for s in ALL_SETTINGS:
+        r = an.settings.get(s)
+        if r is None:
+            continue
         iso = r.approaches.get(2)
         used = f"{len(iso.budgets_used)} / {len(iso.budgets_unbracketed)}" if iso else "-"
         tpp = r.tokens_per_param
@@ -108,7 +111,8 @@ def render_html(an: ReconcileAnalysis, figures: list, name: str) -> str:
                     f"<td><b>{_ci(iso)}</b></td><td>{_ci(r.approaches.get(3))}</td>"
                     f"<td>{_ci(iso, 'd_exponent')}</td><td>{fmt_number(r.n_total_exponent)}</td><td>{tpp_s}</td>"
                     f"<td>{used}</td><td>{r.porian}</td></tr>")
-    errs = [f"<li>({s}) approach {k}: {e(v)}</li>" for s in SETTINGS for k, v in an.settings[s].errors.items()]
+    errs = [f"<li>({s}) approach {k}: {e(v)}</li>" for s in ALL_SETTINGS if s in an.settings
+            for k, v in an.settings[s].errors.items()]
     steps = "".join(f"<tr><td>({st.frm}) &rarr; ({st.to})</td><td class='{st.verdict.replace(' ', '-')}'>"
                     f"{st.verdict}</td><td>{e(st.text)}</td></tr>" for st in an.steps)
     rule = an.rule
