@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from scalinglab import outdir  # noqa: E402
 from scalinglab.analysis.backtest import PredictedBeforeSeen  # noqa: E402
+from scalinglab.report.figures import legend_below  # noqa: E402
 
 FIGURE_NAME = "fig_backtest.png"
 
@@ -25,7 +26,7 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
     res = pbs.results
     if not res:
         return None
-    fig, axes = plt.subplots(1, len(res), figsize=(5.2 * len(res), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(res), figsize=(5.4 * len(res), 5.6), squeeze=False, layout="constrained")
     for ax, (label, r) in zip(axes[0], res.items()):
         p = r.points
         lo = (p["predicted"] - p["low"]).clip(lower=0).to_numpy()
@@ -42,7 +43,7 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
         ends = np.r_[p["low"], p["high"]]
         ends = ends[np.isfinite(ends) & (ends > a - 2 * span) & (ends < b + 2 * span)]
         a, b = min(a, ends.min(initial=a)), max(b, ends.max(initial=b))
-        pad = 0.08 * (b - a)
+        pad = 0.08 * (b - a) + 0.25 * span  # a lone point sits inside the panel, never on its edge
         lim = (a - pad, b + pad)
         ax.plot(lim, lim, color="0.5", lw=1, ls="--", label="predicted = measured")
         ax.set_xlim(lim)
@@ -52,8 +53,7 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
         inside = _inside(r)
         ax.set_title(f"{label} held out: mean error {100 * r.mean_rel_error:.2f}%, "
                      f"{inside} inside the interval", fontsize=10)
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+        legend_below(ax, fontsize=8)
     return fig
 
 
