@@ -161,7 +161,6 @@ def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
     ax.set(xscale="log", yscale="log", xlabel="compute C (PF-days; curves at 6ND)", ylabel="test loss (nats/token)")
     ax.set_title("learning curves and compute frontiers", fontsize=10)
     legend_below(ax)
-    _colorbar(fig, ax, norm, label="N (non-embedding)")
 
     for ax, key in zip(axes[1:], panels):
         lf = fits[key]
@@ -174,7 +173,9 @@ def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
                        label="best run at each N")
             _law_line(ax, lf, "N", _xs(lf.data["N"]))
             ax.set(xscale="log", yscale="log", xlabel="parameters N (non-embedding)", title="L(N)")
+        ax.set_ylabel("test loss (nats/token)")
         legend_below(ax)
+    _colorbar(fig, axes, norm)  # one bar at the figure's right edge, for every panel coloured by N
     return fig
 
 
