@@ -22,7 +22,7 @@ from scalinglab.analysis.study_laws import fit_study
 from scalinglab.report.figures import fig1_overview, fig3_shape, plain_number, tidy_ticks
 from scalinglab.report.html import write_report
 
-plotly = pytest.importorskip("plotly", reason="the interactive report needs plotly (the extra 'report', in 'test')")
+plotly = pytest.importorskip("plotly", reason="the interactive report needs plotly (a dependency)")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Rendering only, like scalinglab.report.figures: the points and laws come from a StudyData and its LawFits.
 Every point and curve tells on hover its run's id, N, D (tokens) and loss. The page stays self-contained:
 plotly.js is embedded once, in the first figure, and the others use it (no network). Plotly is optional
-(`pip install 'scalinglab[report]'`): without it `interactive_section` says so and the page keeps its PNGs.
+(a dependency; `pip install plotly` where it is missing): without it `interactive_section` says so and the page keeps its PNGs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"f
 
 
 def available() -> bool:
-    """Whether plotly is installed (the optional extra `report`)."""
+    """Whether plotly is installed."""
     try:
         import plotly.graph_objects  # noqa: F401
     except ImportError:
@@ -254,7 +254,7 @@ def interactive_section(sd: StudyData, fits: dict) -> str:
     """The HTML of the interactive figures, plotly.js embedded once (in the first); without plotly, a note."""
     if not available():
         return ("<p class=note><b>Interactive figures:</b> not drawn, plotly is not installed "
-                "(<code>pip install 'scalinglab[report]'</code>); the static figures below show the same "
+                "(<code>pip install plotly</code>); the static figures below show the same "
                 "data.</p>")
     figs = interactive_figures(sd, fits)
     if not figs:
