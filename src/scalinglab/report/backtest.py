@@ -102,15 +102,15 @@ def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None
                     f"<td>{_inside(r)}" + (f" ({100 * r.coverage95:.0f}%)" if np.isfinite(r.coverage95) else "")
                     + "</td></tr>")
     if len(rows) > 1:
-        parts.append("<table>" + "".join(rows) + "</table>")
+        parts.append("<div class=scroll><table>" + "".join(rows) + "</table></div>")
         for label, r in pbs.results.items():
             pts = ["<tr><th>N</th><th>D</th><th>measured</th><th>predicted</th><th>95% interval</th>"
                    "<th>error</th></tr>"]
             for p in r.points.itertuples(index=False):
                 pts.append(f"<tr><td>{p.n:.4g}</td><td>{p.d:.4g}</td><td>{p.actual:.4f}</td><td>{p.predicted:.4f}"
                            f"</td><td>{p.low:.4f} - {p.high:.4f}</td><td>{100 * p.rel_error:.2f}%</td></tr>")
-            parts.append(f"<details><summary>{_esc(label)}: the held-out runs</summary><table>{''.join(pts)}"
-                         "</table></details>")
+            parts.append(f"<details><summary>{_esc(label)}: the held-out runs</summary><div class=scroll><table>"
+                         f"{''.join(pts)}</table></div></details>")
     for note in pbs.notes:
         parts.append(f'<p class="note">{_esc(note)}</p>')
     if not pbs.results and not pbs.notes:

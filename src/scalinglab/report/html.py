@@ -34,7 +34,7 @@ th{background:#f3f3f3} .yes{background:#dff5df} .inconclusive{background:#fff4d6
 .nm{color:#888} img{max-width:100%;border:1px solid #eee} figure{margin:1.5em 0} .note{color:#777}
 .scroll{overflow-x:auto;max-width:100%} .scroll table{margin:0}
 figure.plotly{border:1px solid #eee;padding:4px} figcaption{font-size:14px;color:#444}
-@media (max-width:700px){body{margin:1em auto;padding:0 .5em} td,th{padding:3px 4px;font-size:12px}}
+@media (max-width:700px){body{margin:1em auto;padding:0 .5em} td,th{padding:3px 4px;font-size:12px;min-width:6em}}
 """
 
 

@@ -190,7 +190,7 @@ def render_html(an: ReconcileAnalysis, figures: list, name: str) -> str:
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}}table{{border-collapse:collapse}}.yes{{color:#070}}
 .no{{color:#a00}}.inconclusive{{color:#a60}}img{{max-width:100%}}.scroll{{overflow-x:auto;max-width:100%}}
 .edge{{background:#fff0c2}}.flag{{background:#fff7e0;border-left:4px solid #e0a000;padding:.2em 1em}}
-@media (max-width:700px){{body{{margin:1em auto;padding:0 .5em}}td,th{{padding:2px 4px;font-size:12px}}}}
+@media (max-width:700px){{body{{margin:1em auto;padding:0 .5em}}td,th{{padding:2px 4px;font-size:12px;min-width:6em}}}}
 </style></head><body>
 <h1>Kaplan against Chinchilla on one model family ({e(name)})</h1>
 <p>Compute-optimal exponent a in N_opt &prop; C<sup>a</sup> under five settings that add one correction at a time
