@@ -146,14 +146,15 @@ def test_tuning_rule_and_report(analysis):
 
 
 def _refs(page: str) -> list[str]:
-    """Every src and href attribute value of the page's elements (scripts' text is not parsed as tags)."""
+    """Every src and href attribute value of the page's elements but links within the page (#name); scripts'
+    text is not parsed as tags."""
     from html.parser import HTMLParser
 
     found = []
 
     class P(HTMLParser):
         def handle_starttag(self, tag, attrs):
-            found.extend(v for k, v in attrs if k in ("src", "href") and v is not None)
+            found.extend(v for k, v in attrs if k in ("src", "href") and v is not None and not v.startswith("#"))
 
     P().feed(page)
     return found

@@ -42,12 +42,13 @@ def report(store, tmp_path_factory):
 
 
 def _refs(page: str) -> list[str]:
-    """Every src and href attribute of the page's elements (a script's text is not parsed as tags)."""
+    """Every src and href attribute of the page's elements but links within the page (#name); a script's text
+    is not parsed as tags."""
     found = []
 
     class P(HTMLParser):
         def handle_starttag(self, tag, attrs):
-            found.extend(v for k, v in attrs if k in ("src", "href") and v is not None)
+            found.extend(v for k, v in attrs if k in ("src", "href") and v is not None and not v.startswith("#"))
 
     P().feed(page)
     return found
@@ -70,6 +71,8 @@ def test_page_is_self_contained_with_plotly_embedded_once(report):
     assert n_plots >= 3 and page.count("<figure class=plotly>") == n_plots
     assert "not installed" not in page
     assert "<div class=scroll><table><tr><th>name</th>" in page  # the runs table scrolls inside the page
+    anchors = set(re.findall(r" id=([\w-]+)", page))
+    assert {"findings", "predicted"} <= anchors and all(h[1:] in anchors for h in re.findall(r"href='(#[\w-]+)'", page))
 
 
 def test_hover_names_each_run_and_the_papers_laws_stand_beside_the_fits(report, store):
@@ -88,9 +91,19 @@ def test_hover_names_each_run_and_the_papers_laws_stand_beside_the_fits(report, 
     names = [t["name"] for t in traces]
     assert any(n.startswith("this study: L(N) = ") for n in names)
     assert "Kaplan et al. 2020: L(N) = (8.8e+13 / N)^0.076" in names
+    glance = page[page.index("<h2>At a glance</h2>"):page.index("<h2 id=findings>")]
+    a = rep.fits["L(N)"].law
+    assert f"alpha_N, loss against parameters: <b>{a.params['alpha_N']:.4g}</b>" in glance and "0.076" in glance
     curves = _plot_data(page, "ifig1")
     assert {t["customdata"][0][0] for t in curves if t.get("legendgroup") == "runs"} == set(sizes.index)
     assert any(t["name"].startswith("Kaplan et al. 2020: L(C_min)") for t in curves)
+    # the curve browser: 'all runs', then one entry per run that shows that run's curve alone
+    menu = json.JSONDecoder().raw_decode(page, page.index('"updatemenus":', page.index('"ifig2"')) + 14)[0]
+    buttons = menu[0]["buttons"]
+    n = len(_plot_data(page, "ifig2"))
+    assert buttons[0]["label"] == "all runs" and len(buttons) == n + 1 == len(sizes) + 1
+    for i, b in enumerate(buttons[1:]):
+        assert b["args"][0]["visible"] == [j == i for j in range(n)]
 
 
 def test_static_figures_plain_ticks_no_empty_panel_and_legends_outside(store):

@@ -72,7 +72,7 @@ def _esc(x) -> str:
 
 def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None) -> str:
     """The section's HTML (figure embedded as base64 PNG; also written to OUT/fig_backtest.png with out_dir)."""
-    parts = ["<h2>Predicted before seen</h2>",
+    parts = ["<h2 id=predicted>Predicted before seen</h2>",
              "<p>The study's L(N, D) fitted without its largest runs, then asked for them: the error a user of "
              "these laws should expect when predicting a run larger than any trained. <i>largest N</i> holds out "
              "the runs of the largest model, <i>largest D</i> those with the most tokens; the intervals are 95% "

@@ -117,6 +117,32 @@ def verdict_counts(findings) -> str:
     return ", ".join(f"{k} {v}" for v, k in n.items() if k)
 
 
+# the headline numbers at the top of the page: (law, parameter, what it is)
+HEADLINE = (("L(N)", "alpha_N", "alpha_N, loss against parameters"), ("L(D)", "alpha_D", "alpha_D, loss against data"),
+            ("L(C_min)", "alpha_C_min", "alpha_C_min, loss against compute (6ND)"),
+            ("N_opt(C)", "exponent", "a in N_opt ~ C^a (6ND)"))
+
+
+def _glance(fits: dict, findings: list, pbs: PredictedBeforeSeen | None) -> str:
+    """The page's summary: the verdict count, the headline exponents with their intervals beside the paper's, and
+    the predicted-before-seen errors."""
+    items = [f"<li><b>{_esc(verdict_counts(findings))}</b> of {len(findings)} findings "
+             f"(<a href='#findings'>the findings</a>)</li>"]
+    for key, name, label in HEADLINE:
+        lf = fits.get(key)
+        if lf is None or lf.law is None or name not in lf.law.params:
+            continue
+        lo, hi = lf.law.ci.get(name, (np.nan, np.nan))
+        paper = PAPER.get(key, {}).get(name)
+        items.append(f"<li>{_esc(label)}: <b>{_num(lf.law.params[name])}</b> (95% [{_num(lo)}, {_num(hi)}]); "
+                     f"Kaplan et al. 2020: {_num(paper)}</li>")
+    for label, r in (pbs.results.items() if pbs is not None else ()):
+        items.append(f"<li>predicted before seen, {_esc(label)} held out: mean error <b>{100 * r.mean_rel_error:.2f}%"
+                     f"</b> over {r.n_points} run{'s' if r.n_points != 1 else ''} "
+                     f"(<a href='#predicted'>the section</a>)</li>")
+    return "<h2>At a glance</h2><ul>" + "".join(items) + "</ul>"
+
+
 def _runs_table(sd: StudyData) -> str:
     cols = ["name", "status", "N", "n_params_total", "n_layer", "d_model", "n_head", "B", "S", "D", "d_unique",
             "C", "precision", "final_test_loss", "wall_time_s", "attempts"]
@@ -152,7 +178,8 @@ def _figures_section(sd: StudyData, fits: dict, figures: list[FigureResult]) -> 
             f"analogues of the paper's Figs. 1-11 this study's runs allow.</p>{static}")
 
 
-def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult], predicted: str = "") -> str:
+def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult], predicted: str = "",
+                pbs: PredictedBeforeSeen | None = None) -> str:
     n_done = len(sd.runs)
     stop = {"validation": "the step of lowest validation loss (a split disjoint from test)",
             "test": "the step of lowest test loss (this store has no validation split: optimistic)",
@@ -168,7 +195,8 @@ scalinglab, reproducing Kaplan et al. 2020, "Scaling Laws for Neural Language Mo
 the test split; an early-stopped loss is the test loss at {_esc(chosen)}. N: non-embedding parameters.
 Compute C is fitted under two conventions, each law's row saying which: {_esc(COMPUTE_TEXT["6ND"])} ("6ND",
 Kaplan's, used by findings 7 and 11) and {_esc(COMPUTE_TEXT["exact"])} ("exact").</p>
-<h2>Findings</h2>
+{_glance(fits, findings, pbs)}
+<h2 id=findings>Findings</h2>
 <p><b>{_esc(verdict_counts(findings))}</b> of {len(findings)} findings.</p>
 <p>Verdicts: <b>yes</b> (the 95% interval lies inside the finding's tolerance band around the paper's value),
 <b>no</b> (it lies wholly outside the band), <b>inconclusive</b> (it reaches across an edge of the band: too wide to
@@ -231,7 +259,7 @@ def render_report(analysis, out_dir: str | Path, *, force: bool = False) -> Repo
     pbs = getattr(analysis, "predicted", None)
     if pbs is None:
         pbs = PredictedBeforeSeen(notes=["not run for this analysis (scalinglab.analysis.analyze runs it)"])
-    page = render_html(sd, fits, findings, figures, backtest_section(pbs, out))
+    page = render_html(sd, fits, findings, figures, backtest_section(pbs, out), pbs)
     outdir.write_text(out / "report.html", page)
     outdir.write_text(out / "findings.json", json.dumps([f.to_dict() for f in findings], indent=1))
     return Report(out / "report.html", figures, fits, findings, analysis)

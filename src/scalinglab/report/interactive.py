@@ -2,8 +2,8 @@
 
 Rendering only, like scalinglab.report.figures: the points and laws come from a StudyData and its LawFits.
 Every point and curve tells on hover its run's id, N, D (tokens) and loss. The page stays self-contained:
-plotly.js is embedded once, in the first figure, and the others use it (no network). Plotly is optional
-(a dependency; `pip install plotly` where it is missing): without it `interactive_section` says so and the page keeps its PNGs.
+plotly.js is embedded once, in the first figure, and the others use it (no network). Plotly is a dependency;
+where it is missing, `interactive_section` says so and the page keeps its PNGs.
 """
 
 from __future__ import annotations
@@ -183,8 +183,14 @@ def fig_tokens(go, sd: StudyData, fits: dict):
         return None
     fig = go.Figure()
     _curves(go, fig, sd, set(sd.sizes["run_id"]), "tokens")
-    return _layout(fig, "Learning curves by model size (larger models need fewer tokens)", "tokens processed",
-                   "test loss (nats/token)")
+    n = len(fig.data)
+    # a curve browser: every run, or one run alone (its name and N), from a menu above the plot
+    buttons = [dict(label="all runs", method="restyle", args=[{"visible": [True] * n}])]
+    buttons += [dict(label=tr.name, method="restyle", args=[{"visible": [j == i for j in range(n)]}])
+                for i, tr in enumerate(fig.data)]
+    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=1, xanchor="right",
+                                        y=1.02, yanchor="bottom", font=dict(size=11))])
+    return _layout(fig, "Learning curves by model size", "tokens processed", "test loss (nats/token)")
 
 
 def fig_nd(go, sd: StudyData, fits: dict):
@@ -260,7 +266,8 @@ def interactive_section(sd: StudyData, fits: dict) -> str:
     if not figs:
         return "<p class=note>No interactive figure: the store has no learning curves or fitted laws.</p>"
     parts = [f"<p>Hover a point or curve for its run's id, N, D and loss; click a legend entry to hide it, "
-             f"double-click to show it alone. Dotted grey: {PAPER_NAME}'s own law with the paper's constants "
+             f"double-click to show it alone; Figure 2's menu shows one run's curve at a time. Dotted grey: "
+             f"{PAPER_NAME}'s own law with the paper's constants "
              f"(WebText2, its tokenizer: compare slopes, not levels).</p>"]
     for i, (key, title, fig) in enumerate(figs):
         div = fig.to_html(full_html=False, include_plotlyjs=(i == 0), include_mathjax=False, div_id=key,

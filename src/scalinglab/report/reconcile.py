@@ -201,7 +201,8 @@ from (b) on. Intervals are 95% bootstrap intervals; a correction "moves" the exp
 change excludes 0, and "does not" only when it lies within &plusmn;{EQUIVALENCE} (this project's choice: the smallest
 step of Porian et al.'s path, rounded).</p>
 <h2>Exponent by setting</h2>
-<div class=scroll><table><tr><th>setting</th><th>what changes</th><th>a, approach 1</th><th>a, approach 2</th><th>a, approach 3</th>
+<div class=scroll><table><tr><th>setting</th><th>what changes</th><th>a, approach 1</th><th>a, approach 2</th>
+<th>a, approach 3</th>
 <th>b (D_opt), approach 2</th><th>a, N total</th><th>D_opt/N_opt median (range)</th><th>budgets used / left out</th>
 <th>Porian et al. a</th></tr>{"".join(rows)}</table></div>
 {_edges_html(rule)}
