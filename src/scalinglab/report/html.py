@@ -197,7 +197,6 @@ Compute C is fitted under two conventions, each law's row saying which: {_esc(CO
 Kaplan's, used by findings 7 and 11) and {_esc(COMPUTE_TEXT["exact"])} ("exact").</p>
 {_glance(fits, findings, pbs)}
 <h2 id=findings>Findings</h2>
-<p><b>{_esc(verdict_counts(findings))}</b> of {len(findings)} findings.</p>
 <p>Verdicts: <b>yes</b> (the 95% interval lies inside the finding's tolerance band around the paper's value),
 <b>no</b> (it lies wholly outside the band), <b>inconclusive</b> (it reaches across an edge of the band: too wide to
 tell), <b>premise not met</b> (this design cannot test the claim as the paper states it; the reason says what it
