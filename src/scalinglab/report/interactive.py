@@ -188,9 +188,11 @@ def fig_tokens(go, sd: StudyData, fits: dict):
     buttons = [dict(label="all runs", method="restyle", args=[{"visible": [True] * n}])]
     buttons += [dict(label=tr.name, method="restyle", args=[{"visible": [j == i for j in range(n)]}])
                 for i, tr in enumerate(fig.data)]
-    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=1, xanchor="right",
-                                        y=1.02, yanchor="bottom", font=dict(size=11))])
-    return _layout(fig, "Learning curves by model size", "tokens processed", "test loss (nats/token)")
+    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=0, xanchor="left",
+                                        y=1.01, yanchor="bottom", font=dict(size=11))])
+    fig = _layout(fig, "Learning curves by model size", "tokens processed", "test loss (nats/token)")
+    fig.update_layout(margin=dict(t=95), title=dict(y=0.97, yanchor="top"))  # the menu under the title, left
+    return fig
 
 
 def fig_nd(go, sd: StudyData, fits: dict):
