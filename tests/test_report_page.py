@@ -132,6 +132,41 @@ def test_static_figures_plain_ticks_no_empty_panel_and_legends_outside(store):
     plt.close(shape)
 
 
+@pytest.fixture(scope="module")
+def subset_store(byte_dataset, tmp_path_factory):
+    """Three sizes on all the data and the largest on three nested data subsets (repeated): L(D) and L(N, D)."""
+    runs = [(dict(n_layer=n_layer, d_model=d_model, n_head=2), ["sizes"])
+            for n_layer, d_model in ((1, 16), (1, 32), (2, 32))]
+    runs += [(dict(n_layer=2, d_model=32, n_head=2, d_unique=d), ["subsets"]) for d in (2_000, 5_000, 12_000)]
+    return train_store(tmp_path_factory.mktemp("page-subsets") / "s.sqlite", byte_dataset, "t", runs, n_ctx=32,
+                       tokens=24_000, batch_size=8, n_evals=6, eval_tokens=2048)
+
+
+@pytest.mark.slow(seconds=40)
+def test_data_panels_with_the_papers_laws(subset_store):
+    from scalinglab.report.interactive import interactive_figures
+
+    sd = StudyData.from_store(subset_store)
+    fits = fit_study(sd, n_resamples=10)
+    assert len(fits["L(D)"].data) == 3 and len(fits["L(N,D)"].data) == 6
+    figs = {k: f for k, _, f in interactive_figures(sd, fits)}
+    assert {"ifig1", "ifig1n", "ifig1d", "ifig2", "ifig4"} <= set(figs)
+    subsets = sd.subsets.set_index("run_id")
+    pts = [t for t in figs["ifig1d"].data if t.mode == "markers"][0]
+    assert {row[0] for row in pts.customdata} == set(subsets.index)
+    for rid, n, d, loss in pts.customdata:  # D: the subset's unique tokens, the x the law is fitted on
+        assert n == subsets.loc[rid, "N"] and d == subsets.loc[rid, "d_unique"]
+    names = [t.name for t in figs["ifig1d"].data]
+    assert "Kaplan et al. 2020: L(D) = (5.4e+13 / D)^0.095" in names
+    nd = figs["ifig4"].data
+    marked = [t for t in nd if t.mode == "markers"]
+    assert len(marked) == len(set(fits["L(N,D)"].data["D"]))  # one trace per data size
+    assert sum(t.name.startswith("Kaplan et al. 2020 eq. 1.5, D = ") for t in nd) == len(marked)
+    fig = fig1_overview(sd, fits)  # with subset runs the L(D) panel is drawn, between the others
+    assert [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"][1:] == ["L(D)", "L(N)"]
+    plt.close(fig)
+
+
 def test_plain_number():
     assert [plain_number(x) for x in (5, 6.5, 0.02, 2000, 2e5, 1e-12, 1e4, 0)] == [
         "5", "6.5", "0.02", "2000", "2e5", "1e-12", "1e4", "0"]
