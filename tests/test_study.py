@@ -165,8 +165,9 @@ def test_a_task_carries_its_config_with_its_threads_and_crosses_a_json_boundary_
 
     study = load_study(write_spec(tmp_path, byte_dataset))
     run = study.runs[0]
-    task = RunTask.for_run(run, 3, study)
-    assert task.threads == task.config.threads == 3 and run.threads is None  # the study's config is untouched
+    given = run.threads
+    task = RunTask.for_run(run, (given or 1) + 2, study)
+    assert task.threads == task.config.threads == (given or 1) + 2 and run.threads == given  # the study's: untouched
     assert task.run_id == run.run_id() == task.config.run_id()
     back = RunTask.from_json(json.loads(json.dumps(task.to_json())))  # torchrun's task file
     assert back == task and back.config is not task.config
