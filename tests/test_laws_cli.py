@@ -189,3 +189,21 @@ def test_fit_by_is_for_the_shared_e_form_only(tmp_path, capsys):
     two_dataset_csv(tmp_path).to_csv(path, index=False)
     rc, _, err = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens", "--by", "dataset")
     assert rc == 2 and "--group" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_form_registry_is_what_the_command_offers_and_explains(capsys):
+    from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, FORMS, form_help, get_form
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for name in FORMS:  # every registered form is listed with its title and formula, as the registry writes it
+        assert f"  {name:<20} {form_help(name)}" in text, name
+        assert get_form(name).name == name
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "runs.csv", "--form", "not_a_form"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and all(f"'{name}'" in err for name in FORM_NAMES)
+    assert FIX_E_FORMS == ("chinchilla", "chinchilla_tied", "data_constrained")
+    with pytest.raises(FitError, match="applies to chinchilla, chinchilla_tied and data_constrained, not 'kaplan_nd'"):
+        get_form("kaplan_nd", fix_e=1.7)

@@ -8,10 +8,10 @@ import warnings
 
 from scalinglab.commands._common import nonnegative_int, positive_int
 from scalinglab.errors import FitError
-from scalinglab.laws.forms import FORM_NAMES, fmt_number
+from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, fmt_number, form_help
 
-# what the chinchilla-family forms need beyond N, D and the loss; `fit` and `backtest` take them the same way
-FIX_E_FORMS = ("chinchilla", "chinchilla_tied", "data_constrained")
+# what the chinchilla-family forms need beyond N, D and the loss (FIX_E_FORMS: the registry's, laws.forms); `fit`
+# and `backtest` take them the same way
 U_FORMS = ("data_constrained",)
 
 
@@ -56,17 +56,13 @@ def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
 
 
 def forms_epilog(names=None) -> str:
-    """The law forms, one line each, from the form registry (laws.forms): name, what it is, its formula."""
-    from scalinglab.laws.forms import get_form
-
+    """The law forms, one line each, from the form registry (laws.forms.FORMS): name, what it is, its formula."""
     lines = ["law forms (--form):"]
     for name in names or FORM_NAMES:
         if name == "auto":
             lines.append("  auto                 chosen by nested backtests inside the fitting data")
-            continue
-        f = get_form(name)
-        title = "Chinchilla L(N, D) with E shared across groups (--by)" if name == "chinchilla_shared_e" else f.title
-        lines.append(f"  {name:<20} {title}: {f.text()}")
+        else:
+            lines.append(f"  {name:<20} {form_help(name)}")
     return "\n".join(lines)
 
 

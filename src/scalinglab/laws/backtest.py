@@ -31,7 +31,7 @@ import pandas as pd
 from scalinglab.errors import FitError
 from scalinglab.laws.inputs import prepare, read_table
 from scalinglab.laws.fit import FittedLaw, fit_law
-from scalinglab.laws.forms import get_form
+from scalinglab.laws.forms import FIX_E_FORMS, get_form
 from scalinglab.laws.result import NAN2, Result, bootstrap_groups, param, percentile_ci
 
 # N values closer than this ratio are one model size (extracted points of one model differ in the 6th digit)
@@ -458,7 +458,7 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
     (N, D, L, optionally U) and a `group` column (run id)."""
     candidates = candidates or auto_candidates(frame)
     if fix_e is not None:  # a fixed E belongs to the chinchilla family only
-        candidates = [c for c in candidates if c.form in ("chinchilla", "chinchilla_tied", "data_constrained")]
+        candidates = [c for c in candidates if c.form in FIX_E_FORMS]
     folds = nested_folds(frame, axis=axis)
     if not folds:
         what = "model sizes" if axis == "N" else f"values of {axis}"
