@@ -483,7 +483,7 @@ def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, ru
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res.approaches[3] = surface_optimum(pts, n="N", d="D", c="C", loss="loss", group="run_id",
+            res.approaches[3] = surface_optimum(pts, n="N", d="D", c="C", loss="loss", run="run_id",
                                                 n_resamples=min(n_resamples, 200), seed=seed,
                                                 c_range=(min(pts["budget"]), max(pts["budget"])), grid=surface_grid)
     except ScalingLabError as exc:

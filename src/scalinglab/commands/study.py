@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, fmt_num, out, \
-    positive_int, print_table
+from scalinglab.commands._common import add_n_resamples, add_tracker_args, check_tracker_args, console, fmt_num, \
+    out, positive_int, print_table
 from scalinglab.published import PF_DAY
 
 
@@ -53,7 +53,7 @@ def register(sub) -> None:
                                    "print each exponent with its 95%% bootstrap interval and the interval of their "
                                    "difference (the `families` preset trains such a store).")
     fp.add_argument("store", help="run store (.sqlite) holding the runs of more than one family")
-    fp.add_argument("--bootstrap", type=int, default=300, metavar="K", help="bootstrap resamples (default 300)")
+    add_n_resamples(fp, 300, "bootstrap resamples (default 300)")
     fp.add_argument("--no-frontier", action="store_true", help="skip N_opt(C) (its bootstrap takes seconds)")
     fp.add_argument("--json", action="store_true", help="print JSON instead of text")
     fp.set_defaults(func=cmd_families)
@@ -167,11 +167,8 @@ def cmd_families(args) -> int:
     import json
 
     from scalinglab.analysis.families import compare_store
-    from scalinglab.errors import ConfigError
 
-    if args.bootstrap < 0:
-        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    cmp = compare_store(args.store, n_resamples=args.bootstrap, frontier=not args.no_frontier)
+    cmp = compare_store(args.store, n_resamples=args.n_resamples, frontier=not args.no_frontier)
     if args.json:
         print(json.dumps(cmp.to_dict()))
     else:
