@@ -154,7 +154,7 @@ def test_shipped_plans_expand_into_valid_studies_that_bracket_every_budget(prese
     from scalinglab.sweep.spec import load_study
 
     plan_path = resources.files("scalinglab.studies").joinpath(preset, "plan.toml")
-    plan = rc.Plan.load(plan_path)
+    plan = rc.ReconcilePlan.load(plan_path)
     vocab = int(plan.data["tokenizer"].split("-")[1])
     assert len(plan.budgets) >= 4 and np.log10(plan.budgets[-1] / plan.budgets[0]) >= 1.5
     specs = rc.plan_specs(plan, vocab)
@@ -182,10 +182,10 @@ def test_a_bad_plan_is_one_clear_error(tmp_path):
     p = tmp_path / "plan.toml"
     p.write_text('[data]\ncorpus = "default"\n[plan]\nbudgets = [1e12, 1e11]\nsizes = []\nwarmpu = 3\n')
     with pytest.raises(ConfigError, match="unknown key"):
-        rc.Plan.load(p)
+        rc.ReconcilePlan.load(p)
     p.write_text('[data]\ncorpus = "default"\n[plan]\nbudgets = [1e12, 1e11]\nsizes = []\n')
     with pytest.raises(ConfigError, match="at least 5 sizes"):
-        rc.Plan.load(p)
+        rc.ReconcilePlan.load(p)
 
 
 def test_warmup_tokens_and_a_fixed_cosine_horizon():
@@ -251,8 +251,8 @@ def test_runs_outside_the_current_specs_are_left_out(tmp_path):
         runs = st.runs()
     keep = set(runs.loc[~runs["study"].isin([rc.STUDY["kaplan"], rc.STUDY["warmup"]]), "run_id"])
     grid = get_form("chinchilla").start_grid()[::400]
-    an = rc.analyse(path, BUDGETS, n_resamples=10, surface_grid=grid, run_ids=keep)
+    an = rc.analyze(path, BUDGETS, n_resamples=10, surface_grid=grid, run_ids=keep)
     assert all(len(an.settings[s].points) == 0 for s in "abc")
     assert set(an.settings["d"].points["run_id"]) <= keep and len(an.settings["d"].points) > 0
-    full = rc.analyse(path, BUDGETS, n_resamples=10, surface_grid=grid)
+    full = rc.analyze(path, BUDGETS, n_resamples=10, surface_grid=grid)
     assert all(len(full.settings[s].points) > 0 for s in "abc")

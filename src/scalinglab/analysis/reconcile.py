@@ -57,7 +57,7 @@ EQUIVALENCE = 0.03
 
 
 @dataclass
-class Plan:
+class ReconcilePlan:
     data: dict  # the [data] table every study shares
     sizes: list[dict]  # shapes: n_layer, d_model, n_head
     budgets: list[float]  # compute budgets (FLOP; 6ND in (a), exact from (b) on)
@@ -78,7 +78,7 @@ class Plan:
     base: dict = field(default_factory=dict)  # more RunConfig fields for every run (device, threads, ...)
 
     @classmethod
-    def load(cls, path: str | Path) -> Plan:
+    def load(cls, path: str | Path) -> ReconcilePlan:
         from scalinglab.training.config import load_toml
 
         raw = load_toml(path, "reconcile plan")
@@ -139,17 +139,17 @@ def _warmup(per_param: int, tokens: int) -> int:
     return max(1, min(per_param, tokens // 4))
 
 
-def _common(plan: Plan) -> dict:
+def _common(plan: ReconcilePlan) -> dict:
     return {"n_ctx": plan.n_ctx, "batch_size": plan.batch_size, "lr": plan.lr, "beta2": plan.beta2,
             "n_evals": plan.n_evals, "eval_tokens": plan.eval_tokens, "eval_sets": ["test"], **plan.base}
 
 
-def _study(name: str, plan: Plan, base: dict, axes: dict, note: str) -> dict:
+def _study(name: str, plan: ReconcilePlan, base: dict, axes: dict, note: str) -> dict:
     return {"study": {"name": name, "data": "data", "store": "study.sqlite", "description": note},
             "data": dict(plan.data), "base": base, "axes": [{"mode": "zip", **axes}]}
 
 
-def plan_specs(plan: Plan, vocab: int) -> list[tuple[str, dict]]:
+def plan_specs(plan: ReconcilePlan, vocab: int) -> list[tuple[str, dict]]:
     """The studies that need no results to be planned: (a/b) long runs, (c) long runs, (d) grid, the sweep."""
     sizes = [dict(s) for s in plan.sizes]
     horizon = max(plan.curve_tokens(s, vocab) for s in sizes)
@@ -237,7 +237,7 @@ def choice_for(rule: pd.DataFrame, n: float):
     return chosen.iloc[i]
 
 
-def tuned_spec(plan: Plan, vocab: int, runs: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
+def tuned_spec(plan: ReconcilePlan, vocab: int, runs: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
     """The (e) grid: every (size, budget) of (d) with the size's chosen hyper-parameters (a size the sweep did not
     reach takes the choice of the nearest size swept). Sizes whose choice is the baseline reuse their (d) runs."""
     rule = tuning_rule(runs)
@@ -441,7 +441,7 @@ def _n_total_exponent(res, pts: pd.DataFrame) -> float:
     return float(np.polyfit(np.log(m["C"].to_numpy(float)), nt, 1)[0])
 
 
-def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, runs: pd.DataFrame | None,
+def analyze_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, runs: pd.DataFrame | None,
                     exact: bool, n_resamples: int = 400, seed: int = 0, surface_grid=None) -> SettingResult:
     """All three approaches on one setting's IsoFLOP points (approach 1 on the learning curves when the
     setting has long runs, else on the final losses)."""
@@ -491,7 +491,7 @@ def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, ru
     return res
 
 
-def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
+def analyze(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
             surface_grid=None, run_ids=None) -> ReconcileAnalysis:
     """The reconcile analysis of a store written by the reconcile preset (runs found by their study names;
     `run_ids`, when given, keeps only those runs: the preset passes its current specs' runs, so runs of an
@@ -548,18 +548,18 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
         src = {"a": by["kaplan"], "b": by["kaplan"], "c": by["warmup"], "d": by["cosine"], "e": e_runs}[key]
         if key in ("a", "b", "c"):
             pts = curve_points(src, curves, budgets, exact) if len(src) else pd.DataFrame()
-            out[key] = analyse_setting(key, pts, curves, src if len(src) else None, exact, n_resamples, seed,
+            out[key] = analyze_setting(key, pts, curves, src if len(src) else None, exact, n_resamples, seed,
                                        surface_grid)
         else:
             pts = grid_points(src, budgets) if len(src) else pd.DataFrame()
-            out[key] = analyse_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
+            out[key] = analyze_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
     steps = [compare(out[a].primary, out[b].primary, a, b, seed) for a, b in itertools.pairwise(SETTINGS)]
     steps.append(compare(out["a"].primary, out["e"].primary, "a", "e", seed))
     return ReconcileAnalysis(settings=out, steps=steps, rule=rule, budgets=budgets)
 
 
-def load_plan_and_vocab(plan_path: str | Path, data_dir: str | Path | None) -> tuple[Plan, int]:
-    plan = Plan.load(plan_path)
+def load_plan_and_vocab(plan_path: str | Path, data_dir: str | Path | None) -> tuple[ReconcilePlan, int]:
+    plan = ReconcilePlan.load(plan_path)
     vocab = None
     if data_dir is not None and (Path(data_dir) / "meta.json").is_file():
         from scalinglab.data.shards import TokenDataset
@@ -578,11 +578,11 @@ __all__ = [
     "SETTINGS",
     "TITLES",
     "FitError",
-    "Plan",
+    "ReconcilePlan",
     "ReconcileAnalysis",
     "SettingResult",
     "Step",
-    "analyse",
+    "analyze",
     "compare",
     "curve_points",
     "grid_points",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from scalinglab.commands._common import add_alias, add_n_resamples, positive_int
-from scalinglab.commands.fit import add_law_options, law_options
+from scalinglab.commands._common import add_alias, add_n_resamples, fmt_num, positive_int
+from scalinglab.commands.fit import add_law_options, forms_epilog, law_options
 from scalinglab.laws.forms import FORM_NAMES
 
 BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied",
@@ -17,7 +17,6 @@ BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", 
 def register(subparsers):
     import argparse
 
-    from scalinglab.commands.fit import forms_epilog
 
     p = subparsers.add_parser("backtest", help="fit on smaller runs, predict held-out larger runs, score it",
                               description=__doc__, epilog=forms_epilog(BACKTEST_FORMS),
@@ -62,7 +61,6 @@ def _print(res):
     from rich.console import Console
     from rich.table import Table
 
-    from scalinglab.commands._common import fmt_num
 
     con = Console()
     for key, sel in res.selections.items():

@@ -37,7 +37,7 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
-def analyse(df, *, n, c=None, d=None, loss, budget=None, approach=2, run=None, window=2, n_resamples=None,
+def analyze(df, *, n, c=None, d=None, loss, budget=None, approach=2, run=None, window=2, n_resamples=None,
             seed=0):
     """One ComputeOptimal for the rows of `df` (the CLI's work, callable from Python)."""
     from scalinglab.laws.frontier import envelope, isoflop_minima, surface_optimum
@@ -76,7 +76,7 @@ def run(args) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = analyse(part.reset_index(drop=True), n=args.n, c=args.c, d=args.d, loss=args.loss,
+                res = analyze(part.reset_index(drop=True), n=args.n, c=args.c, d=args.d, loss=args.loss,
                               budget=args.budget, approach=args.approach, run=args.run, window=args.window,
                               n_resamples=args.n_resamples, seed=args.seed)
         except ScalingLabError as exc:
