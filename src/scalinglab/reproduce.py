@@ -24,7 +24,6 @@ from pathlib import Path
 
 from scalinglab import outdir
 from scalinglab.errors import ConfigError
-from scalinglab.sweep import load_study, run_study
 
 PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu", "families")
 # Presets that are a reconcile plan (analysis/reconcile.py), not study specs
@@ -115,6 +114,7 @@ def reproduce(preset: str = "smoke", out: str | Path | None = None, *, workers: 
     default folder OUT/study.sqlite.tracking/<tracker>); force: write into an OUT holding other files, replacing only
     scalinglab's own."""
     from scalinglab.report.html import write_report
+    from scalinglab.sweep import load_study, run_study
 
     out = Path(out or f"reproduce-{preset}")
     if preset in RECONCILE_PRESETS:
@@ -169,6 +169,7 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
     from scalinglab.analysis import reconcile as rc
     from scalinglab.report.reconcile import write_reconcile_report
     from scalinglab.store import RunStore
+    from scalinglab.sweep import load_study, run_study
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

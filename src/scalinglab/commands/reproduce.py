@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from scalinglab.commands._common import add_n_resamples, add_tracker_args, check_tracker_args, console, \
     positive_int
+from scalinglab.reproduce import PRESETS, reproduce
 
 
 def register(sub) -> None:
-    from scalinglab.reproduce import PRESETS
-
     p = sub.add_parser("reproduce", help="reproduce Kaplan et al. 2020 at this machine's scale (resumable)")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
                    help="ci (~1 min), smoke (~10 min on 2 cores, default), cpu (~1 h), gpu (one GPU, hours); "
@@ -30,7 +29,6 @@ def register(sub) -> None:
 
 def cmd_reproduce(args) -> int:
     from scalinglab.commands.report import print_findings, print_laws
-    from scalinglab.reproduce import reproduce
 
     check_tracker_args(args)
     res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.n_resamples,

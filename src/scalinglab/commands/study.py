@@ -12,6 +12,7 @@ from __future__ import annotations
 from scalinglab.commands._common import add_n_resamples, add_tracker_args, check_tracker_args, console, fmt_num, \
     out, positive_int, print_table
 from scalinglab.published import PF_DAY
+from scalinglab.store import RunStore
 
 
 def register(sub) -> None:
@@ -68,8 +69,6 @@ def cmd_run(args) -> int:
     for kept, dropped in study.merged:
         console.print(f"note: {dropped} is the same model and budget as {kept}: trained once")
     if args.dry_run:
-        from scalinglab.store import RunStore
-
         store = RunStore(study.store_path, readonly=True) if study.store_path.exists() else None
         plan = plan_study(study, store=store, workers=args.workers, threads_per_worker=args.threads_per_worker,
                           retry_failed=args.retry_failed, probe=not args.no_probe, nproc_per_node=args.nproc_per_node,
@@ -130,7 +129,6 @@ def _print_plan(plan) -> None:
 def cmd_status(args) -> int:
     from rich.table import Table
 
-    from scalinglab.store import RunStore
     from scalinglab.sweep import load_study
     from scalinglab.sweep.runner import STATUSES_ORDER, study_status
 

@@ -32,6 +32,7 @@ from scalinglab.errors import FitError
 from scalinglab.laws.inputs import prepare, read_table
 from scalinglab.laws.fit import FittedLaw, fit_law
 from scalinglab.laws.forms import FIX_E_FORMS, get_form
+from scalinglab.laws.optimize import Objective, lbfgs_batched, process_pool
 from scalinglab.laws.result import NAN2, Result, bootstrap_groups, param, percentile_ci
 
 # N values closer than this ratio are one model size (extracted points of one model differ in the 6th digit)
@@ -328,7 +329,6 @@ def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, dro
                    points: bool = False, axis: str = "N"):
     """Mean relative error of each (drop, fold) extrapolation for one form and Huber delta: every fold's fit
     from every start of the form's coarse grid runs in one batched L-BFGS call (a fold is a 0/1 weight row)."""
-    from scalinglab.laws.optimize import Objective, lbfgs_batched
 
     form = get_form(form_name, fix_e=fix_e)
     X = {v: frame[v].to_numpy(float) for v in form.inputs}
@@ -468,8 +468,6 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
     drops = list(dict.fromkeys(c.drop for c in candidates))
     jobs = [(frame, f, dl, folds, drops, fix_e) for f, dl in pairs]
     if n_jobs > 1 and len(jobs) > 1:
-        from scalinglab.laws.optimize import process_pool
-
         with process_pool(n_jobs) as pool:
             errs = list(pool.map(_nested_job, *zip(*jobs)))
     else:

@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from scalinglab.errors import FitError
+
 _LOG_MAX = 700.0  # exp() of more than this overflows a float64
 
 
@@ -399,8 +401,6 @@ class Chinchilla(ChinchillaFamily):
         self.tied = bool(tied)
         self.fix_e = None if fix_e is None else float(fix_e)
         if self.fix_e is not None and not (np.isfinite(self.fix_e) and self.fix_e > 0):
-            from scalinglab.errors import FitError
-
             raise FitError(f"a fixed irreducible loss must be a positive number, got {fix_e!r}")
         if self.tied:
             self.name, self.title = self.tied_name, self.title + ", alpha = beta"
@@ -911,8 +911,6 @@ FIX_E_FORMS = tuple(name for name, entry in FORMS.items() if entry.fix_e)
 def get_form(name: str, irreducible: bool = False, fix_e: float | None = None, groups=None) -> Form:
     """The form called `name` (FORMS); `irreducible` adds L_inf to the single-variable Kaplan power laws; `fix_e`
     fixes the irreducible loss E of the chinchilla family (FIX_E_FORMS)."""
-    from scalinglab.errors import FitError
-
     name = name.lower().replace("-", "_")
     entry = FORMS.get(name)
     if entry is None:
