@@ -6,7 +6,7 @@ import argparse
 import time
 
 from scalinglab.commands._common import positive_int
-from scalinglab.errors import DataError
+from scalinglab.errors import ConfigError, DataError
 
 
 def register(subparsers) -> None:
@@ -81,9 +81,8 @@ def _info(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
     from scalinglab.data.shards import TokenDataset
-    from scalinglab.errors import ConfigError
 
     ds = TokenDataset(args.dir)
     meta = ds.meta

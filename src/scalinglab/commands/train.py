@@ -7,13 +7,12 @@ from pathlib import Path
 
 from scalinglab.commands._common import add_store_arg, add_tracker_args, check_tracker_args, console, fmt_num, out
 from scalinglab.errors import ConfigError, DivergedError, RunFailedError
+from scalinglab.training.config import RunConfig, field_kinds, field_value, load_toml
 
 _SKIP = {"extra", "eval_sets"}
 
 
 def register(sub) -> None:
-    from scalinglab.config import RunConfig, field_kinds
-
     p = sub.add_parser("train", help="train one model and record it in a run store")
     p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
     add_store_arg(p)
@@ -47,8 +46,6 @@ def field_docs() -> dict[str, str]:
     import io
     import tokenize
 
-    from scalinglab.config import RunConfig
-
     docs: dict[str, str] = {}
     try:
         source = inspect.getsource(RunConfig)
@@ -73,8 +70,6 @@ def argparse_bool():
 
 def _number(name: str, kind):
     def parse(s: str):
-        from scalinglab.config import field_value
-
         try:
             return field_value(name, float(s))  # 2e6 is an int where the field is one
         except ConfigError:
@@ -85,8 +80,6 @@ def _number(name: str, kind):
 
 
 def build_config(args):
-    from scalinglab.config import RunConfig, load_toml
-
     base = {}
     if args.config:
         RunConfig.from_toml(args.config)  # the file alone must be a valid run config (errors name the file)
@@ -104,7 +97,7 @@ def run(args) -> int:
 
     from scalinglab.store import RunStore
     from scalinglab.tracking import tracked_store
-    from scalinglab.trainer import train_run
+    from scalinglab.training.trainer import train_run
 
     config = build_config(args)
     if not config.data:

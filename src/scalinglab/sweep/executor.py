@@ -9,10 +9,10 @@
 `writes_store` says who records a run: True when the process that trains it writes the store itself (sequential,
 local workers, torchrun's rank 0); False when the result comes back to the driver, which writes it (Ray: the
 workers may be on other machines, without the store's file system). The driver marks a run 'running' itself
-(`on_start`) only when the workers do not. A task carries its run id; no executor rebuilds its RunConfig.
+(`on_start`) only when the workers do not. A task carries its RunConfig and its run id; no executor rebuilds either.
 
 Grouping (opt-in, `group=True`): the sequential and local executors train runs that share a small model's shape
-together in one process as one batched model (`group_tasks`, grouped.py): each run is still stored, checkpointed
+together in one process as one batched model (`group_tasks`, training/grouped.py): each run is still stored, checkpointed
 and resumed as its own, and its curve equals its lone run's to float rounding. Off by default: on 2 CPU cores it
 measured no faster than the same runs packed one thread each (benchmarks/grouped.py: grouped-split against
 packed-1t 0.83x at shape a; against the packing of the time 0.97x to 1.18x), since the unembedding and its loss,
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from scalinglab.sweep.cost import flop_per_step
 from scalinglab.sweep.worker import Outcome, RunTask, run_group
 
 OnStart = Callable[[RunTask], None]
@@ -43,15 +44,13 @@ def group_tasks(tasks: list[RunTask], *, workers: int = 1, flop: dict[str, float
     is below GROUP_MAX_STEP_FLOP, form groups; every other run is a unit of one. A key's runs are ordered by FLOP
     (so runs of similar length share a group) and split into enough groups that `workers` processes all get one
     where there are runs enough (two runs at least per group), at most GROUP_MAX_RUNS each."""
-    from scalinglab.config import RunConfig
-    from scalinglab.grouped import group_key
-    from scalinglab.sweep.cost import flop_per_step
+    from scalinglab.training.grouped import group_key  # torch: only where grouping is asked for
 
     flop = flop or {}
     keyed: dict[tuple, list[RunTask]] = {}
     units: list[list[RunTask]] = []
     for t in tasks:
-        config = RunConfig.from_dict({**t.config, "threads": t.threads})
+        config = t.config
         key = group_key(config)
         small = vocab_size is not None and flop_per_step(config, vocab_size) <= GROUP_MAX_STEP_FLOP
         if key is None or not small:
@@ -147,6 +146,6 @@ class DDPExecutor(Executor):
         self.nproc = nproc
 
     def run(self, tasks, *, on_start, on_done) -> None:
-        from scalinglab.sweep.runner import run_ddp
+        from scalinglab.sweep.ddp_launch import run_ddp
 
         run_ddp(tasks, self.nproc, on_start=on_start, on_done=on_done)

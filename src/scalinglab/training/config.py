@@ -29,7 +29,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # Fields that do not change what is computed (where and how fast it runs): left out of the run id.
-_NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
+_NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s"}
 # Fields added after stores existed: left out of the id while they hold the value every earlier run had (unset, a
 # gpt2 model, float32 arithmetic), so existing runs keep their ids.
 _OPTIONAL_LATER = {"warmup_tokens": None, "schedule_tokens": None, "precision": "fp32", "family": "gpt2"}
@@ -94,7 +94,7 @@ class RunConfig:
             setattr(self, f.name, field_value(f.name, getattr(self, f.name)))
         self.validate()
         if self.precision == "auto":  # resolved here, once: the run id and the store record what is computed
-            from scalinglab._runtime import auto_precision
+            from scalinglab.training._runtime import auto_precision
 
             self.precision = auto_precision(self.device, self.d_model)
 
@@ -150,6 +150,10 @@ class RunConfig:
         return notes
 
     def peak_lr(self, n: int) -> float:
+        """The effective peak LR of a model of N = n: the given `lr` (None: Kaplan's rule at N) times lr_scale.
+        One meaning per place: the config's `lr` is the given peak (or None), the runs table's `lr` column is this
+        effective peak (computed once per run, by `describe`, which the trainer reads), and a curve point's `lr`
+        is the scheduled value at its step."""
         return (self.lr if self.lr is not None else kaplan_lr(n)) * self.lr_scale
 
     def validate(self) -> None:
@@ -185,6 +189,10 @@ class RunConfig:
     # ------------------------------------------------------------------------------------------ identity, io
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "RunConfig":
+        """A new config: this one with `changes` (checked as any config is; lists and dicts are copied)."""
+        return RunConfig.from_dict({**self.to_dict(), **changes}, where="run config")
 
     def run_id(self) -> str:
         """A stable id: hash of every field that changes what the run computes."""
