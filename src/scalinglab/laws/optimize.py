@@ -22,10 +22,14 @@ class Objective:
     """Mean Huber loss of log residuals, divided by delta so that its scale is ~ mean |residual|.
 
     weights: (n,) shared by all rows, or (K, n), one row per problem (bootstrap resample counts x weights).
+    overestimate: the over-estimate penalty, an asymmetric Huber loss: a residual where the law predicts more
+    than was measured (log Lhat > log L) weighs 1 + overestimate times one where it predicts less (0: the
+    symmetric loss of Hoffmann et al.).
     """
 
-    def __init__(self, form: Form, X: dict, logy: np.ndarray, delta: float = 1e-3):
+    def __init__(self, form: Form, X: dict, logy: np.ndarray, delta: float = 1e-3, overestimate: float = 0.0):
         self.form, self.X, self.logy, self.delta = form, X, np.asarray(logy, float), float(delta)
+        self.overestimate = float(overestimate)
         self.rows_evaluated = 0  # work done, a load-independent measure of cost
 
 
@@ -39,6 +43,10 @@ class Objective:
         d = self.delta
         c = np.clip(r, -d, d)
         h = c * (r - 0.5 * c)  # Huber: r^2/2 inside [-d, d], d|r| - d^2/2 outside
+        if self.overestimate:
+            side = np.where(r > 0, 1.0 + self.overestimate, 1.0)
+            h *= side
+            c *= side  # the derivative of side * Huber(r) (side is constant on each side of 0)
         if W is None:
             f = h.sum(axis=1) / (d * h.shape[1])
             wsum = np.full(h.shape[0], float(h.shape[1]))
