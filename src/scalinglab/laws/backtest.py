@@ -42,6 +42,7 @@ AUTO_DELTAS = (1e-3, 1e-1)
 AUTO_DROPS = ("none", "smallest")
 AUTO_NEAR = (0.0, 1.0)  # near-target weight exp(-p |log(N / N_target)|): off, or p = 1 (weight proportional to N)
 AUTO_OVERESTIMATES = (0.0, 1.0)  # over-estimate penalty: off, or over-predictions weigh twice
+AUTO_TOLERANCE = 0.1  # recipes within 10% of the best nested error count as tied: the simplest is chosen
 AUTO_TRIMS = (0.0, 0.1)  # early trim of learning curves (data with several points per run): off, or the first 10%
 LEVEL = 0.95
 # the extrapolation term of the intervals is measured only on nested folds fitted to at least this many sizes
@@ -374,13 +375,14 @@ def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int =
     floor = float(x[codes == min_train_sizes - 1].max())  # the largest cutoff-free value keeping enough sizes
     t = min(math.log(ratio), math.log(top / floor))
     folds.ratio = math.exp(t)
-    for k in range(max_folds):
+    for k in range(6 * max_folds):  # shifts of a third of the ratio; on a ladder of sizes several are one fold
         hi = top * math.exp(-k * t / 3)
         cut = hi * math.exp(-t)
         train, test = x <= cut * (1 + 1e-12), (x > cut * (1 + 1e-12)) & (x <= hi * (1 + 1e-12))
-        if len(np.unique(codes[train])) < min_train_sizes or not test.any():
+        if len(np.unique(codes[train])) < min_train_sizes or len(folds) == max_folds:
             break
-        folds.append((train, test))
+        if test.any() and not any(np.array_equal(test, te) and np.array_equal(train, tr) for tr, te in folds):
+            folds.append((train, test))
     return folds
 
 
@@ -465,7 +467,8 @@ def _nested_sums(frame, form_name, delta, folds, variants, fix_e, axis, over, by
     obj = Objective(form, X, logy, delta, overestimate=over)
     # stage 1: the coarse grid on all the fitting data; its best distinct optima start every fold's fit
     grid = getattr(form, "quick_grid", form.start_grid)(X, logy)
-    r0 = lbfgs_batched(obj, grid, None, max_iter=100)
+    many = len(form.internal_names) > 6  # a joint fit of groups: its L-BFGS needs more iterations
+    r0 = lbfgs_batched(obj, grid, None, max_iter=400 if many else 100)
     order = np.argsort(np.where(np.isfinite(r0.f), r0.f, np.inf))
     starts = []
     for k in order[:len(order) // 2 + 1]:
@@ -476,7 +479,7 @@ def _nested_sums(frame, form_name, delta, folds, variants, fix_e, axis, over, by
     grid = np.array(starts) if starts else grid
     G = grid.shape[0]
     W = np.repeat(np.array(rows), G, axis=0)
-    r = lbfgs_batched(obj, np.tile(grid, (len(rows), 1)), W, max_iter=300)
+    r = lbfgs_batched(obj, np.tile(grid, (len(rows), 1)), W, max_iter=1000 if many else 300)
     x = frame[axis].to_numpy(float)
     for q, (i, j, te) in enumerate(where):
         f = r.f[q * G:(q + 1) * G]
@@ -547,7 +550,7 @@ class Selection:
 
     def margin(self) -> tuple[str, float]:
         """The runner-up and how much larger its nested error is than the winner's (relative)."""
-        ranked = sorted(self.scores.items(), key=lambda kv: kv[1])
+        ranked = sorted(self.scores.items(), key=lambda kv: (kv[0] != self.chosen.label, kv[1]))
         if len(ranked) < 2 or not np.isfinite(ranked[1][1]) or ranked[0][1] <= 0:
             return (ranked[1][0] if len(ranked) > 1 else "", float("nan"))
         return ranked[1][0], ranked[1][1] / ranked[0][1] - 1.0
@@ -571,7 +574,10 @@ class Selection:
         other, rel = self.margin()
         s = (f"auto chose {self.chosen.label}: nested backtest error {100 * best:.2f}% over {self.n_folds} "
              f"fold{'s' if self.n_folds != 1 else ''} inside the fitting data, {self.where()}")
-        if other:
+        if other and self.scores[other] < best:
+            s += (f"; {other} {100 * self.scores[other]:.2f}% is within {100 * AUTO_TOLERANCE:g}% of it, and the "
+                  "simpler recipe is kept")
+        elif other:
             s += f"; runner-up {other} {100 * self.scores[other]:.2f}% ({100 * rel:.0f}% worse)"
         d = self.scores.get(self.default_label)
         if d is not None and self.chosen.label != self.default_label:
@@ -636,9 +642,25 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
     table = {(key, v): errs[i][k] for i, key in enumerate(jobs_of) for k, v in enumerate(variants)}
     per_fold = {c.label: [float(x) for x in table[((c.form, c.delta, c.over), c.variant)]] for c in candidates}
     scores = {lab: float(np.mean(v)) for lab, v in per_fold.items()}
-    order = np.argsort([scores[c.label] for c in candidates], kind="stable")  # ties: the earlier, simpler one
-    return Selection(chosen=candidates[int(order[0])], scores=scores, n_folds=len(folds), candidates=candidates,
+    best = min(scores.values())
+    n_groups = int(frame[by].nunique()) if by is not None and by in frame.columns else 1
+    # the simplest recipe whose nested error is within AUTO_TOLERANCE of the best: with dozens of recipes the
+    # smallest nested error is biased low by the choice itself, and recipes that differ by less than the noise
+    # of a few folds are not told apart by them (the one-standard-error rule of Breiman et al. in spirit)
+    near_best = [c for c in candidates if scores[c.label] <= best * (1 + AUTO_TOLERANCE)]
+    chosen = min(near_best, key=lambda c: _complexity(c, n_groups)) if np.isfinite(best) else candidates[0]
+    return Selection(chosen=chosen, scores=scores, n_folds=len(folds), candidates=candidates,
                      ratio=fold_ratio(folds), requested_ratio=ratio, fold_errors=per_fold)
+
+
+def _complexity(c: Candidate, n_groups: int) -> tuple:
+    """(free parameters of the whole fit, fitting choices away from the plain recipe): the order in which auto
+    prefers the simpler of two recipes that its nested backtests cannot tell apart."""
+    if c.form in SHARED_FORMS:
+        n = len(get_form(c.form, groups=[str(i) for i in range(n_groups)]).internal_names)
+    else:
+        n = n_groups * len(get_form(c.form).internal_names)
+    return n, (c.delta != Candidate.delta) + (c.drop != "none") + (c.near > 0) + (c.trim > 0) + (c.over > 0)
 
 
 # ------------------------------------------------------------------------------------------------ backtest
@@ -745,19 +767,21 @@ def score_points(points: pd.DataFrame, *, form: str, holdout: str, laws: dict, s
 def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "auto", *, n_resamples: int = 1000,
                    seed: int = 0, n_jobs: int = 1, fix_e=None, holdout: str = "", by: str | None = None,
                    min_fit_sizes: int = 2, max_iter: int = 500, axis: str = "N",
-                   method: str = "lbfgs") -> BacktestResult:
+                   method: str = "lbfgs", near_weight: float = 0.0, trim_early: float = 0.0,
+                   overestimate: float = 0.0) -> BacktestResult:
     """Backtest on a frame with the standard columns N, D, L (and U, group = run id; `by`: a column whose values
     are fitted and backtested separately, their points pooled). The law is fitted on ~mask rows only. axis: the
     variable the holdout extrapolates in (N, or D): auto's nested folds and the intervals' extrapolation term
     follow it. method: how the final fit finds its optimum (fit_law's; auto's nested backtests keep their
-    batched L-BFGS)."""
+    batched L-BFGS). near_weight, trim_early, overestimate: the fitting choices of a named form (fit_law's; the
+    near-target weight centres on the largest held-out size); auto chooses its own."""
     holdout_mask = np.asarray(holdout_mask, bool)
     if not holdout_mask.any():
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
     if form in SHARED_FORMS and by is None:
         raise FitError(f"form {form} fits groups jointly: name their column with --group COL")
     laws, sels, rows, msgs, conv, n_fit, slopes = {}, {}, [], [], True, 0, {}
-    fixed = None if form == "auto" else Candidate(form)
+    fixed = None if form == "auto" else Candidate(form, near=near_weight, trim=trim_early, over=overestimate)
     if form == "auto" and by is not None:  # one choice for all groups: per-group forms and shared ones compete
         fit_all = frame[~holdout_mask].reset_index(drop=True)
         ratios = [holdout_ratio(frame[sub], holdout_mask[sub], axis)
@@ -855,14 +879,16 @@ def holdout_axis(holdout: str) -> str:
 def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | None = None, d: str | None = None,
              c: str | None = None, loss: str | None = None, u: str | None = None, group: str | None = None,
              run: str | None = None, n_resamples: int = 1000, seed: int = 0, n_jobs: int = 1,
-             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs") -> BacktestResult:
+             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs", near_weight: float = 0.0,
+             trim_early: float = 0.0, overestimate: float = 0.0) -> BacktestResult:
     """Fit `form` (or choose one: 'auto') on the rows outside `holdout`, predict the held-out rows with 95%
     prediction intervals, and score the prediction.
 
     data: a DataFrame, a CSV/Parquet file or a run store (its finished runs). n, d, c, loss, u name columns as in
     fit_law (D is C/(6N) when only C is given); group: a column (dataset) whose groups are fitted and backtested
     separately, their errors pooled; run: the run-id column the bootstrap resamples (default: each row a run;
-    a store's run ids); method: fit_law's ('lbfgs' or 'vpnls')."""
+    a store's run ids); method: fit_law's ('lbfgs' or 'vpnls'); near_weight, trim_early, overestimate: the
+    fitting choices of a named form (fit_law's), which auto chooses itself by its nested backtests."""
     where = "data"
     if isinstance(data, (str, os.PathLike)):
         where, data = str(data), read_table(data, level="runs")
@@ -904,4 +930,5 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
         raise FitError(f"holdout {holdout!r} selects every row; nothing is left to fit")
     return backtest_frame(frame, mask, form, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs, fix_e=fix_e,
                           holdout=holdout, by="_by" if group is not None else None, max_iter=max_iter,
-                          axis=holdout_axis(holdout), method=method)
+                          axis=holdout_axis(holdout), method=method, near_weight=near_weight,
+                          trim_early=trim_early, overestimate=overestimate)
