@@ -340,9 +340,9 @@ def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int =
     of D instead, as a backtest along the data axis does.
 
     ratio r > 1 (the requested holdout's extrapolation: its largest value over the largest fitted): the folds
-    extrapolate by the same ratio. Fold 0 fits the rows with x <= x_max / r and predicts the rest, the largest of
-    the fitting data; fold k predicts the rows in (c_k, r c_k] from those at or below c_k = x_max r^-(1 + k/3),
-    for as many folds as keep at least min_train_sizes sizes to fit. Where the fitting data cannot
+    extrapolate by the same ratio. Fold k fits the rows with x <= x_max r^-(1 + k/3) (fold 0: x_max / r) and
+    predicts those up to r times the largest x it fitted (fold 0: the largest of the fitting data), for as many
+    distinct folds as keep at least min_train_sizes sizes to fit. Where the fitting data cannot
     extrapolate that far with min_train_sizes sizes, the ratio shrinks to the largest they allow (the folds'
     `.ratio`, see `fold_ratio`). by: a column of groups (datasets) whose folds are taken within each group and
     joined (each group's own largest sizes predicted)."""
@@ -376,11 +376,11 @@ def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int =
     t = min(math.log(ratio), math.log(top / floor))
     folds.ratio = math.exp(t)
     for k in range(6 * max_folds):  # shifts of a third of the ratio; on a ladder of sizes several are one fold
-        hi = top * math.exp(-k * t / 3)
-        cut = hi * math.exp(-t)
-        train, test = x <= cut * (1 + 1e-12), (x > cut * (1 + 1e-12)) & (x <= hi * (1 + 1e-12))
+        train = x <= top * math.exp(-t - k * t / 3) * SAME_SIZE_RATIO  # one size: within the ratio of size_codes
         if len(np.unique(codes[train])) < min_train_sizes or len(folds) == max_folds:
             break
+        fitted = float(x[train].max())
+        test = (x > fitted) & (x <= fitted * math.exp(t) * SAME_SIZE_RATIO)
         if test.any() and not any(np.array_equal(test, te) and np.array_equal(train, tr) for tr, te in folds):
             folds.append((train, test))
     return folds
