@@ -356,7 +356,8 @@ def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int =
             for m, p in zip(parts, per):
                 tr[m], te[m] = p[k]
             out.append((tr, te))
-        out.ratio = min((p.ratio for p in per), default=None) if ratio else None
+        made = [p.ratio for p in per if p.ratio is not None]
+        out.ratio = min(made) if ratio and made else None
         return out
     x = frame[axis].to_numpy(float)
     codes = size_codes(x)
