@@ -148,7 +148,8 @@ def test_auto_reports_what_chose_it(tmp_path, capsys):
     rc = cli(["backtest", str(EPOCH), "--holdout", "N >= 2e9", *EPOCH_COLS, "--bootstrap", "20", "--json"])
     sel = json.loads(capsys.readouterr().out)["selection"]["all"]
     assert rc == 0
-    assert sel["requested_ratio"] == pytest.approx(9.02, rel=0.01) and sel["ratio"] == pytest.approx(sel["requested_ratio"])
+    assert sel["requested_ratio"] == pytest.approx(9.02, rel=0.01)
+    assert sel["ratio"] == pytest.approx(sel["requested_ratio"])
     assert sel["label"] in sel["scores"] and len(sel["fold_errors"][sel["label"]]) == sel["n_folds"] >= 2
     assert sel["scores"][sel["label"]] <= 1.1 * min(v for v in sel["scores"].values() if v is not None)
     cli(["backtest", str(EPOCH), "--holdout", "N >= 2e9", *EPOCH_COLS, "--bootstrap", "20"])

@@ -948,4 +948,5 @@ def get_form(name: str, irreducible: bool = False, fix_e: float | None = None, g
 
 
 FORM_NAMES = ("chinchilla", "chinchilla_tied", "chinchilla_shared_e", "chinchilla_shared_exp",
-              "chinchilla_shared_all", "overtrain", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit", "learning_curve")
+              "chinchilla_shared_all", "overtrain", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c",
+              "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit", "learning_curve")
