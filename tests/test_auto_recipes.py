@@ -154,7 +154,7 @@ def test_auto_reports_what_chose_it(tmp_path, capsys):
     assert sel["scores"][sel["label"]] <= 1.1 * min(v for v in sel["scores"].values() if v is not None)
     cli(["backtest", str(EPOCH), "--holdout", "N >= 2e9", *EPOCH_COLS, "--bootstrap", "20"])
     out = capsys.readouterr().out
-    assert "auto's nested backtests" in out and "extrapolation ratio 9.02x" in out and "per fold" in out
+    assert "auto's nested backtests" in out and "extrapolation ratio of the holdout (9.02x)" in out and "per fold" in out
 
 
 # ------------------------------------------------------------------------------------------------ known truth

@@ -564,9 +564,9 @@ class Selection:
     def where(self) -> str:
         if self.ratio is None:
             return "by the largest sizes of the fitting data"
-        s = f"at the holdout's extrapolation ratio {self.ratio:.3g}x"
+        s = f"at the extrapolation ratio of the holdout ({self.ratio:.3g}x)"
         if self.requested_ratio and self.requested_ratio > self.ratio * 1.001:
-            s = (f"at extrapolation ratio {self.ratio:.3g}x (the holdout's {self.requested_ratio:.3g}x is more "
+            s = (f"at extrapolation ratio {self.ratio:.3g}x (the holdout reaches {self.requested_ratio:.3g}x, more "
                  "than the fitting data can nest)")
         return s
 
