@@ -480,7 +480,7 @@ def _nested_sums(frame, form_name, delta, folds, variants, fix_e, axis, over, by
     grid = np.array(starts) if starts else grid
     G = grid.shape[0]
     W = np.repeat(np.array(rows), G, axis=0)
-    r = lbfgs_batched(obj, np.tile(grid, (len(rows), 1)), W, max_iter=1000 if many else 300)
+    r = lbfgs_batched(obj, np.tile(grid, (len(rows), 1)), W, max_iter=600 if many else 300)
     x = frame[axis].to_numpy(float)
     for q, (i, j, te) in enumerate(where):
         f = r.f[q * G:(q + 1) * G]
