@@ -1,9 +1,10 @@
 """Benchmark: `backtest --form auto` on 300 points with 1000 bootstrap resamples. Goal: under 30 s on 2 cores.
 
 The 300 points: 15 model sizes (2e7 - 2e9 parameters) x 20 tokens-per-parameter ratios (2 - 200), losses from
-Epoch's Chinchilla constants with 1% log-normal noise; the largest 3 sizes are held out. auto scores 12
-candidates (3 forms x 2 Huber deltas x 2 dropped-point choices) by nested backtests, refits the winner with the
-bootstrap, and measures the intervals' extrapolation term. Runs the real command in this process.
+Epoch's Chinchilla constants with 1% log-normal noise; the largest 3 sizes are held out. auto scores 48
+recipes (3 forms x 2 Huber deltas x 2 over-estimate penalties x 2 dropped-point choices x 2 near-target weights)
+by nested backtests at the holdout's extrapolation ratio, refits the chosen one with the bootstrap, and measures
+the intervals' extrapolation term. Runs the real command in this process.
 
     PYTHONPATH=src python benchmarks/backtest.py [--jobs 2] [--bootstrap 1000] [--method lbfgs|vpnls|both]
 """
@@ -61,7 +62,7 @@ def main():
         points().to_csv(path, index=False)
         for method in methods:
             t0, c0 = time.perf_counter(), cpu_now()
-            rc = cli(["backtest", str(path), "--holdout", "N > 8e8", "--form", "auto", "--bootstrap",
+            rc = cli(["backtest", str(path), "--holdout", "N > 8e8", "--form", "auto", "--n-resamples",
                       str(args.bootstrap), "--jobs", str(args.jobs), "--method", method])
             times[method] = (time.perf_counter() - t0, cpu_now() - c0)
             print(f"[{method}] exit code {rc}; 300 points, --form auto, {args.bootstrap} bootstrap resamples, "

@@ -10,7 +10,8 @@ from scalinglab.commands.fit import add_law_options, forms_epilog, law_options
 from scalinglab.laws.forms import FORM_NAMES
 
 BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied",
-                                                                  "chinchilla_shared_e", "overtrain",
+                                                                  "chinchilla_shared_e", "chinchilla_shared_exp",
+                                                                  "chinchilla_shared_all", "overtrain",
                                                                   "data_constrained", "kaplan_nd", "kaplan_n"))
 
 
@@ -33,7 +34,8 @@ def register(subparsers):
     p.add_argument("--c", help="column of C (training FLOP)")
     p.add_argument("--loss", help="column of the loss")
     add_law_options(p, by_help="column of a grouping (dataset): each group is fitted and backtested separately, the "
-                            "errors pooled (with chinchilla_shared_e: jointly, E shared)")
+                            "errors pooled (with a shared form: jointly; auto chooses one recipe for all groups, "
+                            "the shared forms among its candidates)")
     p.add_argument("--run", help="column of the run id: the bootstrap resamples whole runs (default: each row)")
     add_alias(p, "--group", "by", metavar="COL")
     add_n_resamples(p, 1000, "bootstrap resamples (default 1000)")
@@ -49,7 +51,8 @@ def run(args) -> int:
     opts = law_options(args, args.form, auto_ok=True)
     res = backtest(args.file, args.holdout, args.form, n=args.n, d=args.d, c=args.c, loss=args.loss, u=opts["u"],
                    by=opts["by"], run=args.run, n_resamples=args.n_resamples, seed=args.seed, n_jobs=args.jobs,
-                   fix_e=opts["fix_e"], method=opts["method"])
+                   fix_e=opts["fix_e"], method=opts["method"], near_weight=opts["near_weight"],
+                   trim_early=opts["trim_early"], overestimate=opts["overestimate"])
     if args.json:
         print(json.dumps(res.to_dict()))
     else:
@@ -65,6 +68,13 @@ def _print(res):
     con = Console()
     for key, sel in res.selections.items():
         con.print(("" if key is None else f"[{key}] ") + sel.text(), highlight=False)
+        nt = Table(title=("" if key is None else f"[{key}] ") + f"auto's nested backtests ({sel.where()}): the 5 "
+                         f"best of {len(sel.scores)} recipes")
+        for c in ("recipe", "nested error", "per fold"):
+            nt.add_column(c, justify="left" if c == "recipe" else "right")
+        for label, err, folds in sel.ranked(5):
+            nt.add_row(label, f"{100 * err:.2f}%", ", ".join(f"{100 * x:.2f}%" for x in folds))
+        con.print(nt)
     for key, law in res.laws.items():
         con.print(("" if key is None else f"[{key}] ") + f"fitted on {law.n_points} rows: {law.text()}",
                   highlight=False)

@@ -8,7 +8,7 @@ import warnings
 
 from scalinglab.commands._common import add_alias, add_n_resamples, nonnegative_int, positive_int
 from scalinglab.errors import FitError
-from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, fmt_number, form_help
+from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, SHARED_FORMS, fmt_number, form_help
 
 # what the chinchilla-family forms need beyond N, D and the loss (FIX_E_FORMS: the registry's, laws.forms); `fit`
 # and `backtest` take them the same way
@@ -22,11 +22,23 @@ def add_law_options(p, *, by_help: str | None = None) -> None:
     p.add_argument("--u", metavar="COL", help="column of the unique tokens each run saw, for data_constrained "
                                               "(default: a column U, D_unique, d_unique or unique_tokens)")
     p.add_argument("--by", dest="by", metavar="COL",
-                   help=by_help or "column of the groups (datasets) chinchilla_shared_e fits jointly, E shared")
+                   help=by_help or "column of the groups (datasets) the shared forms fit jointly: "
+                                   "chinchilla_shared_e (E shared), chinchilla_shared_exp (alpha, beta shared), "
+                                   "chinchilla_shared_all (E, alpha and beta shared)")
     p.add_argument("--method", choices=("lbfgs", "vpnls"), default="lbfgs",
                    help="how the fit finds its optimum: lbfgs, L-BFGS from a grid of starts; vpnls, from the "
                         "variable-projection least-squares optimum (the chinchilla family; each bootstrap "
                         "resample from its own); both minimise the same Huber loss (default lbfgs)")
+    p.add_argument("--near-weight", type=float, default=0.0, metavar="P",
+                   help="weight each point by exp(-P |log(N / N_target)|), the models near the target size weighing "
+                        "more (Choshen et al. 2024); N_target: the largest N fitted (fit), the largest held out "
+                        "(backtest). Default 0: every point alike")
+    p.add_argument("--trim-early", type=float, default=0.0, metavar="F",
+                   help="leave out the points of each run (several points per --run) before F of its "
+                        "training, its largest D (or S); e.g. 0.1. Default 0: keep them")
+    p.add_argument("--overestimate", type=float, default=0.0, metavar="K",
+                   help="over-estimate penalty: residuals where the law predicts more loss than measured weigh "
+                        "1 + K times the others (asymmetric Huber). Default 0: symmetric")
 
 
 def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
@@ -47,10 +59,19 @@ def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
         raise FitError(f"--u names the unique-tokens column of the form data_constrained; form {form} does not "
                        "use it")
     by = getattr(args, "by", None)
-    if form == "chinchilla_shared_e" and by is None:
-        raise FitError("form chinchilla_shared_e fits groups (datasets) jointly with one E: name their column "
+    if form in SHARED_FORMS and by is None:
+        raise FitError(f"form {form} fits groups (datasets) jointly, some parameters shared: name their column "
                        "with --by COL")
-    return {"fix_e": fix_e, "u": u, "by": by, "method": getattr(args, "method", "lbfgs")}
+    choices = {}
+    for flag, key, hi in (("--near-weight", "near_weight", math.inf), ("--trim-early", "trim_early", 1.0),
+                          ("--overestimate", "overestimate", math.inf)):
+        v = float(getattr(args, key, 0.0) or 0.0)
+        if not (math.isfinite(v) and 0.0 <= v < hi):
+            raise FitError(f"{flag} {v!r}: must be a number >= 0" + (" and below 1" if hi == 1.0 else ""))
+        if v and form == "auto":
+            raise FitError(f"{flag}: --form auto chooses the fitting choices itself; name a form to set them")
+        choices[key] = v
+    return {"fix_e": fix_e, "u": u, "by": by, "method": getattr(args, "method", "lbfgs"), **choices}
 
 
 def forms_epilog(names=None) -> str:
@@ -100,8 +121,9 @@ def run(args) -> int:
     from scalinglab.laws import fit_law
 
     opts = law_options(args, args.form)
-    if opts["by"] is not None and args.form != "chinchilla_shared_e":
-        raise FitError(f"--by names the groups chinchilla_shared_e fits jointly; form {args.form} fits one law "
+    if opts["by"] is not None and args.form not in SHARED_FORMS:
+        raise FitError(f"--by names the groups the shared forms ({', '.join(SHARED_FORMS)}) fit jointly; form "
+                       f"{args.form} fits one law "
                        "(for the run id the bootstrap resamples, use --run)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the verdict is printed below, in the table or the JSON

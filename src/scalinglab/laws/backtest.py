@@ -31,7 +31,7 @@ import pandas as pd
 from scalinglab.errors import FitError
 from scalinglab.laws.inputs import prepare, read_table
 from scalinglab.laws.fit import FittedLaw, fit_law
-from scalinglab.laws.forms import FIX_E_FORMS, get_form
+from scalinglab.laws.forms import FIX_E_FORMS, SHARED_FORMS, get_form
 from scalinglab.laws.optimize import Objective, lbfgs_batched, process_pool
 from scalinglab.laws.result import NAN2, Result, bootstrap_groups, param, percentile_ci
 
@@ -41,6 +41,10 @@ SAME_SIZE_RATIO = 1.02
 AUTO_FORMS = ("chinchilla", "chinchilla_tied", "kaplan_nd")
 AUTO_DELTAS = (1e-3, 1e-1)
 AUTO_DROPS = ("none", "smallest")
+AUTO_NEAR = (0.0, 1.0)  # near-target weight exp(-p |log(N / N_target)|): off, or p = 1 (weight proportional to N)
+AUTO_OVERESTIMATES = (0.0, 1.0)  # over-estimate penalty: off, or over-predictions weigh twice
+AUTO_TOLERANCE = 0.1  # recipes within 10% of the best nested error count as tied: the simplest is chosen
+AUTO_TRIMS = (0.0, 0.1)  # early trim of learning curves (data with several points per run): off, or the first 10%
 LEVEL = 0.95
 # the extrapolation term of the intervals is measured only on nested folds fitted to at least this many sizes
 SLOPE_MIN_SIZES = 4
@@ -267,19 +271,41 @@ def prediction_interval(law: FittedLaw, X: dict, level: float = LEVEL, seed: int
 # ------------------------------------------------------------------------------------------------ auto
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
+    """One fitting recipe `--form auto` may choose: a form, its Huber delta, and the fitting choices of
+    fit_prepared (laws/fit.py): drop the smallest model size, weight points by closeness to the target size
+    (near: the power p of exp(-p |log(N / N_target)|)), leave out the first `trim` of each learning curve, and
+    the over-estimate penalty `over` of the Huber loss."""
+
     form: str
     delta: float = 1e-3
     drop: str = "none"  # "none", or "smallest": leave the smallest model size out of the fit
+    near: float = 0.0
+    trim: float = 0.0
+    over: float = 0.0
+
+    @property
+    def variant(self) -> tuple:
+        """The choices that act as point weights (one weight row per fold in the nested fits)."""
+        return (self.drop, self.near, self.trim)
 
     @property
     def label(self) -> str:
-        return f"{self.form} (Huber delta {self.delta:g}" + (", smallest size dropped)" if self.drop == "smallest"
-                                                              else ")")
+        extra = [f"Huber delta {self.delta:g}"]
+        if self.drop == "smallest":
+            extra.append("smallest size dropped")
+        if self.near:
+            extra.append(f"near-target weight {self.near:g}")
+        if self.trim:
+            extra.append(f"first {100 * self.trim:g}% of curves trimmed")
+        if self.over:
+            extra.append(f"over-estimate penalty {self.over:g}")
+        return f"{self.form} ({', '.join(extra)})"
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "delta": self.delta, "drop": self.drop}
+        return {"form": self.form, "delta": self.delta, "drop": self.drop, "near_weight": self.near,
+                "trim_early": self.trim, "overestimate": self.over}
 
 
 def _drop_rows(frame: pd.DataFrame, drop: str) -> pd.DataFrame:
@@ -291,82 +317,184 @@ def _drop_rows(frame: pd.DataFrame, drop: str) -> pd.DataFrame:
 
 
 def _fit_candidate(frame: pd.DataFrame, cand: Candidate, n_resamples: int, seed: int, quick: bool,
-                   n_jobs: int = 1, fix_e=None, max_iter: int = 500, method: str = "lbfgs") -> FittedLaw:
+                   n_jobs: int = 1, fix_e=None, max_iter: int = 500, method: str = "lbfgs",
+                   target: float | None = None) -> FittedLaw:
+    """Fit a candidate's recipe; target: the model size its near-target weight centres on (default the largest
+    fitted)."""
     cols = {"n": "N", "d": "D", "loss": "L", "u": "U" if "U" in frame.columns else None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        by = "_by" if cand.form == "chinchilla_shared_e" else None
+        by = "_by" if cand.form in SHARED_FORMS else None
         return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, run="group", by=by,
                        n_resamples=n_resamples, huber_delta=cand.delta, seed=seed, grid="quick" if quick else None,
-                       n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, method=method, **cols)
+                       n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, method=method, near_weight=cand.near,
+                       near_target=target if cand.near else None, trim_early=cand.trim, overestimate=cand.over,
+                       **cols)
 
 
-def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int = 3, axis: str = "N"):
-    """(train mask, test mask) pairs inside the fitting data: fold k holds out its largest h_k model sizes
-    (h_k = k for up to 6 sizes, else about k/6 of them, so the extrapolation spans a similar range of N). With
-    axis='D' the folds hold out the largest values of D instead, as a backtest along the data axis does."""
-    codes = size_codes(frame[axis])
+def nested_folds(frame: pd.DataFrame, max_folds: int = 3, min_train_sizes: int = 3, axis: str = "N",
+                 ratio: float | None = None, by: str | None = None):
+    """(train mask, test mask) pairs inside the fitting data.
+
+    ratio = None: fold k holds out its largest h_k model sizes (h_k = k for up to 6 sizes, else about k/6 of
+    them, so the extrapolation spans a similar range of N). With axis='D' the folds hold out the largest values
+    of D instead, as a backtest along the data axis does.
+
+    ratio r > 1 (the requested holdout's extrapolation: its largest value over the largest fitted): the folds
+    extrapolate by the same ratio. Fold k fits the rows with x <= x_max r^-(1 + k/3) (fold 0: x_max / r) and
+    predicts those up to r times the largest x it fitted (fold 0: the largest of the fitting data), for as many
+    distinct folds as keep at least min_train_sizes sizes to fit. Where the fitting data cannot
+    extrapolate that far with min_train_sizes sizes, the ratio shrinks to the largest they allow (the folds'
+    `.ratio`, see `fold_ratio`). by: a column of groups (datasets) whose folds are taken within each group and
+    joined (each group's own largest sizes predicted)."""
+    if by is not None and by in frame.columns:
+        parts = [(frame[by] == k).to_numpy() for k in pd.unique(frame[by])]
+        per = [nested_folds(frame[m], max_folds, min_train_sizes, axis, ratio) for m in parts]
+        n = min((len(p) for p in per), default=0)
+        out = _Folds()
+        for k in range(n):
+            tr, te = np.zeros(len(frame), bool), np.zeros(len(frame), bool)
+            for m, p in zip(parts, per):
+                tr[m], te[m] = p[k]
+            out.append((tr, te))
+        made = [p.ratio for p in per if p.ratio is not None]
+        out.ratio = min(made) if ratio and made else None
+        return out
+    x = frame[axis].to_numpy(float)
+    codes = size_codes(x)
     m = int(codes.max()) + 1 if len(codes) else 0
-    n_folds = min(max_folds, m - min_train_sizes)
-    folds = []
-    for k in range(1, n_folds + 1):
-        h = k if m <= 6 else max(1, round(k * m / 6))
-        if m - h < min_train_sizes:
+    folds = _Folds()
+    if ratio is None or not np.isfinite(ratio) or ratio <= SAME_SIZE_RATIO or m <= min_train_sizes:
+        n_folds = min(max_folds, m - min_train_sizes)
+        for k in range(1, n_folds + 1):
+            h = k if m <= 6 else max(1, round(k * m / 6))
+            if m - h < min_train_sizes:
+                break
+            test = codes >= m - h
+            folds.append((~test, test))
+        return folds
+    top = float(x.max())
+    floor = float(x[codes == min_train_sizes - 1].max())  # the largest cutoff-free value keeping enough sizes
+    t = min(math.log(ratio), math.log(top / floor))
+    folds.ratio = math.exp(t)
+    for k in range(6 * max_folds):  # shifts of a third of the ratio; on a ladder of sizes several are one fold
+        train = x <= top * math.exp(-t - k * t / 3) * SAME_SIZE_RATIO  # one size: within the ratio of size_codes
+        if len(np.unique(codes[train])) < min_train_sizes or len(folds) == max_folds:
             break
-        test = codes >= m - h
-        folds.append((~test, test))
+        fitted = float(x[train].max())
+        test = (x > fitted) & (x <= fitted * math.exp(t) * SAME_SIZE_RATIO)
+        if test.any() and not any(np.array_equal(test, te) and np.array_equal(train, tr) for tr, te in folds):
+            folds.append((train, test))
     return folds
 
 
-def _drop_mask(codes: np.ndarray, train: np.ndarray, drop: str) -> np.ndarray:
-    """The training mask of a fold after a fitting choice (drop the smallest size if >= 3 sizes remain)."""
+class _Folds(list):
+    """A list of (train, test) masks that remembers the extrapolation ratio its folds were made at."""
+
+    ratio = None
+
+
+def fold_ratio(folds) -> float | None:
+    return getattr(folds, "ratio", None)
+
+
+def _variant_mask(codes: np.ndarray, train: np.ndarray, groups: np.ndarray, progress: np.ndarray | None,
+                  drop: str, trim: float) -> np.ndarray:
+    """The training mask of a fold after the row choices: drop the smallest size (if >= 3 sizes remain), and
+    leave out each run's points before `trim` of its (training-masked) largest progress."""
     if drop == "smallest" and len(np.unique(codes[train])) >= 4:
-        return train & (codes > codes[train].min())
+        train = train & (codes > codes[train].min())
+    if trim and progress is not None:
+        top = pd.Series(np.where(train, progress, 0.0)).groupby(groups).transform("max").to_numpy()
+        size = pd.Series(train.astype(int)).groupby(groups).transform("sum").to_numpy()
+        train = train & ((size < 2) | (progress >= trim * top))
     return train
 
 
-def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, drops, fix_e=None,
-                   points: bool = False, axis: str = "N"):
-    """Mean relative error of each (drop, fold) extrapolation for one form and Huber delta: every fold's fit
-    from every start of the form's coarse grid runs in one batched L-BFGS call (a fold is a 0/1 weight row)."""
+def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, variants, fix_e=None,
+                   points: bool = False, axis: str = "N", over: float = 0.0, by: str | None = None):
+    """Mean relative error of each (variant, fold) extrapolation for one form, Huber delta and over-estimate
+    penalty (variants: (drop, near, trim) of Candidate.variant). Every fold's fit from a few starts runs in one
+    batched L-BFGS call (a fold and its variant are one weight row). A shared form fits the groups of `by`
+    jointly; another form with `by` fits each group on its own, the errors pooled over all test rows."""
+    if by is not None and form_name not in SHARED_FORMS:
+        sums, counts, pts = np.zeros((len(variants), len(folds))), np.zeros((len(variants), len(folds))), ([], [])
+        for key in pd.unique(frame[by]):
+            m = (frame[by] == key).to_numpy()
+            sub = [(tr[m], te[m]) for tr, te in folds]
+            s, c, p = _nested_sums(frame[m].reset_index(drop=True), form_name, delta, sub, variants, fix_e, axis,
+                                   over, None)
+            sums, counts = sums + s, counts + c
+            pts[0].extend(p[0])
+            pts[1].extend(p[1])
+    else:
+        sums, counts, pts = _nested_sums(frame, form_name, delta, folds, variants, fix_e, axis, over, by)
+    if points:  # every nested prediction's log error and its extrapolation distance log(x / largest x fitted)
+        return (np.concatenate(pts[0]), np.concatenate(pts[1])) if pts[0] else (np.zeros(0), np.zeros(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
 
-    form = get_form(form_name, fix_e=fix_e)
-    X = {v: frame[v].to_numpy(float) for v in form.inputs}
+
+def _nested_sums(frame, form_name, delta, folds, variants, fix_e, axis, over, by):
+    """(sum of relative errors, number of test rows) per (variant, fold), and the per-point log errors and
+    distances of `_nested_errors`."""
+
+    if form_name in SHARED_FORMS:
+        gcodes, labels = pd.factorize(frame[by])
+        form = get_form(form_name, groups=[str(v) for v in labels])
+        X = {"N": frame["N"].to_numpy(float), "D": frame["D"].to_numpy(float), "G": gcodes.astype(float)}
+    else:
+        form = get_form(form_name, fix_e=fix_e)
+        X = {v: frame[v].to_numpy(float) for v in form.inputs}
     logy = np.log(frame["L"].to_numpy(float))
     codes = size_codes(frame["N"])
-    masks = [(_drop_mask(codes, tr, dr), te) for dr in drops for tr, te in folds]
-    obj = Objective(form, X, logy, delta)
+    runs = pd.factorize(frame["group"])[0] if "group" in frame.columns else np.arange(len(frame))
+    progress = frame["D"].to_numpy(float) if "D" in frame.columns else None
+    N = frame["N"].to_numpy(float)
+    shape = (len(variants), len(folds))
+    sums, counts, log_err, dist = np.zeros(shape), np.zeros(shape), [], []
+    rows, where = [], []
+    for i, (drop, near, trim) in enumerate(variants):
+        for j, (tr, te) in enumerate(folds):
+            if not te.any():
+                continue
+            w = _variant_mask(codes, tr, runs, progress, drop, trim).astype(float)
+            if near:
+                w = w * np.exp(-near * np.abs(np.log(N / N[te].max())))
+            rows.append(w)
+            where.append((i, j, te))
+    if not rows:
+        return sums, counts, (log_err, dist)
+    obj = Objective(form, X, logy, delta, overestimate=over)
     # stage 1: the coarse grid on all the fitting data; its best distinct optima start every fold's fit
     grid = getattr(form, "quick_grid", form.start_grid)(X, logy)
-    r0 = lbfgs_batched(obj, grid, None, max_iter=100)
+    many = len(form.internal_names) > 6  # a joint fit of groups: its L-BFGS needs more iterations
+    r0 = lbfgs_batched(obj, grid, None, max_iter=400 if many else 100)
     order = np.argsort(np.where(np.isfinite(r0.f), r0.f, np.inf))
     starts = []
-    for i in order[:len(order) // 2 + 1]:
-        if np.isfinite(r0.f[i]) and all(np.max(np.abs(r0.Z[i] - z)) > 1e-2 for z in starts):
-            starts.append(r0.Z[i])
+    for k in order[:len(order) // 2 + 1]:
+        if np.isfinite(r0.f[k]) and all(np.max(np.abs(r0.Z[k] - z)) > 1e-2 for z in starts):
+            starts.append(r0.Z[k])
         if len(starts) == 4:
             break
     grid = np.array(starts) if starts else grid
     G = grid.shape[0]
-    W = np.repeat(np.array([m[0] for m in masks], float), G, axis=0)
-    r = lbfgs_batched(obj, np.tile(grid, (len(masks), 1)), W, max_iter=300)
-    errs = np.full(len(masks), np.inf)
-    log_err, dist = [], []
-    for j, (tr, te) in enumerate(masks):
-        f = r.f[j * G:(j + 1) * G]
-        if not np.isfinite(f).any() or tr.sum() <= len(form.internal_names):
+    W = np.repeat(np.array(rows), G, axis=0)
+    r = lbfgs_batched(obj, np.tile(grid, (len(rows), 1)), W, max_iter=600 if many else 300)
+    x = frame[axis].to_numpy(float)
+    for q, (i, j, te) in enumerate(where):
+        f = r.f[q * G:(q + 1) * G]
+        if not np.isfinite(f).any() or (rows[q] > 0).sum() <= len(form.internal_names):
+            sums[i, j], counts[i, j] = np.inf, 1
             continue
-        z = r.Z[j * G + int(np.nanargmin(np.where(np.isfinite(f), f, np.inf)))]
-        pred = np.exp(form.log_predict(z[None, :], {v: x[te] for v, x in X.items()})[0])
+        z = r.Z[q * G + int(np.nanargmin(np.where(np.isfinite(f), f, np.inf)))]
+        pred = np.exp(form.log_predict(z[None, :], {v: a[te] for v, a in X.items()})[0])
         y = np.exp(logy[te])
-        e = float(np.mean(np.abs(pred - y) / y))
-        errs[j] = e if np.isfinite(e) else np.inf
+        e = np.abs(pred - y) / y
+        sums[i, j], counts[i, j] = (float(e.sum()) if np.all(np.isfinite(e)) else np.inf), int(te.sum())
         log_err.append(np.log(y) - np.log(pred))
-        x = frame[axis].to_numpy(float)
-        dist.append(np.log(x[te] / x[tr].max()))
-    if points:  # every nested prediction's log error and its extrapolation distance log(N / largest N fitted)
-        return (np.concatenate(log_err), np.concatenate(dist)) if log_err else (np.zeros(0), np.zeros(0))
-    return errs.reshape(len(drops), len(folds))
+        dist.append(np.log(x[te] / x[rows[q] > 0].max()))
+    return sums, counts, (log_err, dist)
 
 
 def extrapolation_slope(log_err: np.ndarray, dist: np.ndarray, sigma: float) -> float:
@@ -400,9 +528,9 @@ def nested_error_model(log_err: np.ndarray, dist: np.ndarray, sigma: float) -> t
     return float(v0), float(k2)
 
 
-def _nested_job(frame, form_name, delta, folds, drops, fix_e):
+def _nested_job(frame, form_name, delta, over, folds, variants, fix_e, by):
     with single_threaded_blas():
-        return _nested_errors(frame, form_name, delta, folds, drops, fix_e)
+        return _nested_errors(frame, form_name, delta, folds, variants, fix_e, over=over, by=by)
 
 
 @dataclass
@@ -413,6 +541,9 @@ class Selection:
     scores: dict  # candidate label -> mean relative error of its nested extrapolations (inf: failed)
     n_folds: int
     candidates: list = field(default_factory=list)
+    ratio: float | None = None  # the extrapolation ratio of the nested folds (None: by counts of sizes)
+    requested_ratio: float | None = None  # the holdout's
+    fold_errors: dict = field(default_factory=dict)  # label -> each fold's mean relative error
 
     @property
     def default_label(self) -> str:
@@ -420,18 +551,34 @@ class Selection:
 
     def margin(self) -> tuple[str, float]:
         """The runner-up and how much larger its nested error is than the winner's (relative)."""
-        ranked = sorted(self.scores.items(), key=lambda kv: kv[1])
+        ranked = sorted(self.scores.items(), key=lambda kv: (kv[0] != self.chosen.label, kv[1]))
         if len(ranked) < 2 or not np.isfinite(ranked[1][1]) or ranked[0][1] <= 0:
             return (ranked[1][0] if len(ranked) > 1 else "", float("nan"))
         return ranked[1][0], ranked[1][1] / ranked[0][1] - 1.0
+
+    def ranked(self, k: int = 5) -> list:
+        """The k best candidates: [(label, nested error, per-fold errors)], best first."""
+        order = sorted(self.scores.items(), key=lambda kv: kv[1])[:k]
+        return [(lab, v, self.fold_errors.get(lab, [])) for lab, v in order]
+
+    def where(self) -> str:
+        if self.ratio is None:
+            return "by the largest sizes of the fitting data"
+        s = f"at the extrapolation ratio of the holdout ({self.ratio:.3g}x)"
+        if self.requested_ratio and self.requested_ratio > self.ratio * 1.001:
+            s = (f"at extrapolation ratio {self.ratio:.3g}x (the holdout reaches {self.requested_ratio:.3g}x, more "
+                 "than the fitting data can nest)")
+        return s
 
     def text(self) -> str:
         best = self.scores[self.chosen.label]
         other, rel = self.margin()
         s = (f"auto chose {self.chosen.label}: nested backtest error {100 * best:.2f}% over {self.n_folds} "
-             f"fold{'s' if self.n_folds != 1 else ''} "
-             f"inside the fitting data")
-        if other:
+             f"fold{'s' if self.n_folds != 1 else ''} inside the fitting data, {self.where()}")
+        if other and self.scores[other] < best:
+            s += (f"; {other} {100 * self.scores[other]:.2f}% is within {100 * AUTO_TOLERANCE:g}% of it, and the "
+                  "simpler recipe is kept")
+        elif other:
             s += f"; runner-up {other} {100 * self.scores[other]:.2f}% ({100 * rel:.0f}% worse)"
         d = self.scores.get(self.default_label)
         if d is not None and self.chosen.label != self.default_label:
@@ -439,43 +586,80 @@ class Selection:
         return s
 
     def to_dict(self) -> dict:
+        def num(v):
+            return None if not np.isfinite(v) else float(v)
+
         return {"chosen": self.chosen.to_dict(), "label": self.chosen.label, "n_folds": self.n_folds,
-                "scores": {k: (None if not np.isfinite(v) else float(v)) for k, v in self.scores.items()},
+                "ratio": self.ratio, "requested_ratio": self.requested_ratio,
+                "scores": {k: num(v) for k, v in self.scores.items()},
+                "fold_errors": {k: [num(x) for x in v] for k, v in self.fold_errors.items()},
                 "text": self.text()}
 
 
-def auto_candidates(frame: pd.DataFrame) -> list[Candidate]:
+def _several_points_per_run(frame: pd.DataFrame) -> bool:
+    return "group" in frame.columns and bool(frame["group"].duplicated().any())
+
+
+def auto_candidates(frame: pd.DataFrame, by: str | None = None) -> list[Candidate]:
+    """The recipes auto scores: each form (the chinchilla family, Kaplan's L(N, D); data_constrained where some
+    run repeats its data; with groups `by`, also the shared forms) x Huber delta x dropped smallest size x
+    near-target weight x over-estimate penalty (x early trim, where a run has several points)."""
     forms = list(AUTO_FORMS)
     if "U" in frame.columns and bool(np.any(frame["D"].to_numpy() > frame["U"].to_numpy() * (1 + 1e-9))):
         forms.append("data_constrained")  # only where some run repeats its data
-    return [Candidate(f, dl, dr) for f in forms for dl in AUTO_DELTAS for dr in AUTO_DROPS]
+    if by is not None and by in frame.columns and frame[by].nunique() >= 2:
+        forms += list(SHARED_FORMS)
+    trims = AUTO_TRIMS if _several_points_per_run(frame) else (0.0,)
+    return [Candidate(f, dl, dr, nw, tr, ov) for f in forms for dl in AUTO_DELTAS for ov in AUTO_OVERESTIMATES
+            for dr in AUTO_DROPS for nw in AUTO_NEAR for tr in trims]
 
 
 def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n_jobs: int = 1,
-               fix_e=None, axis: str = "N") -> Selection:
+               fix_e=None, axis: str = "N", ratio: float | None = None, by: str | None = None) -> Selection:
     """Score every candidate by nested backtests of `frame` (the fitting data: never the holdout) and pick the
     smallest mean relative error of extrapolation. `frame` has the law's variables under their standard names
-    (N, D, L, optionally U) and a `group` column (run id)."""
-    candidates = candidates or auto_candidates(frame)
+    (N, D, L, optionally U) and a `group` column (run id). ratio: the requested holdout's extrapolation ratio
+    (largest held-out value over largest fitted, along `axis`): the nested folds extrapolate as far (see
+    nested_folds). by: a column of groups (datasets): per-group forms are fitted within each group, the shared
+    forms jointly, all scored on the same folds (each group's largest sizes)."""
+    candidates = candidates or auto_candidates(frame, by)
     if fix_e is not None:  # a fixed E belongs to the chinchilla family only
         candidates = [c for c in candidates if c.form in FIX_E_FORMS]
-    folds = nested_folds(frame, axis=axis)
+    folds = nested_folds(frame, axis=axis, ratio=ratio, by=by)
     if not folds:
         what = "model sizes" if axis == "N" else f"values of {axis}"
         raise FitError(f"--form auto needs at least 4 {what} in the fitting data to backtest inside it, got "
                        f"{len(np.unique(size_codes(frame[axis])))}; name a form instead")
-    pairs = list(dict.fromkeys((c.form, c.delta) for c in candidates))
-    drops = list(dict.fromkeys(c.drop for c in candidates))
-    jobs = [(frame, f, dl, folds, drops, fix_e) for f, dl in pairs]
+    jobs_of = list(dict.fromkeys((c.form, c.delta, c.over) for c in candidates))
+    variants = list(dict.fromkeys(c.variant for c in candidates))
+    jobs = [(frame, f, dl, ov, folds, variants, fix_e, by) for f, dl, ov in jobs_of]
     if n_jobs > 1 and len(jobs) > 1:
         with process_pool(n_jobs) as pool:
             errs = list(pool.map(_nested_job, *zip(*jobs)))
     else:
         errs = [_nested_job(*j) for j in jobs]
-    table = {(f, dl, dr): errs[i][k] for i, (f, dl) in enumerate(pairs) for k, dr in enumerate(drops)}
-    scores = {c.label: float(np.mean(table[(c.form, c.delta, c.drop)])) for c in candidates}
-    order = np.argsort([scores[c.label] for c in candidates], kind="stable")  # ties: the earlier, simpler one
-    return Selection(chosen=candidates[int(order[0])], scores=scores, n_folds=len(folds), candidates=candidates)
+    table = {(key, v): errs[i][k] for i, key in enumerate(jobs_of) for k, v in enumerate(variants)}
+    per_fold = {c.label: [float(x) for x in table[((c.form, c.delta, c.over), c.variant)]] for c in candidates}
+    scores = {lab: float(np.mean(v)) for lab, v in per_fold.items()}
+    best = min(scores.values())
+    n_groups = int(frame[by].nunique()) if by is not None and by in frame.columns else 1
+    # the simplest recipe whose nested error is within AUTO_TOLERANCE of the best: with dozens of recipes the
+    # smallest nested error is biased low by the choice itself, and recipes that differ by less than the noise
+    # of a few folds are not told apart by them (the one-standard-error rule of Breiman et al. in spirit)
+    near_best = [c for c in candidates if scores[c.label] <= best * (1 + AUTO_TOLERANCE)]
+    chosen = min(near_best, key=lambda c: _complexity(c, n_groups)) if np.isfinite(best) else candidates[0]
+    return Selection(chosen=chosen, scores=scores, n_folds=len(folds), candidates=candidates,
+                     ratio=fold_ratio(folds), requested_ratio=ratio, fold_errors=per_fold)
+
+
+def _complexity(c: Candidate, n_groups: int) -> tuple:
+    """(free parameters of the whole fit, fitting choices away from the plain recipe): the order in which auto
+    prefers the simpler of two recipes that its nested backtests cannot tell apart."""
+    if c.form in SHARED_FORMS:
+        n = len(get_form(c.form, groups=[str(i) for i in range(n_groups)]).internal_names)
+    else:
+        n = n_groups * len(get_form(c.form).internal_names)
+    return n, (c.delta != Candidate.delta) + (c.drop != "none") + (c.near > 0) + (c.trim > 0) + (c.over > 0)
 
 
 # ------------------------------------------------------------------------------------------------ backtest
@@ -582,20 +766,33 @@ def score_points(points: pd.DataFrame, *, form: str, holdout: str, laws: dict, s
 def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "auto", *, n_resamples: int = 1000,
                    seed: int = 0, n_jobs: int = 1, fix_e=None, holdout: str = "", by: str | None = None,
                    min_fit_sizes: int = 2, max_iter: int = 500, axis: str = "N",
-                   method: str = "lbfgs") -> BacktestResult:
+                   method: str = "lbfgs", near_weight: float = 0.0, trim_early: float = 0.0,
+                   overestimate: float = 0.0) -> BacktestResult:
     """Backtest on a frame with the standard columns N, D, L (and U, group = run id; `by`: a column whose values
     are fitted and backtested separately, their points pooled). The law is fitted on ~mask rows only. axis: the
     variable the holdout extrapolates in (N, or D): auto's nested folds and the intervals' extrapolation term
     follow it. method: how the final fit finds its optimum (fit_law's; auto's nested backtests keep their
-    batched L-BFGS)."""
+    batched L-BFGS). near_weight, trim_early, overestimate: the fitting choices of a named form (fit_law's; the
+    near-target weight centres on the largest held-out size); auto chooses its own."""
     holdout_mask = np.asarray(holdout_mask, bool)
     if not holdout_mask.any():
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
-    shared = form == "chinchilla_shared_e"  # one joint fit of all groups, E shared
-    if shared and by is None:
-        raise FitError("form chinchilla_shared_e fits groups jointly: name their column with --by COL")
-    keys = [None] if by is None or shared else list(pd.unique(frame[by]))
+    if form in SHARED_FORMS and by is None:
+        raise FitError(f"form {form} fits groups jointly: name their column with --by COL")
     laws, sels, rows, msgs, conv, n_fit, slopes = {}, {}, [], [], True, 0, {}
+    fixed = None if form == "auto" else Candidate(form, near=near_weight, trim=trim_early, over=overestimate)
+    if form == "auto" and by is not None:  # one choice for all groups: per-group forms and shared ones compete
+        fit_all = frame[~holdout_mask].reset_index(drop=True)
+        ratios = [holdout_ratio(frame[sub], holdout_mask[sub], axis)
+                  for sub in ((frame[by] == k).to_numpy() for k in pd.unique(frame[by]))]
+        ratios = [r for r in ratios if r is not None]
+        _check_fit_rows(fit_all, "chinchilla", fix_e, holdout, min_fit_sizes, "")
+        with single_threaded_blas():
+            sels[None] = select_law(fit_all, n_jobs=n_jobs, fix_e=fix_e, axis=axis, by=by,
+                                    ratio=float(np.median(ratios)) if ratios else None)
+        fixed = sels[None].chosen
+    shared = fixed is not None and fixed.form in SHARED_FORMS  # one joint fit of all groups
+    keys = [None] if by is None or shared else list(pd.unique(frame[by]))
     for key in keys:
         sub = np.ones(len(frame), bool) if key is None else (frame[by] == key).to_numpy()
         fit_rows = frame[sub & ~holdout_mask].reset_index(drop=True)
@@ -603,21 +800,17 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
         where = "" if key is None else f" in group {key!r}"
         if test_rows.empty:
             continue
-        n_sizes = len(np.unique(size_codes(fit_rows["N"]))) if len(fit_rows) else 0
-        f0 = get_form("chinchilla" if form == "auto" else form, fix_e=fix_e)
-        if len(fit_rows) < len(f0.internal_names) + 1 or n_sizes < min_fit_sizes:
-            raise FitError(f"holdout {holdout!r} leaves {len(fit_rows)} fitting rows in {n_sizes} model size(s)"
-                           f"{where}; a {f0.name} law needs at least {len(f0.internal_names) + 1} rows in "
-                           f"{min_fit_sizes} sizes: hold out less")
+        _check_fit_rows(fit_rows, "chinchilla" if form == "auto" else form, fix_e, holdout, min_fit_sizes, where)
         with single_threaded_blas():
-            if form == "auto":
-                sel = select_law(fit_rows, n_jobs=n_jobs, fix_e=fix_e, axis=axis)
+            if fixed is None:
+                sel = select_law(fit_rows, n_jobs=n_jobs, fix_e=fix_e, axis=axis,
+                                 ratio=holdout_ratio(frame[sub], holdout_mask[sub], axis))
                 cand = sel.chosen
                 sels[key] = sel
             else:
-                cand = Candidate(form)
+                cand = fixed
             law = _fit_candidate(fit_rows, cand, n_resamples, seed, quick=True, n_jobs=n_jobs, fix_e=fix_e,
-                                 max_iter=max_iter, method=method)
+                                 max_iter=max_iter, method=method, target=float(test_rows["N"].max()))
         laws[key] = law
         n_fit += law.n_points
         if not law.converged:
@@ -637,7 +830,8 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
         folds = nested_folds(kept, min_train_sizes=SLOPE_MIN_SIZES, axis=axis)
         if len(folds) >= 2 and not shared:  # one fold of a barely determined fit says nothing of the full fit
             with single_threaded_blas():
-                r, t = _nested_errors(kept, cand.form, cand.delta, folds, ["none"], fix_e, points=True, axis=axis)
+                r, t = _nested_errors(kept, cand.form, cand.delta, folds, [("none", cand.near, cand.trim)], fix_e,
+                                      points=True, axis=axis, over=cand.over)
             slope = nested_error_model(r, t, noise_scale(law)[0])
         slopes[key] = slope
         lo, hi = prediction_interval(law, {**X, axis: test_rows[axis].to_numpy(float)}, seed=seed,
@@ -649,10 +843,30 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
     if not rows:
         raise FitError(f"holdout {holdout!r}: no group has both fitting and held-out rows")
     points = pd.concat(rows, ignore_index=True)
-    form_name = form if form != "auto" else "auto: " + "; ".join(sorted({sels[k].chosen.label for k in laws}))
+    form_name = form if form != "auto" else "auto: " + "; ".join(sorted({v.chosen.label for v in sels.values()}))
     msg = "; ".join(msgs) or "all fits converged"
     return score_points(points, form=form_name, holdout=holdout, laws=laws, selections=sels, converged=conv,
                         message=msg, n_fit_points=n_fit, seed=seed)
+
+
+def _check_fit_rows(fit_rows: pd.DataFrame, form: str, fix_e, holdout: str, min_fit_sizes: int, where: str):
+    n_sizes = len(np.unique(size_codes(fit_rows["N"]))) if len(fit_rows) else 0
+    f0 = get_form(form, fix_e=fix_e)
+    if len(fit_rows) < len(f0.internal_names) + 1 or n_sizes < min_fit_sizes:
+        raise FitError(f"holdout {holdout!r} leaves {len(fit_rows)} fitting rows in {n_sizes} model size(s)"
+                       f"{where}; a {f0.name} law needs at least {len(f0.internal_names) + 1} rows in "
+                       f"{min_fit_sizes} sizes: hold out less")
+
+
+def holdout_ratio(frame: pd.DataFrame, holdout_mask: np.ndarray, axis: str = "N") -> float | None:
+    """How far a holdout extrapolates along `axis`: its largest value over the largest fitted (None where it
+    does not reach beyond the fitting data)."""
+    x = frame[axis].to_numpy(float)
+    mask = np.asarray(holdout_mask, bool)
+    if not mask.any() or mask.all():
+        return None
+    r = float(x[mask].max() / x[~mask].max())
+    return r if r > SAME_SIZE_RATIO else None
 
 
 def holdout_axis(holdout: str) -> str:
@@ -664,15 +878,17 @@ def holdout_axis(holdout: str) -> str:
 def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | None = None, d: str | None = None,
              c: str | None = None, loss: str | None = None, u: str | None = None, by: str | None = None,
              run: str | None = None, n_resamples: int = 1000, seed: int = 0, n_jobs: int = 1,
-             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs",
-             group: str | None = None) -> BacktestResult:
+             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs", near_weight: float = 0.0,
+             trim_early: float = 0.0, overestimate: float = 0.0, group: str | None = None) -> BacktestResult:
     """Fit `form` (or choose one: 'auto') on the rows outside `holdout`, predict the held-out rows with 95%
     prediction intervals, and score the prediction.
 
     data: a DataFrame, a CSV/Parquet file or a run store (its finished runs). n, d, c, loss, u name columns as in
     fit_law (D is C/(6N) when only C is given); by: a column (dataset) whose groups are fitted and backtested
     separately, their errors pooled (`group`: its older name); run: the run-id column the bootstrap resamples
-    (default: each row a run; a store's run ids); method: fit_law's ('lbfgs' or 'vpnls')."""
+    (default: each row a run; a store's run ids); method: fit_law's ('lbfgs' or 'vpnls'); near_weight,
+    trim_early, overestimate: the fitting choices of a named form (fit_law's), which auto chooses itself by its
+    nested backtests."""
     if group is not None:
         if by is not None:
             raise TypeError("backtest() got the grouping twice (as `group`, its older name, and as `by`)")
@@ -718,4 +934,5 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
         raise FitError(f"holdout {holdout!r} selects every row; nothing is left to fit")
     return backtest_frame(frame, mask, form, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs, fix_e=fix_e,
                           holdout=holdout, by="_by" if by is not None else None, max_iter=max_iter,
-                          axis=holdout_axis(holdout), method=method)
+                          axis=holdout_axis(holdout), method=method, near_weight=near_weight,
+                          trim_early=trim_early, overestimate=overestimate)

@@ -20,7 +20,7 @@ from scalinglab.errors import FitError
 from scalinglab.laws import vpnls
 from scalinglab.laws.inputs import Prepared, prepare, read_table
 from scalinglab.laws.optimize import Objective, Optimum, lbfgs_batched, multistart, process_pool
-from scalinglab.laws.forms import Form, fmt_number, get_form
+from scalinglab.laws.forms import SHARED_FORMS, Form, fmt_number, get_form
 from scalinglab.laws.result import Result
 
 
@@ -378,9 +378,56 @@ def r2_text(r2: float) -> str:
     return f"{r2:.4f}"
 
 
+# ------------------------------------------------------------------------------------------------ fitting choices
+
+# The fitting choices' defaults: all off, so a plain fit is Hoffmann et al.'s (every point weighs the same, the
+# Huber loss symmetric). `backtest --form auto` tries them on (AUTO_* in laws/backtest.py) and keeps what its
+# nested backtests favour.
+NEAR_WEIGHT = 0.0  # p of the weight (N / N_target)^p: points near the target size weigh more (Choshen et al. 2024)
+TRIM_EARLY = 0.0  # fraction of each run's training (its largest D, or S) whose points are left out
+OVERESTIMATE = 0.0  # extra weight on residuals where the law over-predicts the loss (asymmetric Huber)
+
+
+def fitting_choices(prep: Prepared, *, near_weight: float = NEAR_WEIGHT, near_target: float | None = None,
+                    trim_early: float = TRIM_EARLY) -> Prepared:
+    """The data of a fit after its weighting and trimming choices.
+
+    near_weight p > 0: each point's weight times (N / N_target)^p for N below the target size and
+    (N_target / N)^p above it, a weight that falls with the distance in log N from the size the law is meant to
+    predict (N_target: `near_target`, default the largest N of the data). Choshen et al. (2024, "A Hitchhiker's
+    Guide to Scaling Law Estimation", 485 models) found the models nearest the target the most informative.
+    trim_early f > 0: in each run (the bootstrap's groups) with several points, those before f of its training
+    (D, or S, below f times the run's largest) are left out: the first stretch of a learning curve follows the
+    warm-up and the learning-rate schedule more than the law."""
+    if not (0.0 <= trim_early < 1.0) or not (near_weight >= 0.0 and np.isfinite(near_weight)):
+        raise FitError(f"fitting choices: trim_early must lie in [0, 1) and near_weight be >= 0, got "
+                       f"{trim_early!r} and {near_weight!r}")
+    keep = np.ones(len(prep.y), bool)
+    progress = next((v for v in ("D", "S") if v in prep.X), None)
+    if trim_early > 0 and progress is not None:
+        x = np.asarray(prep.X[progress], float)
+        top = pd.Series(x).groupby(prep.groups).transform("max").to_numpy()
+        size = np.bincount(prep.groups)[prep.groups]
+        keep = (size < 2) | (x >= trim_early * top)
+    w = np.asarray(prep.weights, float).copy()
+    if near_weight > 0 and "N" in prep.X:
+        N = np.asarray(prep.X["N"], float)
+        target = float(N[keep].max()) if near_target is None else float(near_target)
+        w = w * np.exp(-near_weight * np.abs(np.log(N / target)))
+    if keep.all():
+        return Prepared(X=prep.X, y=prep.y, groups=prep.groups, weights=w, frame=prep.frame, columns=prep.columns,
+                        dropped=prep.dropped)
+    codes, _ = pd.factorize(prep.groups[keep])
+    return Prepared(X={k: np.asarray(v)[keep] for k, v in prep.X.items()}, y=prep.y[keep], groups=codes,
+                    weights=w[keep], frame=prep.frame[keep].reset_index(drop=True), columns=prep.columns,
+                    dropped=prep.dropped + int((~keep).sum()))
+
+
 def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, huber_delta: float = 1e-3,
                  seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
-                 strict: bool = False, method: str = "lbfgs") -> FittedLaw:
+                 strict: bool = False, method: str = "lbfgs", near_weight: float = NEAR_WEIGHT,
+                 near_target: float | None = None, trim_early: float = TRIM_EARLY,
+                 overestimate: float = OVERESTIMATE) -> FittedLaw:
     """Fit `form` to prepared data; the one place every fit goes through (fit_law, the analyses, backtests).
 
     A fit reads converged only when the optimiser converged *and* the data identify the parameters: the design
@@ -394,9 +441,20 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, huber_d
     method: 'lbfgs', L-BFGS from the form's grid of starts (or `grid`); 'vpnls', from the variable-projection
     optima instead (laws/vpnls.py: the least-squares profile's best local minima and the Huber profile's; the
     chinchilla family, other forms keep the grid), each bootstrap resample also from its own least-squares
-    optimum besides the full-data one. Both minimise the same Huber-log objective."""
+    optimum besides the full-data one. Both minimise the same Huber-log objective.
+
+    near_weight, near_target, trim_early: the weighting and trimming of `fitting_choices`; overestimate: the
+    over-estimate penalty of the Huber loss (optimize.Objective). All off by default."""
     if method not in METHODS:
         raise FitError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)}")
+    if not (overestimate >= 0 and np.isfinite(overestimate)):
+        raise FitError(f"the over-estimate penalty must be a number >= 0, got {overestimate!r}")
+    choices = {k: float(v) for k, v in (("near_weight", near_weight), ("trim_early", trim_early),
+                                        ("overestimate", overestimate)) if v}
+    if near_weight or trim_early:
+        prep = fitting_choices(prep, near_weight=near_weight, near_target=near_target, trim_early=trim_early)
+        if near_weight and near_target is not None:
+            choices["near_target"] = float(near_target)
     logy = np.log(prep.y)
     fix_e = getattr(form, "fix_e", None)
     if fix_e is not None and fix_e >= float(prep.y.min()):
@@ -409,7 +467,7 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, huber_d
     def back(Z):  # internal rows of the rescaled problem -> the law of the data as given
         return form.rescale(Z, log_s) if log_s else np.atleast_2d(Z)
 
-    objective = Objective(form, X, logy, huber_delta)
+    objective = Objective(form, X, logy, huber_delta, overestimate=overestimate)
     profile, method_diag = None, {"method": "lbfgs"}
     if method == "vpnls" and vpnls.supports(form):
         profile = vpnls.Profile(form, X, prep.y, prep.weights)  # on the (rescaled) inputs the objective sees
@@ -473,7 +531,8 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, huber_d
                                  "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
                                  "gradient_max_abs": opt.gnorm, "points_dropped": prep.dropped,
                                  "identifiable": not problems, "curvature": figures.get("curvature"),
-                                 **({"rescaled_log": log_s} if log_s else {}), **method_diag},
+                                 **({"rescaled_log": log_s} if log_s else {}), **method_diag,
+                                 **({"fitting_choices": choices} if choices else {})},
                     ranges=data_ranges(prep.frame, form.inputs))
     if not converged:
         if strict:
@@ -501,7 +560,7 @@ class Columns:
     b_crit: str | None = None  # the B_crit column of form bcrit (the same as `loss` there)
     run: str | None = None  # the run id: the bootstrap resamples whole runs (default: a column `group`, else rows)
     weights: str | None = None  # point weights
-    by: str | None = None  # the groups (data sets) chinchilla_shared_e fits jointly, E shared
+    by: str | None = None  # the groups (data sets) the shared forms (chinchilla_shared_*) fit jointly
 
 
 @dataclass(frozen=True)
@@ -520,6 +579,11 @@ class FitOptions:
     grid: object = None  # 'quick': the form's coarse grid of starts, where it has one
     strict: bool = False
     method: str = "lbfgs"  # 'lbfgs' or 'vpnls'
+    # the fitting choices (fitting_choices, optimize.Objective), all off by default
+    near_weight: float = NEAR_WEIGHT  # p of the weight that favours points near the target size
+    near_target: float | None = None  # the target size N of near_weight (default: the largest N of the data)
+    trim_early: float = TRIM_EARLY  # fraction of each run's training whose points are left out
+    overestimate: float = OVERESTIMATE  # extra weight on residuals where the law over-predicts the loss
 
 
 _COLUMN_FIELDS = tuple(Columns.__dataclass_fields__)
@@ -552,22 +616,23 @@ def fit_law(data, form: str = "chinchilla", columns: Columns | None = None, opti
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
     columns: a Columns (which column is N, D, C, S, U, the loss, the run id, the weights, the groups of
-    chinchilla_shared_e); options: a FitOptions (bootstrap resamples, Huber delta, seed, a fixed E, method, ...).
+    the shared forms); options: a FitOptions (bootstrap resamples, Huber delta, seed, a fixed E, method, ...).
     Any field of either may also be given by name: fit_law("runs.csv", form="chinchilla", n="N", d="D",
     loss="loss", n_resamples=400). `group=` and `delta=` are accepted as the older names of `run=` and
     `huber_delta=`. method: 'lbfgs' (L-BFGS from the grid of starts) or 'vpnls' (from the variable-projection
-    least-squares optimum; the chinchilla family), see fit_prepared.
+    least-squares optimum; the chinchilla family), see fit_prepared. near_weight, near_target, trim_early,
+    overestimate: the fitting choices (fitting_choices, optimize.Objective), off by default.
     """
     cols, opts = fit_spec(columns, options, **keywords)
     by, run, level = cols.by, cols.run, opts.level
     f = get_form(form, irreducible=opts.irreducible, fix_e=opts.fix_e)
-    if f.name == "chinchilla_shared_e":  # one law per group of `by`, E shared: the groups become input G
+    if f.name in SHARED_FORMS:  # one law per group of `by`, some parameters shared: the groups become input G
         df, where = _load(data, level or "runs", "data")
         if isinstance(df, pd.DataFrame) and by is not None and by not in df.columns:
-            raise FitError(f"{where}: no column {by!r} for the groups of chinchilla_shared_e; columns are: "
+            raise FitError(f"{where}: no column {by!r} for the groups of {f.name}; columns are: "
                            f"{', '.join(map(str, df.columns))}")
         if by is None or not isinstance(df, pd.DataFrame):
-            raise FitError(f"form chinchilla_shared_e needs the column of its groups (fit_law(..., by=COL), or "
+            raise FitError(f"form {f.name} needs the column of its groups (fit_law(..., by=COL), or "
                            f"`--by COL` on the command line); got {by!r}")
         codes, labels = pd.factorize(df[by])
         data, f = df.assign(G=codes.astype(float)), get_form(form, groups=[str(x) for x in labels])
@@ -585,4 +650,5 @@ def fit_law(data, form: str = "chinchilla", columns: Columns | None = None, opti
                    drop_highest=opts.drop_highest_loss, where=where)
     return fit_prepared(prep, f, n_resamples=opts.n_resamples, huber_delta=opts.huber_delta, seed=opts.seed,
                         max_iter=opts.max_iter, n_jobs=opts.n_jobs, grid=opts.grid, strict=opts.strict,
-                        method=opts.method)
+                        method=opts.method, near_weight=opts.near_weight, near_target=opts.near_target,
+                        trim_early=opts.trim_early, overestimate=opts.overestimate)

@@ -540,35 +540,63 @@ class DataConstrained(Chinchilla):
         return {"N": k, "D'": k}
 
 
-class SharedE(ChinchillaFamily):
-    """Chinchilla's law fitted jointly to several groups (datasets, tokenizers) with one irreducible loss E shared
-    by all and A, B, alpha, beta per group: L_g(N, D) = E + A_g / N^alpha_g + B_g / D^beta_g. Hoffmann et al.
-    2022 (eq. 2) read E as the entropy of natural text; sharing it lets the groups with runs near their floor
-    pin it down for the others. Input G: the group's index (0, 1, ...); `groups` keeps the groups' names.
+_SHARES = {"chinchilla_shared_e": ("e",), "chinchilla_shared_exp": ("alpha", "beta"),
+           "chinchilla_shared_all": ("e", "alpha", "beta")}
+SHARED_FORMS = tuple(_SHARES)  # the forms fitted jointly over the groups of a column (`--by`)
 
-    Internal parameters: (e, a_0, b_0, alpha_0, beta_0, a_1, ...), log L = LSE(e, a_g - alpha_g log N,
-    b_g - beta_g log D).
+
+class SharedE(ChinchillaFamily):
+    """Chinchilla's law fitted jointly to several groups (datasets, tokenizers), some parameters shared by all:
+    L_g(N, D) = E + A_g / N^alpha_g + B_g / D^beta_g with
+
+    - `chinchilla_shared_e`: one irreducible loss E, the rest per group. Hoffmann et al. 2022 (eq. 2) read E as
+      the entropy of natural text; sharing it lets the groups with runs near their floor pin it for the others;
+    - `chinchilla_shared_exp`: the exponents alpha and beta shared, E, A and B per group (the data sets differ
+      in their floor and their constants, not in how the loss falls with scale);
+    - `chinchilla_shared_all`: E and both exponents shared, only A and B per group.
+
+    Input G: the group's index (0, 1, ...); `groups` keeps the groups' names. Internal parameters: the shared
+    coordinates first (e, alpha, beta, those shared), then each group's own (e, a, b, alpha, beta, those not
+    shared), with log L = LSE(e_g, a_g - alpha_g log N, b_g - beta_g log D).
     """
 
-    name = "chinchilla_shared_e"
-    family = "chinchilla_shared_e"
+    family = "chinchilla_shared_e"  # the planner's family: one Chinchilla law per group
     inputs = ("N", "D", "G")
     _fast = False
+    _NAT = {"e": "E", "a": "A", "b": "B", "alpha": "alpha", "beta": "beta"}
 
-    def __init__(self, groups=("0",)):
+    def __init__(self, groups=("0",), name: str = "chinchilla_shared_e"):
+        if name not in _SHARES:
+            raise ValueError(f"unknown shared form {name!r}")
+        self.name, self.shared = name, _SHARES[name]
         self.groups = [str(g) for g in groups]
         k = len(self.groups)
-        self.title = f"Chinchilla L(N, D) with E shared by {k} groups"
-        self.param_names = ("E",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("A", "B", "alpha", "beta"))
-        self.internal_names = ("e",) + tuple(f"{p}[{g}]" for g in self.groups for p in ("a", "b", "alpha", "beta"))
-        self._logs = [0] + [1 + 4 * j + i for j in range(k) for i in (0, 1)]  # E, and each group's A and B
+        what = {"chinchilla_shared_e": "E", "chinchilla_shared_exp": "alpha and beta",
+                "chinchilla_shared_all": "E, alpha and beta"}[name]
+        self.title = f"Chinchilla L(N, D) with {what} shared by {k} groups"
+        own = [c for c in ("e", "a", "b", "alpha", "beta") if c not in self.shared]
+        internal, natural, self._index = [], [], [{} for _ in range(k)]
+        for c in self.shared:
+            for g in range(k):
+                self._index[g][c] = len(internal)
+            internal.append(c)
+            natural.append(self._NAT[c])
+        for g, gname in enumerate(self.groups):
+            for c in own:
+                self._index[g][c] = len(internal)
+                internal.append(f"{c}[{gname}]")
+                natural.append(f"{self._NAT[c]}[{gname}]")
+        self.internal_names, self.param_names = tuple(internal), tuple(natural)
+        self._logs = sorted({ix[c] for ix in self._index for c in ("e", "a", "b")})
+        self._cols = {c: np.array([ix[c] for ix in self._index]) for c in ("e", "a", "b", "alpha", "beta")}
+        # identifiability (laws/fit.py): per group, the parameters acting through N alone (A_g, and alpha_g
+        # unless shared), and whether the group has a free level of its own (E_g, unless shared)
+        self.own_params = {"N": 1 if "alpha" in self.shared else 2, "D": 1 if "beta" in self.shared else 2}
+        self.free_level = "e" not in self.shared
 
     @property
     def options(self) -> dict:
         return {"groups": list(self.groups)}
-
-    own_params = {"N": 2, "D": 2}  # per group: A_g and alpha_g act through N alone, B_g and beta_g through D
-    free_level = False  # E is shared by the groups: within one group it is no free level of its own
 
     def term_shares(self, Z, X):
         e, t1, t2, (_, _, g) = self._terms(self._full(Z), X)
@@ -581,40 +609,55 @@ class SharedE(ChinchillaFamily):
         return out
 
     def _shift(self, F, log_s):
-        for j in range(len(self.groups)):
-            F[:, 1 + 4 * j] += F[:, 3 + 4 * j] * log_s.get("N", 0.0)
-            F[:, 2 + 4 * j] += F[:, 4 + 4 * j] * log_s.get("D", 0.0)
+        for ix in self._index:
+            F[:, ix["a"]] += F[:, ix["alpha"]] * log_s.get("N", 0.0)
+            F[:, ix["b"]] += F[:, ix["beta"]] * log_s.get("D", 0.0)
         return F
 
     def group_params(self, params: dict, group) -> dict:
         """One group's law in Chinchilla's five parameters."""
         g = str(group)
-        return {"E": params["E"], **{p: params[f"{p}[{g}]"] for p in ("A", "B", "alpha", "beta")}}
+        return {p: params[p] if p in params else params[f"{p}[{g}]"] for p in ("E", "A", "B", "alpha", "beta")}
 
     def _terms(self, Z, X):
         ln, ld = np.log(X["N"]), np.log(X["D"])
         g = np.asarray(X["G"]).astype(int)
-        a, b, al, be = (Z[:, 1 + i::4][:, g] for i in range(4))
-        return Z[:, 0, None], a - al * ln[None, :], b - be * ld[None, :], (ln, ld, g)
+        e, a, b, al, be = (Z[:, self._cols[c]][:, g] for c in ("e", "a", "b", "alpha", "beta"))
+        return e, a - al * ln[None, :], b - be * ld[None, :], (ln, ld, g)
 
     def _jac(self, p, aux):
         (p0, p1, p2), (ln, ld, g) = p, aux
-        out = [(p0, None)]
-        for j in range(len(self.groups)):
-            one = (g == j).astype(float)
-            out += [(p1, one), (p2, one), (p1, -ln * one), (p2, -ld * one)]
+        out = []
+        for j in range(len(self.internal_names)):
+            groups = [gi for gi, ix in enumerate(self._index) if j in ix.values()]
+            c = next(c for c, v in self._index[groups[0]].items() if v == j)
+            one = None if len(groups) == len(self._index) else np.isin(g, groups).astype(float)
+            arr = {"e": p0, "a": p1, "b": p2, "alpha": p1, "beta": p2}[c]
+            vec = {"alpha": -ln, "beta": -ld}.get(c)
+            out.append((arr, one if vec is None else (vec if one is None else vec * one)))
         return tuple(out)
 
+    def from_chinchilla(self, rows: np.ndarray) -> np.ndarray:
+        """Internal Chinchilla rows (K, 5: e, a, b, alpha, beta) -> this form's rows, every group the same."""
+        rows = np.atleast_2d(rows)
+        Z = np.zeros((rows.shape[0], len(self.internal_names)))
+        for ix in self._index:
+            for i, c in enumerate(("e", "a", "b", "alpha", "beta")):
+                Z[:, ix[c]] = rows[:, i]
+        return Z
+
     def start_grid(self, X=None, logy=None):
-        """Chinchilla's coarse grid with every group starting from the same (a, b, alpha, beta)."""
-        g = Chinchilla().quick_grid()
-        return np.hstack([g[:, :1]] + [g[:, 1:]] * len(self.groups))
+        """Chinchilla's coarse grid with every group starting from the same (e, a, b, alpha, beta)."""
+        return self.from_chinchilla(Chinchilla().quick_grid())
 
     quick_grid = start_grid
 
     def text(self, params=None):
         if params is None:
-            return "L_g(N, D) = E + A_g/N^alpha_g + B_g/D^beta_g (E shared)"
+            return {"chinchilla_shared_e": "L_g(N, D) = E + A_g/N^alpha_g + B_g/D^beta_g (E shared)",
+                    "chinchilla_shared_exp": "L_g(N, D) = E_g + A_g/N^alpha + B_g/D^beta (exponents shared)",
+                    "chinchilla_shared_all": "L_g(N, D) = E + A_g/N^alpha + B_g/D^beta (E, exponents shared)"
+                    }[self.name]
         return "; ".join(f"[{g}] " + Chinchilla().text(self.group_params(params, g)) for g in self.groups)
 
     def latex(self, params=None):
@@ -891,6 +934,12 @@ FORMS: dict[str, FormEntry] = {
     "chinchilla_tied": FormEntry(lambda fix_e=None, **_: Chinchilla(tied=True, fix_e=fix_e), fix_e=True),
     "chinchilla_shared_e": FormEntry(lambda groups=None, **_: SharedE(groups or ("0",)),
                                      help="Chinchilla L(N, D) with E shared across groups (--by)"),
+    "chinchilla_shared_exp": FormEntry(lambda groups=None, **_: SharedE(groups or ("0",),
+                                                                        name="chinchilla_shared_exp"),
+                                       help="Chinchilla L(N, D) with alpha and beta shared across groups (--by)"),
+    "chinchilla_shared_all": FormEntry(lambda groups=None, **_: SharedE(groups or ("0",),
+                                                                        name="chinchilla_shared_all"),
+                                       help="Chinchilla L(N, D) with E, alpha and beta shared across groups (--by)"),
     "overtrain": FormEntry(lambda **_: OverTraining()),
     "data_constrained": FormEntry(lambda fix_e=None, **_: DataConstrained(fix_e=fix_e), fix_e=True),
     "kaplan_n": FormEntry(_power("kaplan_n", "N", "N_c", "alpha_N", "Kaplan L(N)")),
