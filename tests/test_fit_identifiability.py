@@ -13,7 +13,7 @@ from scalinglab.cli import main
 from scalinglab.errors import FitError
 from scalinglab.laws import fit_law, get_form
 from scalinglab.laws.fit import MIN_CURVATURE, r2_text
-from scalinglab.laws.forms import FORM_NAMES
+from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, SHARED_FORMS
 
 from test_laws_recovery import TRUTH, make
 
@@ -194,8 +194,8 @@ def _inputs(form, n=24, seed=0):
 @pytest.mark.parametrize("name", FORM_NAMES)
 def test_rescale_maps_a_law_fitted_to_scaled_inputs_back(name):
     for kw in ([{}, {"irreducible": True}] if name in ("kaplan_n", "kaplan_d", "kaplan_c", "kaplan_cmin") else
-               [{}, {"fix_e": 1.5}] if name in ("chinchilla", "chinchilla_tied", "data_constrained") else [{}]):
-        form = get_form(name, groups=["a", "b"], **kw) if name == "chinchilla_shared_e" else get_form(name, **kw)
+               [{}, {"fix_e": 1.5}] if name in FIX_E_FORMS else [{}]):
+        form = get_form(name, groups=["a", "b"], **kw) if name in SHARED_FORMS else get_form(name, **kw)
         X = _inputs(form)
         log_s = {"N": 3.1, "D": -2.2, "S": 1.7, "C": 4.0, "L": 0.5, "U": -2.2}  # U shares D's factor
         log_s = {k: v for k, v in log_s.items() if k in form.inputs}
