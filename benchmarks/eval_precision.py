@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from scalinglab.config import RunConfig
-from scalinglab.trainer import Trainer, lr_at
+from scalinglab.training.config import RunConfig
+from scalinglab.training.trainer import Trainer, lr_at
 
 SHAPES = [dict(n_layer=1, d_model=16, n_head=2), dict(n_layer=3, d_model=96, n_head=4)]  # smoke: smallest, largest
 

@@ -116,8 +116,8 @@ def check_autocast(ctx):
     import torch
 
     from scalinglab.accounting import ModelShape
-    from scalinglab.model import Transformer
-    from scalinglab.trainer import autocast_for, model_loss
+    from scalinglab.training.model import Transformer
+    from scalinglab.training.trainer import autocast_for, model_loss
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
@@ -166,8 +166,8 @@ def check_compile(ctx):
     import torch
 
     from scalinglab.accounting import ModelShape
-    from scalinglab.model import Transformer
-    from scalinglab.trainer import autocast_for, model_loss
+    from scalinglab.training.model import Transformer
+    from scalinglab.training.trainer import autocast_for, model_loss
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
@@ -258,9 +258,9 @@ def check_throughput(ctx):
     import torch
 
     from scalinglab import accounting
-    from scalinglab.config import RunConfig
-    from scalinglab.model import Transformer
-    from scalinglab.trainer import autocast_for, make_optimizer, model_loss
+    from scalinglab.training.config import RunConfig
+    from scalinglab.training.model import Transformer
+    from scalinglab.training.trainer import autocast_for, make_optimizer, model_loss
 
     dev = torch.device("cuda")
     peak = ctx["peak"] = max(_bf16_peak(), _bf16_peak())
@@ -296,8 +296,8 @@ def check_throughput(ctx):
 
 
 def check_cpu_vs_gpu(ctx):
-    from scalinglab.config import RunConfig
-    from scalinglab.trainer import train_run
+    from scalinglab.training.config import RunConfig
+    from scalinglab.training.trainer import train_run
 
     base = dict(TINY, data=str(ctx["data"]))
     gpu = train_run(RunConfig(**base, seed=0, device="cuda", precision="bf16")).final_test_loss
@@ -331,7 +331,7 @@ def import_check() -> list[str]:
     import importlib
 
     names = ["torch", "torch.distributed", "torch.distributed.run", "torch.nn.attention", "torch._dynamo",
-             "scalinglab.model", "scalinglab.trainer", "scalinglab.sweep.ddp_worker", "scalinglab.sweep.runner"]
+             "scalinglab.training.model", "scalinglab.training.trainer", "scalinglab.sweep.ddp_worker", "scalinglab.sweep.runner"]
     for n in names:
         importlib.import_module(n)
     from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: F401
@@ -347,7 +347,7 @@ def validate_specs(args) -> int:
     """Expand the specs and configs the checks use (without data): a bad key or value fails the dry run too."""
     import tomllib
 
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
     from scalinglab.sweep import study_from_dict
 
     with tempfile.TemporaryDirectory() as tmp:

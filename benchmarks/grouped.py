@@ -1,4 +1,4 @@
-"""Benchmark: grouped training (scalinglab.grouped) of 4 same-shape runs against the same 4 runs packed as separate
+"""Benchmark: grouped training (scalinglab.training.grouped) of 4 same-shape runs against the same 4 runs packed as separate
 processes, the way the local executor runs them.
 
     PYTHONPATH=src python benchmarks/grouped.py                       # shape (a), 4 runs, 3 rounds
@@ -46,7 +46,7 @@ SHAPE = "a"
 
 
 def configs(data: str, runs: int, steps: int, threads: int | None = None):
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
 
     n_layer, d_model, n_head, n_ctx, batch = SHAPES[SHAPE]
     lrs = [1e-3 * 2 ** (i / 2) for i in range(runs)]
@@ -60,8 +60,8 @@ def worker(arm: str, data: str, runs: list[int], steps: int, threads: int) -> di
     """Train `runs` (indices into the benchmark's configs) in this process; their final losses and the time."""
     import torch
 
-    from scalinglab.grouped import train_grouped
-    from scalinglab.trainer import train_run
+    from scalinglab.training.grouped import train_grouped
+    from scalinglab.training.trainer import train_run
 
     torch.set_num_threads(threads)
     cfgs = [configs(data, max(runs) + 1, steps, threads)[i] for i in runs]

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _data import stdlib_dataset  # noqa: E402
 
-from scalinglab.config import RunConfig  # noqa: E402
-from scalinglab.trainer import train_run  # noqa: E402
+from scalinglab.training.config import RunConfig  # noqa: E402
+from scalinglab.training.trainer import train_run  # noqa: E402
 
 SHAPES = {
     "(a) L2 d64 ctx128 b32": dict(n_layer=2, d_model=64, n_head=4, n_ctx=128, batch_size=32),

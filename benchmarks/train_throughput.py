@@ -80,10 +80,10 @@ def build_step(name: str, impl: str, d_head: int = 64, compile_blocks: bool = Fa
     import torch
     import torch.nn.functional as F
 
-    from scalinglab._runtime import keep_freed_memory
-    from scalinglab.config import RunConfig
-    from scalinglab.model import Transformer
-    from scalinglab.trainer import autocast_for, make_optimizer, model_loss
+    from scalinglab.training._runtime import keep_freed_memory
+    from scalinglab.training.config import RunConfig
+    from scalinglab.training.model import Transformer
+    from scalinglab.training.trainer import autocast_for, make_optimizer, model_loss
 
     n_layer, d_model, n_ctx, vocab, batch = SHAPES[name]
     if impl in ("scalinglab", "plain"):

@@ -66,9 +66,9 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
 def train_store(path: Path, dataset: Path, study: str, runs, **base) -> Path:
     """A real run store of tiny runs: `runs` is a list of (RunConfig fields, roles), each trained on `dataset` on
     one thread with the shared `base` fields, in `study`, with its roles recorded as a study spec would."""
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
     from scalinglab.store import RunStore
-    from scalinglab.trainer import train_run
+    from scalinglab.training.trainer import train_run
 
     store = RunStore(path)
     try:

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from scalinglab import accounting as acc
 from scalinglab.accounting import ModelShape
 from scalinglab.errors import ConfigError
-from scalinglab.model import Transformer
+from scalinglab.training.model import Transformer
 
 
 def random_shapes(k: int, seed: int = 0):

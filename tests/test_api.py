@@ -63,18 +63,18 @@ def test_help_lists_every_api_name():
 def test_each_name_is_the_object_it_names_even_after_its_module_is_imported():
     import scalinglab as sl
     import scalinglab.planner  # noqa: F401  (the modules are named apart from the API functions)
-    import scalinglab.trainer  # noqa: F401
-    from scalinglab.config import RunConfig
+    import scalinglab.training.trainer  # noqa: F401
+    from scalinglab.training.config import RunConfig
     from scalinglab.laws.fit import fit_law
     from scalinglab.planner import plan_compute
     from scalinglab.store import RunStore
     from scalinglab.sweep import load_study, run_study
-    from scalinglab.trainer import train_run
+    from scalinglab.training.trainer import train_run
 
     assert sl.train is train_run and sl.plan is plan_compute
     assert sl.RunConfig is RunConfig and sl.RunStore is RunStore and sl.fit_law is fit_law
     assert sl.load_study is load_study and sl.run_study is run_study
-    assert sys.modules["scalinglab.trainer"].train_run is train_run  # the module itself is untouched
+    assert sys.modules["scalinglab.training.trainer"].train_run is train_run  # the module itself is untouched
 
 
 def test_a_missing_piece_fails_only_when_used(monkeypatch):

@@ -12,7 +12,7 @@ from conftest import run_cli, train_store
 
 from scalinglab.cli import build_parser
 from scalinglab.commands.train import _SKIP, field_docs
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.laws.forms import FORM_NAMES
 
 

@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from scalinglab._runtime import auto_precision, cpu_native_bf16, native_bf16_in
-from scalinglab.config import RunConfig
+from scalinglab.training._runtime import auto_precision, cpu_native_bf16, native_bf16_in
+from scalinglab.training.config import RunConfig
 from scalinglab.errors import ConfigError
 
 

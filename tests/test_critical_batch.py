@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.analysis.critical_batch import analyze_store
 from scalinglab.store import RunStore
-from scalinglab.trainer import train_run
+from scalinglab.training.trainer import train_run
 
 
 @pytest.fixture(scope="module")

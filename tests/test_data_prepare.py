@@ -214,7 +214,7 @@ def _test_split_and_its_eval_coverage(docs, cache, test_fraction: float) -> tupl
     """prepare_dataset's way to a test split and its evaluation set, on `docs`: the documents de-duplicated and
     chunked, the hash split, a bpe-512 tokenizer, and the default run's evaluation windows (n_ctx 128, 65,536
     tokens). Returns (test documents, test documents the windows touch)."""
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
     from scalinglab.data.prepare import _chunks, _split, _unique
     from scalinglab.data.shards import make_eval_set
 

@@ -8,7 +8,7 @@ import re
 
 from conftest import run_cli
 
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.reproduce import preset_files
 from scalinglab.sweep import load_study, plan_study
 from scalinglab.sweep.cost import Throughput, probe_throughput

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from conftest import train_store
 
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.report.figures import make_figures
 from scalinglab.analysis.study_laws import compute_frontier, fit_study
 from scalinglab.analysis.study_data import StudyData
 from scalinglab.store import RunStore
 from scalinglab.analysis.findings import NOT_MEASURED, VERDICTS, check_findings
-from scalinglab.trainer import train_run
+from scalinglab.training.trainer import train_run
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.errors import ConfigError
-from scalinglab.grouped import group_key, train_grouped
+from scalinglab.training.grouped import group_key, train_grouped
 from scalinglab.store import RunStore
-from scalinglab.trainer import CHECKPOINT_NAME, train_run
+from scalinglab.training.checkpoint import CHECKPOINT_NAME
+from scalinglab.training.trainer import train_run
 
 STEPS = 60
 TOL = 1e-4

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from scalinglab.accounting import ModelShape
-from scalinglab.config import RunConfig
-from scalinglab.grouped import group_key, train_grouped
-from scalinglab.model import Transformer, apply_rotary, rotary_tables
+from scalinglab.training.config import RunConfig
+from scalinglab.training.grouped import group_key, train_grouped
+from scalinglab.training.model import Transformer, apply_rotary, rotary_tables
 from scalinglab.store import RunStore
-from scalinglab.trainer import train_run
+from scalinglab.training.trainer import train_run
 
 STEPS = 40
 TOL = 1e-4

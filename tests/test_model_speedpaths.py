@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.accounting import ModelShape
-from scalinglab.fused_loss import _chunk_rows, linear_cross_entropy
-from scalinglab.model import Transformer
+from scalinglab.training.fused_loss import _chunk_rows, linear_cross_entropy
+from scalinglab.training.model import Transformer
 
 SHAPES = [
     # (shape, batch): vocab 300: one chunk; vocab 4096: 128 rows per chunk, so 165 and 448 tokens make 2 and 4

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from scalinglab.config import RunConfig
-from scalinglab.noise_scale import NoiseScaleEstimator
+from scalinglab.training.config import RunConfig
+from scalinglab.training.noise_scale import NoiseScaleEstimator
 from scalinglab.store import RunStore
-from scalinglab.trainer import train_run
+from scalinglab.training.trainer import train_run
 
 
 def test_recovers_analytic_noise_scale_of_linear_regression():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from scalinglab.analysis import reconcile as rc
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.laws.forms import get_form
 from scalinglab.store import RunStore
-from scalinglab.trainer import lr_at
+from scalinglab.training.trainer import lr_at
 
 P = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
 A_TRUE = P["beta"] / (P["alpha"] + P["beta"])
@@ -204,7 +204,7 @@ def test_warmup_tokens_and_a_fixed_cosine_horizon():
 def test_a_real_run_follows_the_fixed_horizon(byte_dataset, tmp_path):
     """The trainer reads warmup_tokens and schedule_tokens: a run a quarter of the horizon long ends near its
     peak LR (Kaplan's schedule), the same run with its cosine matched ends near zero."""
-    from scalinglab.trainer import train_run
+    from scalinglab.training.trainer import train_run
 
     lrs = {}
     for horizon in (None, 4 * 40 * 8 * 32):

@@ -304,7 +304,7 @@ def test_run_config_values_are_type_checked_in_one_place(byte_dataset, tmp_path)
     non-integral float or a bool is not, and a wrong type is one line naming the field."""
     import numpy as np
 
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
 
     cfg = RunConfig(data=tmp_path, tokens=2e6, batch_size=np.int64(8), lr=1)
     assert (cfg.tokens, cfg.batch_size, cfg.data) == (2_000_000, 8, str(tmp_path))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from scalinglab.config import RunConfig, kaplan_lr
+from scalinglab.training.config import RunConfig, kaplan_lr
 from scalinglab.data.shards import TokenDataset
 from scalinglab.store import RunStore
-from scalinglab.trainer import eval_steps, lr_at, train_run
+from scalinglab.training.trainer import eval_steps, lr_at, train_run
 
 
 def unigram_entropy(tokens: np.ndarray, vocab: int) -> float:

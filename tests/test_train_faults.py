@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.outdir import MANIFEST
 from scalinglab.store import RunStore
-from scalinglab.trainer import (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, CheckpointError, eval_steps,
-                              read_checkpoint, train_run)
+from scalinglab.training.checkpoint import (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, CheckpointError,
+                                            read_checkpoint, write_checkpoint)
+from scalinglab.training.trainer import eval_steps, train_run
 
 STEPS = 80
 
@@ -93,8 +94,6 @@ def test_both_checkpoints_corrupt_starts_over(byte_dataset, tmp_path, reference,
 
 
 def test_checkpoints_load_weights_only(tmp_path):
-    from scalinglab.trainer import write_checkpoint
-
     write_checkpoint({"state": {"step": 3}}, tmp_path / "ok.pt")
     assert read_checkpoint(tmp_path / "ok.pt", torch.device("cpu")) == {"state": {"step": 3}}
     write_checkpoint({"state": Payload()}, tmp_path / "code.pt")  # a valid checksum over a pickled object
@@ -109,10 +108,10 @@ def test_checkpoints_load_weights_only(tmp_path):
 
 def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_checkpoint(
         byte_dataset, tmp_path, reference, monkeypatch):
-    import scalinglab.trainer as train
+    import scalinglab.training.checkpoint as checkpoint
 
     writes = {"n": 0}
-    real = train._write_bytes
+    real = checkpoint._write_bytes
 
     def disk_fills_up(f, data):
         writes["n"] += 1
@@ -121,7 +120,7 @@ def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_chec
             raise OSError(errno.ENOSPC, "No space left on device")
         real(f, data)
 
-    monkeypatch.setattr(train, "_write_bytes", disk_fills_up)
+    monkeypatch.setattr(checkpoint, "_write_bytes", disk_fills_up)
     store = RunStore(tmp_path / "s.sqlite")
     ckpt = tmp_path / "ckpt"
     result = train_run(_config(byte_dataset), store=store, checkpoint_dir=ckpt)
@@ -131,7 +130,7 @@ def test_disk_full_while_checkpointing_fails_the_run_and_keeps_the_previous_chec
     assert read_checkpoint(ckpt / CHECKPOINT_NAME, torch.device("cpu"))["state"]["step"] == 19
     assert {p.name for p in ckpt.iterdir()} == {CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, MANIFEST}  # no temp left
     # space is back: the run resumes from the kept checkpoint and ends where an uninterrupted run does
-    monkeypatch.setattr(train, "_write_bytes", real)
+    monkeypatch.setattr(checkpoint, "_write_bytes", real)
     again = train_run(_config(byte_dataset), store=store, checkpoint_dir=ckpt)
     _same_run(again, reference)
     row = store.runs().iloc[0]

@@ -33,8 +33,8 @@ __version__ = "0.1.0"
 # API name -> (module, attribute). Resolved on first use, so a missing piece fails only when it is used.
 _API = {
     "prepare_data": ("scalinglab.data.prepare", "prepare_dataset"),
-    "RunConfig": ("scalinglab.config", "RunConfig"),
-    "train": ("scalinglab.trainer", "train_run"),
+    "RunConfig": ("scalinglab.training.config", "RunConfig"),
+    "train": ("scalinglab.training.trainer", "train_run"),
     "load_study": ("scalinglab.sweep.spec", "load_study"),
     "run_study": ("scalinglab.sweep.runner", "run_study"),
     "RunStore": ("scalinglab.store", "RunStore"),

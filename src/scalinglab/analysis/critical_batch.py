@@ -3,7 +3,7 @@
 1. Directly: runs of one model at several batch sizes B; for each target loss, the steps S and tokens E at which
    each run first reaches it; the trade-off (S/S_min - 1)(E/E_min - 1) = 1 fitted per target gives
    B_crit(L) = E_min / S_min (scalinglab.laws.batch), and across targets B_crit(L) = B* / L^(1/alpha_B).
-2. From inside the runs: the gradient noise scale B_simple logged by the trainer (scalinglab.noise_scale), read off
+2. From inside the runs: the gradient noise scale B_simple logged by the trainer (scalinglab.training.noise_scale), read off
    each run where it reaches the target loss. McCandlish et al. 2018 find B_crit ~ B_simple, within a small factor.
 
 `analyze_batch_sweep(store)` does both for every model size in a store that has >= 3 batch sizes at one shape.

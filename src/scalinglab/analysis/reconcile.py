@@ -79,7 +79,7 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
-        from scalinglab.config import load_toml
+        from scalinglab.training.config import load_toml
 
         raw = load_toml(path, "reconcile plan")
         where = str(path)

@@ -3,7 +3,7 @@
 It holds the study's runs by role (`data`), every fitted law (`laws`), the compute frontier under both compute
 conventions (`frontier`), the batch-size sweep (`batch`), the check of each finding (`findings`) and the
 "predicted before seen" backtests of L(N, D) (`predicted`: fitted without the largest runs, asked for them);
-`.report(out)` hands it to scalinglab.report, which only renders.
+scalinglab.report renders it (`render_report(analysis, out)`); the analysis never calls it.
 """
 
 from __future__ import annotations
@@ -52,12 +52,6 @@ class StudyAnalysis:
                              "compute": lf.compute, "warnings": lf.warnings} for k, lf in self.laws.items()},
                 "findings": [f.to_dict() for f in self.findings],
                 "predicted_before_seen": None if self.predicted is None else self.predicted.to_dict()}
-
-    def report(self, out: str | Path):
-        """Write OUT/report.html, the figures and findings.json (scalinglab.report.html.render_report)."""
-        from scalinglab.report.html import render_report
-
-        return render_report(self, out)
 
 
 def analyze(store_or_data, *, n_resamples: int = 300, cache: str | Path | None = None,

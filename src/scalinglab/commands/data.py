@@ -81,7 +81,7 @@ def _info(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
     from scalinglab.data.shards import TokenDataset
     from scalinglab.errors import ConfigError
 

@@ -12,7 +12,7 @@ _SKIP = {"extra", "eval_sets"}
 
 
 def register(sub) -> None:
-    from scalinglab.config import RunConfig, field_kinds
+    from scalinglab.training.config import RunConfig, field_kinds
 
     p = sub.add_parser("train", help="train one model and record it in a run store")
     p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
@@ -47,7 +47,7 @@ def field_docs() -> dict[str, str]:
     import io
     import tokenize
 
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
 
     docs: dict[str, str] = {}
     try:
@@ -73,7 +73,7 @@ def argparse_bool():
 
 def _number(name: str, kind):
     def parse(s: str):
-        from scalinglab.config import field_value
+        from scalinglab.training.config import field_value
 
         try:
             return field_value(name, float(s))  # 2e6 is an int where the field is one
@@ -85,7 +85,7 @@ def _number(name: str, kind):
 
 
 def build_config(args):
-    from scalinglab.config import RunConfig, load_toml
+    from scalinglab.training.config import RunConfig, load_toml
 
     base = {}
     if args.config:
@@ -104,7 +104,7 @@ def run(args) -> int:
 
     from scalinglab.store import RunStore
     from scalinglab.tracking import tracked_store
-    from scalinglab.trainer import train_run
+    from scalinglab.training.trainer import train_run
 
     config = build_config(args)
     if not config.data:

@@ -8,6 +8,7 @@ nothing behind; once present, no registry is contacted again (offline after the 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import shutil
@@ -19,11 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from scalinglab._runtime import kill_with_parent
 from scalinglab.data.cache import atomic_dir, sha256_file
 from scalinglab.errors import DataError
 
 REGISTRIES = ("apt", "pip", "npm")
+
+
+def kill_with_parent() -> None:
+    """For subprocess preexec_fn: the child gets SIGKILL when the process that started it dies, so a killed
+    scalinglab leaves no orphan (a `pip download` still writing into a temporary cache directory, say)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+        except (OSError, AttributeError):
+            pass
 
 
 @dataclass(frozen=True)

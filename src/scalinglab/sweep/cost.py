@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from scalinglab import accounting
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 
 # FLOP per optimizer step below which one thread is best; each doubling above it earns one more thread. Runs are
 # packed side by side, so a run's second thread only pays where intra-op threading gains more than a second run
@@ -43,7 +43,7 @@ def memory_limit(device: str) -> int | None:
     machine's (its container's limit). Looks at CUDA only where torch is already imported or a GPU was asked for."""
     import sys
 
-    from scalinglab._runtime import machine_memory_bytes
+    from scalinglab.training._runtime import machine_memory_bytes
 
     if device.startswith("cuda") or (device == "auto" and "torch" in sys.modules):
         import torch
@@ -161,8 +161,8 @@ def probe_throughput(configs: list[RunConfig], vocab_size: int, cores: int, step
     85M-parameter model with 32k-token batches on a CPU would take minutes per step)."""
     import torch
 
-    from scalinglab.model import Transformer
-    from scalinglab.trainer import autocast_for, make_optimizer, resolve_device
+    from scalinglab.training.model import Transformer
+    from scalinglab.training.trainer import autocast_for, make_optimizer, resolve_device
 
     say = log or (lambda _msg: None)
     by_size = sorted(configs, key=lambda c: flop_per_step(c, vocab_size))

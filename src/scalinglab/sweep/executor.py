@@ -12,7 +12,7 @@ workers may be on other machines, without the store's file system). The driver m
 (`on_start`) only when the workers do not. A task carries its run id; no executor rebuilds its RunConfig.
 
 Grouping (opt-in, `group=True`): the sequential and local executors train runs that share a small model's shape
-together in one process as one batched model (`group_tasks`, grouped.py): each run is still stored, checkpointed
+together in one process as one batched model (`group_tasks`, training/grouped.py): each run is still stored, checkpointed
 and resumed as its own, and its curve equals its lone run's to float rounding. Off by default: on 2 CPU cores it
 measured no faster than the same runs packed one thread each (benchmarks/grouped.py: grouped-split against
 packed-1t 0.83x at shape a; against the packing of the time 0.97x to 1.18x), since the unembedding and its loss,
@@ -43,8 +43,8 @@ def group_tasks(tasks: list[RunTask], *, workers: int = 1, flop: dict[str, float
     is below GROUP_MAX_STEP_FLOP, form groups; every other run is a unit of one. A key's runs are ordered by FLOP
     (so runs of similar length share a group) and split into enough groups that `workers` processes all get one
     where there are runs enough (two runs at least per group), at most GROUP_MAX_RUNS each."""
-    from scalinglab.config import RunConfig
-    from scalinglab.grouped import group_key
+    from scalinglab.training.config import RunConfig
+    from scalinglab.training.grouped import group_key
     from scalinglab.sweep.cost import flop_per_step
 
     flop = flop or {}
@@ -147,6 +147,6 @@ class DDPExecutor(Executor):
         self.nproc = nproc
 
     def run(self, tasks, *, on_start, on_done) -> None:
-        from scalinglab.sweep.runner import run_ddp
+        from scalinglab.sweep.ddp_launch import run_ddp
 
         run_ddp(tasks, self.nproc, on_start=on_start, on_done=on_done)

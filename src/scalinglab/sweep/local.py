@@ -38,7 +38,7 @@ def _warm() -> int:
     from the preloading forkserver; a spawned worker pays it here."""
     import torch
 
-    import scalinglab.trainer  # noqa: F401
+    import scalinglab.training.trainer  # noqa: F401
 
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     return os.getpid()

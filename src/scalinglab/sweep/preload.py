@@ -10,8 +10,8 @@ import sys
 
 import torch
 
-import scalinglab.grouped  # noqa: F401
-import scalinglab.trainer  # noqa: F401
+import scalinglab.training.grouped  # noqa: F401
+import scalinglab.training.trainer  # noqa: F401
 
 torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])  # imports torch._dynamo
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.errors import ConfigError, StoreError
 from scalinglab.sweep.cost import (
     PROBE_BUDGET_S,
@@ -34,10 +32,9 @@ from scalinglab.sweep.cost import (
 )
 from scalinglab.sweep.executor import DDPExecutor, Executor, LocalExecutor, RayExecutor, SequentialExecutor
 from scalinglab.sweep.spec import Study
-from scalinglab.sweep.worker import Outcome, RunTask
+from scalinglab.sweep.worker import TERMINAL, Outcome, RunTask
 
 EXECUTORS = ("local", "sequential", "ray")
-TERMINAL = ("done", "diverged")
 
 
 @dataclass
@@ -123,7 +120,7 @@ def _vocab_size(study: Study) -> int:
 
 def register_runs(study: Study, store) -> None:
     """Add every run of the study to the store as 'planned' (runs already there keep their status)."""
-    from scalinglab.config import describe
+    from scalinglab.training.config import describe
 
     vocab = _vocab_size(study)
     for cfg in study.runs:
@@ -158,7 +155,7 @@ def study_status(study: Study, store) -> list[dict]:
             row = dict(run_id=rid, status="new", N=None, D=None, C=None, attempts=0, final_test_loss=None,
                        wall_time_s=None, error=None)
             if (study.data_dir / "meta.json").is_file():
-                from scalinglab.config import describe
+                from scalinglab.training.config import describe
 
                 vocab = vocab or _vocab_size(study)
                 row.update({k: v for k, v in describe(cfg, vocab).items() if k in ("N", "D", "C")})
@@ -197,7 +194,7 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
     takes a few seconds at most (sweep.cost.probe_throughput); `log(message)` hears what it does. Each run's
     memory is estimated too (accounting.train_memory) and compared with the device's (`too_large`)."""
     from scalinglab.accounting import train_memory
-    from scalinglab.config import describe
+    from scalinglab.training.config import describe
     from scalinglab.sweep.cost import memory_limit
 
     vocab = _vocab_size(study)
@@ -434,43 +431,6 @@ def _record_outcome(store, o: Outcome, *, driver_writes: bool) -> None:
         store.finish_run(r.run_id, r.status, r.summary, points=r.points, evals=r.evals, replace_curve=True)
     elif o.status == "failed":
         store.set_status(o.run_id, "failed", o.error)
-
-
-# ------------------------------------------------------------------------------------------------ DDP launcher
-
-
-def _die_with_parent_preexec() -> None:  # runs in the child between fork and exec
-    from scalinglab.sweep.worker import die_with_parent
-
-    die_with_parent()
-
-
-def run_ddp(tasks: list[RunTask], nproc: int, *, on_start, on_done) -> None:
-    """Each run in turn across `nproc` processes: torchrun launches scalinglab.sweep.ddp_worker on one task."""
-    import json
-
-    from scalinglab.store import RunStore
-
-    for t in tasks:
-        run_id = t.run_id
-        task_file = Path(t.checkpoint_dir).with_suffix(".ddp.json")
-        task_file.parent.mkdir(parents=True, exist_ok=True)
-        task_file.write_text(json.dumps(asdict(t)))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "scalinglab.sweep.ddp_worker", "--task", str(task_file)]
-        on_start(t)
-        env = {**os.environ, "OMP_NUM_THREADS": str(t.threads)}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent_preexec)
-        task_file.unlink(missing_ok=True)
-        with RunStore(t.store_path, readonly=True) as store:
-            row = store.run(run_id)
-        if proc.returncode == 0 and row["status"] in TERMINAL:
-            keep = ("N", "D", "B", "C", "final_test_loss", "wall_time_s")
-            on_done(Outcome(run_id, t.name, row["status"], {k: row[k] for k in keep}))
-        else:
-            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-            why = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-            on_done(t.failed(f"torchrun exited with {proc.returncode}: {why.strip()[:300]}"))
 
 
 # ------------------------------------------------------------------------------------------------ printing

@@ -48,7 +48,7 @@ import itertools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from scalinglab.config import RunConfig, field_value, load_toml
+from scalinglab.training.config import RunConfig, field_value, load_toml
 from scalinglab.errors import ConfigError, DataError, ScalingLabError
 
 STUDY_KEYS = {"name", "data", "store", "description", "roles"}

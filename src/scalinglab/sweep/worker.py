@@ -23,6 +23,7 @@ from pathlib import Path
 from scalinglab.store import RunStore
 
 _PR_SET_PDEATHSIG = 1
+TERMINAL = ("done", "diverged")  # a run in either state is finished: never run again
 _parent_pid: int | None = None
 
 
@@ -132,9 +133,9 @@ def _exit_now() -> None:
 
 
 def run_task(task: RunTask, write_store: bool = True) -> Outcome:
-    from scalinglab.config import RunConfig
+    from scalinglab.training.config import RunConfig
     from scalinglab.errors import ScalingLabError
-    from scalinglab.trainer import train_run
+    from scalinglab.training.trainer import train_run
 
     run_id = task.run_id
     store = None
@@ -161,8 +162,8 @@ def run_group(tasks: list[RunTask], write_store: bool = True) -> list[Outcome]:
     resumes from whatever checkpoint the group wrote, and one bad run fails alone without taking the others."""
     if len(tasks) == 1:
         return [run_task(tasks[0], write_store)]
-    from scalinglab.config import RunConfig
-    from scalinglab.grouped import train_grouped
+    from scalinglab.training.config import RunConfig
+    from scalinglab.training.grouped import train_grouped
 
     store = None
     try:

@@ -30,11 +30,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from scalinglab.config import RunConfig
 from scalinglab.errors import ConfigError
-from scalinglab.fused_loss import linear_cross_entropy
-from scalinglab.model import RMS_EPS, Transformer, apply_rotary, rotary_tables
-from scalinglab.trainer import RunResult, Trainer, TrainState, resolve_device
+from scalinglab.training.config import RunConfig
+from scalinglab.training.fused_loss import linear_cross_entropy
+from scalinglab.training.model import RMS_EPS, Transformer, apply_rotary, rotary_tables
+from scalinglab.training.trainer import RunResult, Trainer, TrainState, resolve_device
 
 __all__ = ["GroupedTrainer", "group_key", "grouped_hidden", "stack_parameters", "train_grouped", "vmap_hidden"]
 
@@ -154,21 +154,16 @@ class _Member:
 
 def grouped_train_step(members: Sequence[_Member], lrs: Sequence[float], how: str = "bmm") -> list[torch.Tensor]:
     """One optimizer step of every member (what `Trainer.train_step` does for one run without micro-batches):
-    each run's batch at its own step, one batched forward and backward, then each run's own clipping and AdamW
-    step at its own LR. Returns each run's loss."""
+    each run's batch at its own step, one batched forward and backward, then each run's own update
+    (`Trainer.update`: clipping and the AdamW step) at its own LR. Returns each run's loss."""
     for m, lr in zip(members, lrs):
-        for g in m.state.optimizer.param_groups:
-            g["lr"] = lr
+        m.trainer.set_lr(m.state, lr)
     batches = torch.stack([torch.from_numpy(m.trainer.sampler.batch(m.state.step)) for m in members])
     with members[0].trainer.autocast():  # the group's precision (part of its key): the forward only
         losses = grouped_losses([m.state.model for m in members], batches.to(members[0].trainer.device), how)
     torch.stack(losses).sum().backward()  # no shared parameter: each run's gradient is that of its own loss
     for m in members:
-        if m.trainer.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(m.trainer._params, m.trainer.config.grad_clip)
-        m.state.optimizer.step()
-        m.state.optimizer.zero_grad(set_to_none=True)
-        m.state.step += 1
+        m.trainer.update(m.state)
     return [loss.detach() for loss in losses]
 
 

@@ -23,8 +23,6 @@ _done = False
 def machine_memory_bytes() -> int | None:
     """The memory this process may use: the machine's physical memory, or its container's limit (cgroup v2 or
     v1) when that is lower. None where neither can be read."""
-    import os
-
     found = []
     try:
         found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -59,16 +57,6 @@ def keep_freed_memory() -> bool:
     ok &= mallopt(_M_TOP_PAD, 256 << 20)  # grow the heap in large steps
     _done = bool(ok)
     return _done
-
-
-def kill_with_parent() -> None:
-    """For subprocess preexec_fn: the child gets SIGKILL when the process that started it dies, so a killed
-    scalinglab leaves no orphan (a `pip download` still writing into a temporary cache directory, say)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-        except (OSError, AttributeError):
-            pass
 
 
 # ------------------------------------------------------------------------------------------------------- precision

@@ -30,7 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # Fields that do not change what is computed (where and how fast it runs): left out of the run id.
-_NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s", "progress"}
+_NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s"}
 # Fields added after stores existed: left out of the id while they hold the value every earlier run had (unset, a
 # gpt2 model, float32 arithmetic), so existing runs keep their ids.
 _OPTIONAL_LATER = {"warmup_tokens": None, "schedule_tokens": None, "precision": "fp32", "family": "gpt2",
@@ -102,7 +102,7 @@ class RunConfig:
             setattr(self, f.name, field_value(f.name, getattr(self, f.name)))
         self.validate()
         if self.precision == "auto":  # resolved here, once: the run id and the store record what is computed
-            from scalinglab._runtime import auto_precision
+            from scalinglab.training._runtime import auto_precision
 
             self.precision = auto_precision(self.device, self.d_model)
 

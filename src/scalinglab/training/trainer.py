@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import io
 import math
 import os
 import sys
@@ -42,16 +40,15 @@ import numpy as np
 import torch
 
 from scalinglab import accounting, outdir
-from scalinglab._runtime import keep_freed_memory
-from scalinglab.config import _NON_DEFINING, RunConfig, describe  # noqa: F401 (describe: part of this module's API)
 from scalinglab.data.shards import EvalSet, TokenDataset, WindowSampler, dataset_fingerprint
 from scalinglab.errors import ConfigError
-from scalinglab.model import Transformer
-from scalinglab.noise_scale import NoiseScaleEstimator
-
-CHECKPOINT_NAME = "checkpoint.pt"
-PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
-_CHECKPOINT_MAGIC = b"scalinglab-checkpoint sha256:"
+from scalinglab.training._runtime import keep_freed_memory, machine_memory_bytes
+from scalinglab.training.checkpoint import (CHECKPOINT_NAME, CheckpointError, checkpoint_paths, read_checkpoint,
+                                            write_checkpoint)
+from scalinglab.training.config import _NON_DEFINING, RunConfig, describe
+from scalinglab.training.model import Transformer
+from scalinglab.training.noise_scale import NoiseScaleEstimator
+from scalinglab.training.recorder import RunRecorder
 
 
 @dataclass
@@ -102,10 +99,6 @@ class TrainState:
             torch.set_rng_state(self.rng_cpu)
 
 
-class CheckpointError(Exception):
-    """A checkpoint file that cannot be trusted (truncated, corrupt, foreign)."""
-
-
 # -------------------------------------------------------------------------------------------------- pieces
 
 
@@ -119,8 +112,6 @@ def resolve_device(name: str) -> torch.device:
 
 def device_memory_bytes(device: torch.device) -> int | None:
     """The memory a run on `device` can use at most: the GPU's, or the machine's (its container's limit)."""
-    from scalinglab._runtime import machine_memory_bytes
-
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory)
     return machine_memory_bytes()
@@ -182,72 +173,6 @@ def make_optimizer(model: Transformer, config: RunConfig, lr: float, fused: bool
     return torch.optim.AdamW(groups, lr=lr, betas=(config.beta1, config.beta2), eps=config.eps, fused=fused)
 
 
-def _write_bytes(f, data: bytes) -> None:
-    f.write(data)
-
-
-def write_checkpoint(obj: dict, path: Path) -> None:
-    """Serialise `obj` with a SHA-256 checksum into `path`, atomically: the bytes go to a temporary file that
-    is fsynced, the current checkpoint becomes the previous one, the temporary file becomes the current one.
-    A failed write (ENOSPC, EIO) removes the temporary file and leaves both older checkpoints as they were. Only
-    checkpoints scalinglab wrote are replaced (the folder's manifest, scalinglab.outdir): a file of either name
-    that scalinglab did not write stops the write (OutputError) and is left as it is."""
-    outdir.claim(path.parent, "checkpoints", shared=True, legacy=_checkpoint_files)
-    names = outdir.read_manifest(path.parent) or set()
-    for p in (path, path.with_name(PREVIOUS_CHECKPOINT_NAME)):
-        if p.exists() and p.name not in names:
-            raise outdir.OutputError(f"{p}: exists and is not a checkpoint scalinglab wrote; it is left as it is: "
-                                     "move it away and run again")
-    outdir.adopt(path.parent, [path.name, PREVIOUS_CHECKPOINT_NAME])  # neither is another's file (checked above)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    payload = buf.getvalue()
-    blob = _CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            _write_bytes(f, blob)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if path.exists():
-        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
-    os.replace(tmp, path)
-
-
-def _checkpoint_files(path: Path) -> set[str]:
-    """The checkpoints an older scalinglab (no manifest) left in a run's folder: those that carry its header."""
-    found = set()
-    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
-        try:
-            with open(path / name, "rb") as f:
-                if f.read(len(_CHECKPOINT_MAGIC)) == _CHECKPOINT_MAGIC:
-                    found.add(name)
-        except OSError:
-            pass
-    return found
-
-
-def read_checkpoint(path: Path, device: torch.device) -> dict:
-    """The dict `write_checkpoint` saved, after checking its checksum; loaded with weights_only=True (tensors and
-    plain containers only, no code). Raises CheckpointError saying what is wrong."""
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"unreadable ({exc.strerror or exc})") from None
-    head, sep, payload = blob.partition(b"\n")
-    if not head.startswith(_CHECKPOINT_MAGIC) or not sep:
-        raise CheckpointError("not a checksummed scalinglab checkpoint (truncated, or from an older version)")
-    if hashlib.sha256(payload).hexdigest().encode() != head[len(_CHECKPOINT_MAGIC):]:
-        raise CheckpointError(f"checksum mismatch ({len(payload):,} bytes: truncated or corrupt)")
-    try:
-        return torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
-    except Exception as exc:  # the checksum matched, so this is a foreign or incompatible file
-        raise CheckpointError(f"cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-
-
 def _sq_norm(grads: list[torch.Tensor]) -> float:
     return float(sum(torch.sum(g.float() * g.float()) for g in grads))
 
@@ -273,7 +198,6 @@ class Trainer:
             raise ConfigError("run config: `data` must name a prepared dataset directory (scalinglab data prepare)")
         self.config = config
         self.run_id = config.run_id()
-        self.store = store
         self.study = study
         self.on_progress = on_progress
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -300,6 +224,8 @@ class Trainer:
         self.shape = config.shape(self.data.vocab_size)
         self.info = describe(config, self.data.vocab_size)
         self.n = self.info["N"]
+        self.peak_lr = self.info["lr"]  # the effective peak LR (RunConfig.peak_lr), computed once, in describe
+        self.recorder = RunRecorder(store, config, self.run_id, study=study, info=self.info, enabled=self.is_main)
         self.flop_per_token_exact = 3.0 * accounting.forward_flop_per_token_exact(self.shape)
 
         micro = config.micro_batch_size or config.batch_size // self.world
@@ -313,6 +239,14 @@ class Trainer:
         self.memory = check_memory(config, self.shape, micro, self.device)  # before any allocation
         self.n_micro_local = config.batch_size // (micro * self.world)
         self._eval_cache: dict[str, tuple[torch.Tensor, EvalSet]] = {}
+        # set by `begin` (the run's clock, its parameters, its evaluation steps, its fault state)
+        self.t_start = 0.0
+        self.params: list[torch.nn.Parameter] = []
+        self.per_position: list[float] | None = None
+        self._evals_at: set[int] = set()
+        self._first_nonfinite: torch.Tensor | None = None  # the first step whose loss is not finite (on the device)
+        self._last_ckpt = 0.0
+        self._fault: str | None = None
 
     # ------------------------------------------------------------------------------------------ evaluation
     def eval_set(self, split: str) -> tuple[torch.Tensor, EvalSet]:
@@ -356,21 +290,16 @@ class Trainer:
         model = Transformer(self.shape).to(self.device)
         return TrainState(
             model=model,
-            optimizer=make_optimizer(model, self.config, self.config.peak_lr(self.n)),
+            optimizer=make_optimizer(model, self.config, self.peak_lr),
             gns=NoiseScaleEstimator() if self.config.noise_scale else None,
             loss_sum=torch.zeros((), dtype=torch.float64, device=self.device),
         )
-
-    def _paths(self) -> list[Path]:
-        if self.checkpoint_dir is None:
-            return []
-        return [self.checkpoint_dir / CHECKPOINT_NAME, self.checkpoint_dir / PREVIOUS_CHECKPOINT_NAME]
 
     def restore(self, state: TrainState) -> str | None:
         """Load the newest checkpoint that verifies into `state` (untouched when there is none). A checkpoint
         that fails its checksum or cannot be loaded is reported in one line and the previous one is tried, then
         a fresh start. Returns a reason to stop instead: the checkpoint is of this run on other data."""
-        for path in self._paths():
+        for path in checkpoint_paths(self.checkpoint_dir):
             if not path.exists():
                 continue
             later = "the previous checkpoint" if path.name == CHECKPOINT_NAME else "a fresh start"
@@ -398,33 +327,35 @@ class Trainer:
         return None
 
     def _config_without_data(self) -> dict:
-        return {k: v for k, v in self.config.to_dict().items() if k not in _NON_DEFINING}
-
-    def register(self, state: TrainState) -> None:
-        if self.store is not None and self.is_main:
-            self.store.add_run(self.run_id, self.config.to_dict(), name=self.config.name, study=self.study,
-                               info=self.info)
-            self.store.mark_running(self.run_id, device=self.device_label)
-            self.store.truncate_curve(self.run_id, -1)
-            self.store.add_curve(self.run_id, state.points, state.evals)
-        self._flushed = (len(state.points), len(state.evals))
+        """The config a checkpoint records: the defining fields without the data (the data is the checkpoint's
+        fingerprint), so a checkpoint of this run made on other data is told apart from another run's."""
+        return {k: v for k, v in self.config.to_dict().items() if k not in _NON_DEFINING and k != "data"}
 
     def flush(self, state: TrainState) -> None:
         """Write the curve points and evaluations recorded since the last flush."""
-        if self.store is not None and self.is_main:
-            p, e = self._flushed
-            self.store.add_curve(self.run_id, state.points[p:], state.evals[e:])
-        self._flushed = (len(state.points), len(state.evals))
+        self.recorder.flush(state.points, state.evals)
+
+    def set_lr(self, state: TrainState, lr: float) -> None:
+        for g in state.optimizer.param_groups:
+            g["lr"] = lr
+
+    def update(self, state: TrainState) -> None:
+        """The update once the step's gradient is in .grad: global-norm clipping, the optimizer step, the step
+        count. A lone run's step and a grouped step (grouped.py) end here alike."""
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
 
     def train_step(self, state: TrainState, train_model, lr: float) -> torch.Tensor:
         """One optimizer step over the global batch (this rank's share, in micro-batches); the mean loss."""
         cfg = self.config
-        for g in state.optimizer.param_groups:
-            g["lr"] = lr
+        self.set_lr(state, lr)
         batch = torch.from_numpy(self.sampler.batch(state.step))
         share = self.micro * self.n_micro_local
         mine = batch[self.rank * share : (self.rank + 1) * share]
-        params = self._params
+        params = self.params
         step_loss = torch.zeros((), device=self.device)
         sq_small = None
         for m in range(self.n_micro_local):
@@ -443,14 +374,10 @@ class Trainer:
             # all-reduce averaged it over every rank's share, so B_big counts all ranks' tokens
             sq_big = _sq_norm([p.grad for p in params if p.grad is not None])
             state.gns.update(sq_small, self.micro * cfg.n_ctx, sq_big, cfg.batch_size * cfg.n_ctx)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        state.optimizer.step()
-        state.optimizer.zero_grad(set_to_none=True)
-        state.step += 1
+        self.update(state)
         return step_loss / self.n_micro_local
 
-    def log_point(self, state: TrainState, lr: float, fault: bool) -> tuple[str | None, str | None]:
+    def log_point(self, state: TrainState, lr: float, fault: bool) -> tuple[str | None, bool]:
         """Record a train-loss point (mean over the steps since the last one). Every rank takes the same
         decision: returns (divergence reason, fault flag raised on some rank)."""
         loss_and_fault = torch.stack([state.loss_sum, torch.tensor(float(fault), dtype=torch.float64,
@@ -465,7 +392,7 @@ class Trainer:
         if state.initial_loss is None:
             state.initial_loss = mean_loss
         self.record_point(state, state.step, mean_loss, lr)
-        if self._first_nonfinite is not None and int(self._first_nonfinite) >= 0:
+        if int(self._first_nonfinite) >= 0:
             return f"diverged: the train loss became non-finite at step {int(self._first_nonfinite)}", any_fault
         limit = max(state.initial_loss, math.log(self.data.vocab_size)) + 1.5
         if not math.isfinite(mean_loss) or (state.step > self.config.warmup and mean_loss > limit):
@@ -545,11 +472,9 @@ class Trainer:
             wall_time_s=wall, tokens_per_s=state.step * B_tok / max(wall, 1e-9), device=self.device_label,
             error=error,
         )
-        if self.store is not None and self.is_main:
-            self.store.finish_run(self.run_id, status, summary, points=state.points, evals=state.evals,
-                                  replace_curve=True)
+        self.recorder.finish(status, summary, state.points, state.evals)
         if status != "failed" and self.is_main:
-            for path in self._paths():  # the store now holds everything; a finished run needs no checkpoint
+            for path in checkpoint_paths(self.checkpoint_dir):  # the store now holds everything; a finished run needs no checkpoint
                 outdir.remove(path)  # only a checkpoint scalinglab wrote
         return RunResult(self.run_id, status, summary, state.points, state.evals)
 
@@ -580,10 +505,9 @@ class Trainer:
         self.per_position = None
         stop = self.restore(state)
         self.t_start = time.perf_counter() - state.wall_time_s
-        self.register(state)
-        self._params = list(state.model.parameters())
+        self.recorder.start(state.points, state.evals, self.device_label)
+        self.params = list(state.model.parameters())
         self._evals_at = set(eval_steps(cfg.steps, cfg.n_evals))
-        self._peak = cfg.peak_lr(self.n)
         # the first step whose loss is not finite, tracked on the device (no host sync per step)
         self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._last_ckpt, self._fault = time.perf_counter(), None
@@ -592,7 +516,7 @@ class Trainer:
     def lr(self, state: TrainState) -> float:
         """The LR of the next update."""
         cfg = self.config
-        return lr_at(state.step, self._peak, cfg.warmup, cfg.schedule_steps, cfg.min_lr_frac)
+        return lr_at(state.step, self.peak_lr, cfg.warmup, cfg.schedule_steps, cfg.min_lr_frac)
 
     def after_step(self, state: TrainState, step_loss: torch.Tensor, lr: float) -> tuple[str, str | None] | None:
         """Everything after one optimizer step: the loss accumulator, the non-finite check, train-loss points,
@@ -632,15 +556,8 @@ class Trainer:
     def interrupted(self, state: TrainState | None) -> None:
         """Ctrl-C (SIGINT) stopped the run: the curve so far is written and the run marked 'interrupted' (not left
         'running'); its checkpoint stays, so running it again resumes it."""
-        if self.store is None or not self.is_main or getattr(self, "_flushed", None) is None:
-            return  # not registered in the store by this process
-        try:
-            if state is not None:
-                self.flush(state)
-            self.store.set_status(self.run_id, "interrupted", f"interrupted by Ctrl-C (SIGINT) at step "
-                                  f"{state.step if state is not None else 0}; run it again to resume")
-        except Exception:  # the store cannot be written now: the next driver re-runs a 'running' row anyway
-            pass
+        self.recorder.interrupted(state.step if state is not None else 0, state and state.points,
+                                  state and state.evals)
 
     def run(self) -> RunResult:
         state = None

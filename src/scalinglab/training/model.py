@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from scalinglab.accounting import ModelShape
 import scalinglab._torch_check  # noqa: F401,E402  (a torch older than the lower bound: one clear line)
-from scalinglab.fused_loss import linear_cross_entropy
+from scalinglab.training.fused_loss import linear_cross_entropy
 
 __all__ = ["ModelShape", "Transformer", "linear_cross_entropy", "rotary_tables", "apply_rotary", "RMS_EPS"]
 
