@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from scalinglab.config import RunConfig
+from scalinglab.training.config import RunConfig
 from scalinglab.errors import ConfigError
-from scalinglab.schedule import cosine_lr, decay_start, wsd_lr
+from scalinglab.training.schedule import cosine_lr, decay_start, wsd_lr
 
 B = 8 * 32  # tokens per step of the tiny runs below
 

@@ -22,7 +22,7 @@ from scalinglab import accounting
 from scalinglab.accounting import ModelShape
 from scalinglab.data.shards import dataset_fingerprint
 from scalinglab.errors import ConfigError
-from scalinglab.schedule import DECAY_SHAPES, SCHEDULES, cosine_lr, decay_start, wsd_lr
+from scalinglab.training.schedule import DECAY_SHAPES, SCHEDULES, cosine_lr, decay_start, wsd_lr
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,7 @@ Two schedules:
 
 Because the stable phase of a WSD run does not depend on the run's length (given one warm-up), runs of several
 budgets share it up to each one's decay start: a study trains the stable phase once and branches every cooldown
-from it (training/trainer.py, `RunConfig.cooldowns`).
+from it (trainer.py, `RunConfig.cooldowns`).
 """
 
 from __future__ import annotations
