@@ -1,14 +1,26 @@
 """Warm-up-stable-decay schedules and cooldown branches: the schedule, the run ids, bad configs, and a branch's
 curve against a run trained alone to its budget."""
 
+import dataclasses
+import json
 import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from scalinglab.training.config import RunConfig
 from scalinglab.errors import ConfigError
+from scalinglab.store import RunStore
+from scalinglab.training.config import RunConfig
 from scalinglab.training.schedule import cosine_lr, decay_start, wsd_lr
+from scalinglab.training.trainer import train_run
 
 B = 8 * 32  # tokens per step of the tiny runs below
 
@@ -63,3 +75,103 @@ def test_run_ids_of_existing_runs_are_unchanged_and_branches_are_the_runs_alone(
 def test_bad_schedules_are_one_config_error(fields, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(data="x", tokens=100 * B, batch_size=8, n_ctx=32, **fields)
+
+
+def tiny(dataset, **fields) -> RunConfig:
+    return RunConfig(data=str(dataset), n_layer=1, d_model=32, n_head=2, n_ctx=32, batch_size=8, lr=3e-3,
+                     threads=1, n_evals=8, eval_tokens=4096, warmup_steps=10, precision="fp32", schedule="wsd",
+                     **fields)
+
+
+def curve_of(store, run_id):
+    c = store.curves([run_id])
+    cols = [k for k in ("step", "tokens", "lr", "train_loss", "test_loss", "test_loss_se", "loss_validation",
+                        "loss_validation_se") if k in c.columns]
+    return c[cols].reset_index(drop=True)
+
+
+def family_store(dataset, path: Path):
+    trunk = tiny(dataset, tokens=200 * B, cooldowns=[0.5, 1.0])
+    store = RunStore(path)
+    result = train_run(trunk, store=store, checkpoint_dir=Path(str(path) + ".ckpt") / trunk.run_id())
+    return trunk, store, result
+
+
+@pytest.mark.slow(seconds=15)
+def test_a_cooldown_branch_equals_the_run_trained_alone(byte_dataset, tmp_path):
+    trunk, store, result = family_store(byte_dataset, tmp_path / "family.sqlite")
+    assert result.status == "done" and [b.status for b in result.branches] == ["done", "done"]
+    runs = store.runs().set_index("run_id")
+    assert runs.loc[trunk.run_id(), "S"] == 160 and pd.isna(runs.loc[trunk.run_id(), "parent_run_id"])
+    stable = store.curves([trunk.run_id()])
+    assert (stable.query("step > 10")["lr"] == 3e-3).all()  # the stable phase holds the peak: it never decays
+
+    alone_cfg = tiny(byte_dataset, tokens=100 * B)  # written out by hand: the run trained alone to 100 steps
+    alone_store = RunStore(tmp_path / "alone.sqlite")
+    alone = train_run(alone_cfg, store=alone_store)
+    rid = alone_cfg.run_id()
+    assert rid in runs.index  # the branch is that run (its id)
+    assert runs.loc[rid, "parent_run_id"] == trunk.run_id() and runs.loc[rid, "branch_step"] == 80
+    branch_curve, alone_curve = curve_of(store, rid), curve_of(alone_store, rid)
+    assert len(branch_curve) == len(alone_curve) > 10
+    assert branch_curve["lr"].iloc[-1] == 0.0 and branch_curve["step"].iloc[-1] == 100
+    np.testing.assert_allclose(branch_curve.to_numpy(float), alone_curve.to_numpy(float), rtol=1e-6, atol=0,
+                               equal_nan=True)
+    assert runs.loc[rid, "final_test_loss"] == pytest.approx(alone.final_test_loss, rel=1e-6)
+    evals_b = store.evals([rid]).drop(columns="run_id").reset_index(drop=True)
+    evals_a = alone_store.evals([rid]).drop(columns="run_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(evals_b, evals_a, rtol=1e-6)  # every set (transfer too) at every step
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from scalinglab.store import RunStore
+from scalinglab.training.config import RunConfig
+from scalinglab.training.trainer import train_run
+cfg = RunConfig.from_dict(__import__("json").loads(sys.argv[1]))
+path = Path(sys.argv[2])
+train_run(cfg, store=RunStore(path), checkpoint_dir=Path(str(path) + ".ckpt") / cfg.run_id())
+"""
+
+
+@pytest.mark.slow(seconds=20)
+@pytest.mark.parametrize("when", ["stable phase past a branch step", "last branch"])
+def test_a_killed_family_resumes_and_completes_each_run_once(byte_dataset, tmp_path, when):
+    ref_trunk, ref_store, _ = family_store(byte_dataset, tmp_path / "ref.sqlite")
+    trunk = dataclasses.replace(ref_trunk, checkpoint_every_s=0.0)  # a checkpoint after every step (not in the id)
+    path = tmp_path / "killed.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, json.dumps(trunk.to_dict()), str(path)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    last = trunk.branches()[-1][0].run_id()
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.02)
+            if proc.poll() is not None or not path.exists():
+                continue
+            try:
+                with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as c:
+                    status = dict(c.execute("SELECT run_id, status FROM runs").fetchall())
+                    top = c.execute("SELECT MAX(step) FROM points WHERE run_id = ?", (trunk.run_id(),)).fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if (when == "last branch" and status.get(last) == "running") or \
+                    (when != "last branch" and status.get(trunk.run_id()) == "running" and (top or 0) > 100):
+                proc.kill()
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the family finished before it could be killed"
+    store = RunStore(path)
+    result = train_run(trunk, store=store, checkpoint_dir=Path(str(path) + ".ckpt") / trunk.run_id())
+    runs = store.runs().set_index("run_id")
+    ids = [trunk.run_id()] + [b.run_id() for b, _ in trunk.branches()]
+    assert set(runs.index) == set(ids) and (runs["status"] == "done").all()
+    if when == "last branch":  # the stable phase and the first branch were not trained again
+        assert result.branches and [b.run_id for b in result.branches] == [last]
+        assert runs.loc[ids[0], "attempts"] == 1 and runs.loc[ids[1], "attempts"] == 1
+    for rid in ids:  # every curve as if never killed
+        np.testing.assert_allclose(curve_of(store, rid).to_numpy(float), curve_of(ref_store, rid).to_numpy(float),
+                                   rtol=1e-6, atol=0, equal_nan=True)
