@@ -1,6 +1,7 @@
 """Warm-up-stable-decay schedules and cooldown branches: the schedule, the run ids, bad configs, and a branch's
 curve against a run trained alone to its budget."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -175,3 +176,91 @@ def test_a_killed_family_resumes_and_completes_each_run_once(byte_dataset, tmp_p
     for rid in ids:  # every curve as if never killed
         np.testing.assert_allclose(curve_of(store, rid).to_numpy(float), curve_of(ref_store, rid).to_numpy(float),
                                    rtol=1e-6, atol=0, equal_nan=True)
+
+
+WSD_SPEC = """
+[study]
+name = "wsd"
+data = "{data}"
+roles = ["sizes"]
+
+[base]
+n_layer = 1
+n_head = 2
+n_ctx = 32
+batch_size = 8
+tokens = 38400          # 150 steps of 8 x 32 tokens
+threads = 1
+precision = "fp32"
+eval_tokens = 2048
+n_evals = 4
+lr = 3e-3
+warmup_steps = 10
+schedule = "wsd"
+cooldowns = [0.5, 1.0]  # one stable phase per size, cooldowns to 75 and 150 steps
+checkpoint_every_s = 0.1
+
+[[axes]]
+d_model = [16, 32]
+"""
+
+
+def wsd_study(tmp_path, data, name):
+    from scalinglab.sweep import load_study
+
+    d = tmp_path / name
+    d.mkdir()
+    spec = d / "wsd.toml"
+    spec.write_text(WSD_SPEC.format(data=data))
+    return load_study(spec)
+
+
+def study_curves(store_path):
+    with RunStore(store_path, readonly=True) as st:
+        runs = st.runs().set_index("run_id")
+        return runs, {rid: curve_of(st, rid) for rid in runs.index}
+
+
+@pytest.mark.slow(seconds=30)
+def test_a_study_with_cooldowns_killed_mid_branch_completes_each_run_once(byte_dataset, tmp_path):
+    from scalinglab.sweep import run_study
+
+    ref = wsd_study(tmp_path, byte_dataset, "ref")
+    summary = run_study(ref, executor="sequential", progress=False, group=True)  # stable phases never grouped
+    assert summary.ok and summary.done == 6 and summary.pending == 0
+    runs, curves = study_curves(ref.store_path)
+    trunks = ref.run_ids()
+    assert len(runs) == 6 and runs["parent_run_id"].isin(trunks).sum() == 4
+    with RunStore(ref.store_path, readonly=True) as st:
+        assert set(st.roles().query("role == 'sizes'")["run_id"]) == set(runs.index)  # branches carry the roles
+
+    killed = wsd_study(tmp_path, byte_dataset, "killed")
+    branches = [b.run_id() for c in killed.runs for b, _ in c.branches()]
+    proc = subprocess.Popen([sys.executable, "-m", "scalinglab.cli", "study", "run", str(killed.spec_path),
+                             "--sequential", "--no-progress", "--no-probe"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+            try:
+                with sqlite3.connect(f"file:{killed.store_path}?mode=ro", uri=True, timeout=1) as c:
+                    status = dict(c.execute("SELECT run_id, status FROM runs").fetchall())
+            except sqlite3.Error:
+                continue
+            # the first size's stable phase done and one of its cooldowns under way
+            if status.get(trunks[0]) == "done" and any(status.get(b) == "running" for b in branches[:2]):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the study finished before it could be killed"
+    again = run_study(killed, executor="sequential", progress=False)
+    assert again.ok and again.done == 6 and again.pending == 0
+    got_runs, got = study_curves(killed.store_path)
+    assert (got_runs["status"] == "done").all() and got_runs.loc[trunks[0], "attempts"] == 1
+    for rid, c in curves.items():  # every curve as if never killed
+        np.testing.assert_allclose(got[rid].to_numpy(float), c.to_numpy(float), rtol=1e-6, atol=0, equal_nan=True)

@@ -126,16 +126,32 @@ def register_runs(study: Study, store) -> None:
     for cfg in study.runs:
         store.add_run(cfg.run_id(), cfg.to_dict(), name=cfg.name, study=study.name, info=describe(cfg, vocab))
         store.add_roles(cfg.run_id(), study.roles, study.name)
+        for branch, at in cfg.branches():  # a stable phase's cooldowns: runs of their own, planned with it
+            info = {**describe(branch, vocab), "parent_run_id": cfg.run_id(), "branch_step": at}
+            store.add_run(branch.run_id(), branch.to_dict(), name=branch.name, study=study.name, info=info)
+            store.add_roles(branch.run_id(), study.roles, study.name)
 
 
 def run_statuses(study: Study, store) -> dict[str, str]:
+    """Every run's status (its cooldown branches' too), 'new' where the store has not seen it."""
     known = store.column("status")
-    return {rid: known.get(rid, "new") for rid in study.run_ids()}
+    return {rid: known.get(rid, "new") for rid in study.run_ids(branches=True)}
+
+
+def _family_status(cfg: RunConfig, status: dict[str, str], retry_failed: bool) -> str:
+    """A run's status as a unit of work: a stable phase is still to run while any of its cooldowns is."""
+    own = status.get(cfg.run_id(), "new")
+    if _wants_run(own, retry_failed):
+        return own
+    for branch, _ in cfg.branches():
+        if own == "done" and _wants_run(status.get(branch.run_id(), "new"), retry_failed):
+            return status.get(branch.run_id(), "new")
+    return own
 
 
 def pending_runs(study: Study, store, retry_failed: bool = False) -> list[RunConfig]:
     status = run_statuses(study, store)
-    return [c for c in study.runs if _wants_run(status[c.run_id()], retry_failed)]
+    return [c for c in study.runs if _wants_run(_family_status(c, status, retry_failed), retry_failed)]
 
 
 STATUSES_ORDER = ("done", "diverged", "running", "interrupted", "planned", "failed", "new")
@@ -215,8 +231,10 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
             if workers and not cfg.threads:
                 t = min(t, max(1, cores // workers))
         mem = train_memory(cfg.shape(vocab), cfg.micro_batch_size or cfg.batch_size, cfg.optimizer)["total"]
-        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), statuses[cfg.run_id()], t, run_flop(cfg, vocab),
-                               memory=mem, notes=cfg.budget_notes()))
+        # a stable phase's unit of work: its own updates and each cooldown's updates after its branch step
+        flop = run_flop(cfg, vocab) + sum(run_flop(b, vocab) * (b.steps - at) / b.steps for b, at in cfg.branches())
+        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), _family_status(cfg, statuses, retry_failed),
+                               t, flop, memory=mem, notes=cfg.budget_notes()))
     plan = StudyPlan(study, runs, cores, workers or cores, retry_failed,
                      memory_limit=memory_limit(study.runs[0].device if study.runs else "cpu"))
     todo = plan.todo  # (the probe never allocates a run that cannot fit: it estimates it from its FLOP)

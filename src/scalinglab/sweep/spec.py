@@ -87,8 +87,10 @@ class Study:
         """Where runs of this study checkpoint: <store>.ckpt/<run_id>."""
         return Path(str(self.store_path) + ".ckpt")
 
-    def run_ids(self) -> list[str]:
-        return [r.run_id() for r in self.runs]
+    def run_ids(self, branches: bool = False) -> list[str]:
+        """The spec's run ids; with `branches`, each followed by its cooldown branches' (RunConfig.cooldowns)."""
+        return [rid for r in self.runs
+                for rid in [r.run_id()] + ([b.run_id() for b, _ in r.branches()] if branches else [])]
 
 
 # ------------------------------------------------------------------------------------------------ loading
