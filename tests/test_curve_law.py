@@ -220,3 +220,15 @@ def test_backtest_of_the_longest_cooldown_on_a_real_wsd_store(byte_dataset, tmp_
     # reading the stable phase's end as the answer misses by more: the law carries the cooldown's gain
     stable_end = store.run(cfg.run_id())["final_test_loss"]
     assert abs(bt.error) < 0.75 * abs(stable_end - bt.measured), (str(bt), stable_end)
+    # the command says the same; a store without two cooldowns is one line and exit 2
+    from conftest import run_cli
+
+    res = run_cli("curves", str(tmp_path / "wsd.sqlite"), "--json", "--bootstrap", "300")
+    assert res.returncode == 0, res.stderr
+    (got,) = json.loads(res.stdout)
+    assert got["holdout"] == longest and got["params"]["predicted"] == pytest.approx(bt.predicted)
+    for branch, _ in cfg.branches()[1:]:  # one cooldown left: nothing to backtest
+        store.delete_run(branch.run_id())
+    res = run_cli("curves", str(tmp_path / "wsd.sqlite"))
+    assert res.returncode == 2 and "no stable phase with at least two" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
