@@ -51,9 +51,9 @@ def main() -> None:
         state = trainer.new_state()
         t0 = time.perf_counter()
         # train through the named steps, keeping the state (run() returns the curve, not the model)
-        trainer._params = list(state.model.parameters())
+        trainer.params = list(state.model.parameters())
         for _ in range(cfg.steps):
-            trainer.train_step(state, state.model, lr_at(state.step, cfg.peak_lr(trainer.n), cfg.warmup, cfg.steps))
+            trainer.train_step(state, state.model, lr_at(state.step, trainer.peak_lr, cfg.warmup, cfg.steps))
         print(f"{shape}  N={trainer.n:,}  trained {cfg.steps} steps in {time.perf_counter() - t0:.0f} s")
         model = state.model.eval()
         for et in args.eval_tokens:

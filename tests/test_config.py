@@ -2,9 +2,9 @@ import shutil
 
 import pytest
 
+from scalinglab.errors import ConfigError
 from scalinglab.training._runtime import auto_precision, cpu_native_bf16, native_bf16_in
 from scalinglab.training.config import RunConfig
-from scalinglab.errors import ConfigError
 
 
 def test_run_id_is_stable_and_follows_the_dataset_content(byte_dataset, tmp_path):
@@ -30,6 +30,20 @@ def test_integral_floats_accepted_and_bad_values_rejected():
 
     with pytest.raises(ConfigError, match="precision must be 'fp32', 'bf16' or 'auto', got 'fp16'"):
         RunConfig(precision="fp16")
+
+
+def test_replace_derives_a_checked_copy(byte_dataset):
+    base = RunConfig(data=str(byte_dataset), n_layer=2, precision="fp32", extra={"axis": 1})
+    more = base.replace(threads=3, name="b")
+    assert (more.threads, more.name, base.threads, base.name) == (3, "b", None, "")
+    assert more.run_id() == base.run_id()  # threads and name do not define the run
+    assert base.replace(lr_scale=2.0).run_id() != base.run_id()
+    more.extra["axis"] = 2
+    assert base.extra == {"axis": 1}  # a copy: the derived config shares no list or dict with its source
+    with pytest.raises(ConfigError, match="n_head"):
+        base.replace(n_head=3)  # 3 heads do not divide d_model 64: checked as any config is
+    with pytest.raises(ConfigError, match="unknown key"):
+        base.replace(n_layers=3)
 
 
 def test_precision_is_resolved_before_the_run_id_and_fp32_keeps_the_old_ids():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import signal
@@ -159,6 +160,19 @@ def test_grouping_local_executor_groups_same_shape_runs_and_each_matches_its_lon
         assert max(abs(a[1] - b[1]) for a, b in zip(got[rid]["curve"], r["curve"])) < 1e-4, rid
 
 
+def test_a_task_carries_its_config_with_its_threads_and_crosses_a_json_boundary_whole(byte_dataset, tmp_path):
+    from scalinglab.sweep.worker import RunTask
+
+    study = load_study(write_spec(tmp_path, byte_dataset))
+    run = study.runs[0]
+    given = run.threads
+    task = RunTask.for_run(run, (given or 1) + 2, study)
+    assert task.threads == task.config.threads == (given or 1) + 2 and run.threads == given  # the study's: untouched
+    assert task.run_id == run.run_id() == task.config.run_id()
+    back = RunTask.from_json(json.loads(json.dumps(task.to_json())))  # torchrun's task file
+    assert back == task and back.config is not task.config
+
+
 def test_tasks_group_by_shape_and_size_and_split_across_workers(byte_dataset, tmp_path):
     from scalinglab.sweep.executor import GROUP_MAX_RUNS, group_tasks
     from scalinglab.sweep.worker import RunTask
@@ -175,13 +189,13 @@ def test_tasks_group_by_shape_and_size_and_split_across_workers(byte_dataset, tm
     units = group_tasks(tasks, workers=1, vocab_size=vocab)
     assert GROUP_MAX_RUNS == 8 and sizes(units) == [5, 5, 5, 5]
     for u in units:
-        assert len({t.config["d_model"] for t in u}) == 1
+        assert len({t.config.d_model for t in u}) == 1
     # two workers: still two groups per width (each worker gets one)
     assert sizes(group_tasks(tasks, workers=2, vocab_size=vocab)) == [5, 5, 5, 5]
     # four workers: four groups per width, two or three runs each
     assert sizes(group_tasks(tasks, workers=4, vocab_size=vocab)) == [2, 2, 2, 2, 3, 3, 3, 3]
     # steps too large to gain from batching, or no vocabulary known: every run alone
-    big = [RunTask.for_run(dataclasses.replace(r, batch_size=4096), 1, study) for r in study.runs]
+    big = [RunTask.for_run(r.replace(batch_size=4096), 1, study) for r in study.runs]
     assert sizes(group_tasks(big, workers=1, vocab_size=vocab)) == [1] * 20
     assert sizes(group_tasks(tasks, workers=1)) == [1] * 20
 

@@ -11,8 +11,8 @@ runner.py    register runs, run what is not done, progress, the lock
 executor.py  the one executor interface, run(tasks, on_start, on_done): sequential, local, Ray, DDP
 local.py     the local executor (worker processes packed to fill the cores)
 ray_executor.py  the Ray executor (one task per run, resubmitted when its worker dies; the driver writes the store)
-worker.py    RunTask (a run's config and id, as plain data) and what runs it in any executor; workers die with
-             their driver
+worker.py    RunTask (a run's RunConfig, threads set in it, and its id) and what runs it in any executor; workers
+             die with their driver
 ddp_launch.py    the DDP launch: each run in turn under torchrun, its outcome read back from the store
 ddp_worker.py    the torchrun entry point (one run across several processes)
 """

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from scalinglab.store import RunStore
@@ -24,7 +23,7 @@ def run_ddp(tasks: list[RunTask], nproc: int, *, on_start, on_done) -> None:
         run_id = t.run_id
         task_file = Path(t.checkpoint_dir).with_suffix(".ddp.json")
         task_file.parent.mkdir(parents=True, exist_ok=True)
-        task_file.write_text(json.dumps(asdict(t)))
+        task_file.write_text(json.dumps(t.to_json()))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "scalinglab.sweep.ddp_worker", "--task", str(task_file)]
         on_start(t)

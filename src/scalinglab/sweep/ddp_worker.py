@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import sys
-from dataclasses import asdict
 
 
 def _backend(device: str) -> str:
@@ -53,7 +52,7 @@ def _tasks_from_spec(args, rank: int, hold) -> list:
             register_runs(study, store)
             todo = pending_runs(study, store, retry_failed=args.retry_failed)
             per_rank = max(1, available_cores() // dist.get_world_size())
-            payload = [[asdict(RunTask.for_run(c, c.threads or per_rank, study)) for c in todo]]
+            payload = [[RunTask.for_run(c, c.threads or per_rank, study) for c in todo]]  # pickled
         except ScalingLabError as exc:
             payload = [{"error": str(exc), "exit_code": exc.exit_code}]
     dist.broadcast_object_list(payload, src=0)
@@ -61,7 +60,7 @@ def _tasks_from_spec(args, rank: int, hold) -> list:
         err = ScalingLabError(payload[0]["error"])
         err.exit_code = payload[0]["exit_code"]
         raise err
-    return [RunTask(**t) for t in payload[0]]
+    return payload[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     hold = contextlib.ExitStack()  # the store lock (spec mode: this is the driver; --task: `study run` is)
     try:
         try:
-            tasks = [RunTask(**first)] if first else _tasks_from_spec(args, rank, hold)
+            tasks = [RunTask.from_json(first)] if first else _tasks_from_spec(args, rank, hold)
         except ScalingLabError as exc:
             if rank == 0:
                 print(f"scalinglab: error: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@
 `writes_store` says who records a run: True when the process that trains it writes the store itself (sequential,
 local workers, torchrun's rank 0); False when the result comes back to the driver, which writes it (Ray: the
 workers may be on other machines, without the store's file system). The driver marks a run 'running' itself
-(`on_start`) only when the workers do not. A task carries its run id; no executor rebuilds its RunConfig.
+(`on_start`) only when the workers do not. A task carries its RunConfig and its run id; no executor rebuilds either.
 
 Grouping (opt-in, `group=True`): the sequential and local executors train runs that share a small model's shape
 together in one process as one batched model (`group_tasks`, training/grouped.py): each run is still stored, checkpointed
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from scalinglab.sweep.cost import flop_per_step
 from scalinglab.sweep.worker import Outcome, RunTask, run_group
 
 OnStart = Callable[[RunTask], None]
@@ -43,15 +44,13 @@ def group_tasks(tasks: list[RunTask], *, workers: int = 1, flop: dict[str, float
     is below GROUP_MAX_STEP_FLOP, form groups; every other run is a unit of one. A key's runs are ordered by FLOP
     (so runs of similar length share a group) and split into enough groups that `workers` processes all get one
     where there are runs enough (two runs at least per group), at most GROUP_MAX_RUNS each."""
-    from scalinglab.training.config import RunConfig
-    from scalinglab.training.grouped import group_key
-    from scalinglab.sweep.cost import flop_per_step
+    from scalinglab.training.grouped import group_key  # torch: only where grouping is asked for
 
     flop = flop or {}
     keyed: dict[tuple, list[RunTask]] = {}
     units: list[list[RunTask]] = []
     for t in tasks:
-        config = RunConfig.from_dict({**t.config, "threads": t.threads})
+        config = t.config
         key = group_key(config)
         small = vocab_size is not None and flop_per_step(config, vocab_size) <= GROUP_MAX_STEP_FLOP
         if key is None or not small:

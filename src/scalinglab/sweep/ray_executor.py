@@ -39,11 +39,11 @@ def _run_remote(task: RunTask) -> Outcome:
     return run_task(task, write_store=False)
 
 
-def _gpus(config: dict) -> float:
+def _gpus(config) -> float:
     """A whole GPU for a run on CUDA, or on 'auto' when the cluster has GPUs; none otherwise."""
     import ray
 
-    device = config.get("device", "auto")
+    device = config.device
     if device.startswith("cuda"):
         return 1.0
     return 1.0 if device == "auto" and ray.cluster_resources().get("GPU", 0) > 0 else 0.0

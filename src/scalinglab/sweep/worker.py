@@ -17,10 +17,12 @@ import os
 import signal
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scalinglab.errors import ScalingLabError, StoreError
 from scalinglab.store import RunStore
+from scalinglab.training.config import RunConfig
 
 _PR_SET_PDEATHSIG = 1
 TERMINAL = ("done", "diverged")  # a run in either state is finished: never run again
@@ -29,12 +31,13 @@ _parent_pid: int | None = None
 
 @dataclass
 class RunTask:
-    """One run handed to an executor: plain data (it crosses process and Ray boundaries) that carries its run id,
-    so no executor rebuilds the RunConfig to learn it; the worker builds the RunConfig once, in `run_task`."""
+    """One run handed to an executor: its RunConfig, with the threads it trains on set in it (the one place a
+    run's thread count is kept), and its run id (hashing the config reads the dataset: no executor redoes it).
+    It crosses process and Ray boundaries pickled, as it is; where a boundary needs text (torchrun's task file)
+    it is written once with `to_json` and rebuilt once with `from_json`."""
 
     run_id: str
-    config: dict  # RunConfig.to_dict()
-    threads: int
+    config: RunConfig
     study: str
     store_path: str | None
     checkpoint_dir: str | None
@@ -45,9 +48,20 @@ class RunTask:
     def for_run(cls, config, threads: int, study) -> "RunTask":
         """The task for `config` (a RunConfig) of `study`, checkpointing to <store>.ckpt/<run_id>."""
         run_id = config.run_id()
-        return cls(run_id, config.to_dict(), threads, study.name, str(study.store_path),
+        return cls(run_id, config.replace(threads=threads), study.name, str(study.store_path),
                    str(study.checkpoint_root / run_id), getattr(study, "tracker", None),
                    getattr(study, "tracker_dir", None))
+
+    def to_json(self) -> dict:
+        return asdict(self)  # the RunConfig as RunConfig.to_dict()
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunTask":
+        return cls(**{**d, "config": RunConfig.from_dict(d["config"])})
+
+    @property
+    def threads(self) -> int:
+        return self.config.threads
 
     def open_store(self, write_store: bool = True):
         """The run store this task writes (None when the driver writes it), wrapped for its tracker if any."""
@@ -59,7 +73,7 @@ class RunTask:
 
     @property
     def name(self) -> str:
-        return self.config.get("name", "")
+        return self.config.name
 
     def failed(self, error: str) -> "Outcome":
         return Outcome(self.run_id, self.name, "failed", {}, error)
@@ -133,18 +147,15 @@ def _exit_now() -> None:
 
 
 def run_task(task: RunTask, write_store: bool = True) -> Outcome:
-    from scalinglab.training.config import RunConfig
-    from scalinglab.errors import ScalingLabError
-    from scalinglab.training.trainer import train_run
+    from scalinglab.training.trainer import train_run  # torch: imported by the process that trains
 
     run_id = task.run_id
     store = None
     try:
-        config = RunConfig.from_dict({**task.config, "threads": task.threads})
         store = task.open_store(write_store)
-        result = train_run(config, store=store, study=task.study, checkpoint_dir=task.checkpoint_dir,
+        result = train_run(task.config, store=store, study=task.study, checkpoint_dir=task.checkpoint_dir,
                            on_progress=lambda _info: exit_if_orphaned())
-        return Outcome(run_id, config.name, result.status, _brief(result.summary), result.summary.get("error"),
+        return Outcome(run_id, task.name, result.status, _brief(result.summary), result.summary.get("error"),
                        None if write_store else result)
     except ScalingLabError as exc:
         error = str(exc)
@@ -162,12 +173,11 @@ def run_group(tasks: list[RunTask], write_store: bool = True) -> list[Outcome]:
     resumes from whatever checkpoint the group wrote, and one bad run fails alone without taking the others."""
     if len(tasks) == 1:
         return [run_task(tasks[0], write_store)]
-    from scalinglab.training.config import RunConfig
-    from scalinglab.training.grouped import train_grouped
+    from scalinglab.training.grouped import train_grouped  # torch: imported by the process that trains
 
     store = None
     try:
-        configs = [RunConfig.from_dict({**t.config, "threads": t.threads}) for t in tasks]
+        configs = [t.config for t in tasks]
         store = tasks[0].open_store(write_store)
         results = train_grouped(configs, store=store, study=tasks[0].study,
                                 checkpoint_dirs=[t.checkpoint_dir for t in tasks],
@@ -186,8 +196,6 @@ def run_group(tasks: list[RunTask], write_store: bool = True) -> list[Outcome]:
 def record_failure(store, run_id: str, error: str) -> None:
     """Mark the run failed with its reason. When the store itself cannot be written (the disk is full), the
     driver records it later: the error is already in the Outcome it receives."""
-    from scalinglab.errors import StoreError
-
     try:
         store.set_status(run_id, "failed", error)
     except StoreError:

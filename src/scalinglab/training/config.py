@@ -269,6 +269,10 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def replace(self, **changes) -> "RunConfig":
+        """A new config: this one with `changes` (checked as any config is; lists and dicts are copied)."""
+        return RunConfig.from_dict({**self.to_dict(), **changes}, where="run config")
+
     def run_id(self) -> str:
         """A stable id: hash of every field that changes what the run computes."""
         return self._hash(_NON_DEFINING)
