@@ -220,6 +220,14 @@ def test_backtest_of_the_longest_cooldown_on_a_real_wsd_store(byte_dataset, tmp_
     # reading the stable phase's end as the answer misses by more: the law carries the cooldown's gain
     stable_end = store.run(cfg.run_id())["final_test_loss"]
     assert abs(bt.error) < 0.75 * abs(stable_end - bt.measured), (str(bt), stable_end)
+    # L at (N, D) from the curves, saying so: at the cooldowns' budgets beside their measured finals, and beyond
+    from scalinglab.analysis.curves import losses_at_budgets
+
+    at = losses_at_budgets(store, budgets=[200 * 256, 400 * 256, 800 * 256, 1600 * 256], n_resamples=100)
+    assert list(at["D"]) == [200 * 256, 400 * 256, 800 * 256, 1600 * 256] and at["source"].str.contains(
+        "curve law").all()
+    assert (abs(at["loss"] - at["measured"]) / at["measured"]).iloc[:3].max() < 0.02, at
+    assert np.isnan(at["measured"].iloc[3]) and at["loss"].iloc[3] < at["loss"].iloc[2]  # longer: lower
     # the command says the same; a store without two cooldowns is one line and exit 2
     from conftest import run_cli
 
