@@ -125,7 +125,8 @@ def register_runs(study: Study, store) -> None:
     vocab = _vocab_size(study)
     for cfg in study.runs:
         store.add_run(cfg.run_id(), cfg.to_dict(), name=cfg.name, study=study.name, info=describe(cfg, vocab))
-        store.add_roles(cfg.run_id(), study.roles, study.name)
+        if not cfg.cooldowns:  # a stable phase ends at a constant LR: its final loss is no budget's; its branches'
+            store.add_roles(cfg.run_id(), study.roles, study.name)
         for branch, at in cfg.branches():  # a stable phase's cooldowns: runs of their own, planned with it
             info = {**describe(branch, vocab), "parent_run_id": cfg.run_id(), "branch_step": at}
             store.add_run(branch.run_id(), branch.to_dict(), name=branch.name, study=study.name, info=info)

@@ -38,8 +38,8 @@ Each run carries its axis values as `extra` labels (part of its id), so analyses
 Budgets as branches: with `schedule = "wsd"` and `cooldowns = [...]` in [base] (token budgets, or fractions of
 `tokens`), each run of the spec trains its stable phase once and every cooldown branches from it as a run of its
 own (RunConfig.cooldowns): the budget axis of each size for the price of its longest run. The branches are
-registered with the study (planned, with their parent and branch step, and the study's roles), and a run is still
-to do while any of its branches is.
+registered with the study (planned, with their parent and branch step, and the study's roles; the stable phase
+itself gets no role, its end being undecayed), and a run is still to do while any of its branches is.
 
 `[study] roles` says what the runs are for, and the store records it for every run (scalinglab.store.ROLES):
 "sizes" (the size sweep), "subsets" (data subsets), "shape" (shapes at fixed N), "batch" (batch sizes), "lr",
