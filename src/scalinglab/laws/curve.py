@@ -287,6 +287,8 @@ def fit_curve_law(curves: pd.DataFrame, *, loss: str = "loss_validation", run: s
     notes = []
     if not (data.S2_mean > 0).any():
         notes.append("no curve anneals (S2 = 0 everywhere): C is not identified")
+    if est[0] == 0.0:
+        notes.append("L0 at its bound 0: the curves are far from their floor (L0 and alpha not identified apart)")
     at_edge = np.isclose(est[2], ALPHA_BOUNDS, rtol=1e-3).any()
     if at_edge:
         notes.append(f"alpha at the edge of its search range {ALPHA_BOUNDS}")
