@@ -159,13 +159,14 @@ STATUSES_ORDER = ("done", "diverged", "running", "interrupted", "planned", "fail
 
 
 def study_status(study: Study, store) -> list[dict]:
-    """One dict per run of the spec, in spec order: the store's row (status, N, D, C, attempts, loss, ...), or
-    status 'new' for a run the store has not seen (the spec changed since the last `study run`)."""
+    """One dict per run of the spec (each followed by its cooldown branches), in spec order: the store's row
+    (status, N, D, C, attempts, loss, ...), or status 'new' for a run the store has not seen (the spec changed
+    since the last `study run`)."""
     df = store.runs()
     rows = {r["run_id"]: r for r in df.to_dict("records")} if not df.empty else {}
     vocab = None
     out = []
-    for cfg in study.runs:
+    for cfg in (c for spec_run in study.runs for c in [spec_run, *(b for b, _ in spec_run.branches())]):
         rid = cfg.run_id()
         row = rows.get(rid)
         if row is None:
@@ -418,7 +419,7 @@ def run_study(
         store.close()
     counts = {s: sum(v == s for v in status.values()) for s in ("done", "diverged", "failed")}
     summary = StudySummary(
-        name=study.name, store_path=study.store_path, runs=len(study.runs), already_done=already, ran=len(todo),
+        name=study.name, store_path=study.store_path, runs=len(status), already_done=already, ran=len(todo),
         done=counts["done"], diverged=counts["diverged"], failed=counts["failed"],
         pending=sum(_wants_run(v, False) for v in status.values()),
         flop_planned=plan.flop_planned,
