@@ -141,7 +141,7 @@ def simulate_coverage(n_rep, n_runs=8, noise=0.004, run_sd=0.01, n_resamples=200
     return {k: v / n_rep for k, v in hits.items()}, float(np.median(widths))
 
 
-@pytest.mark.slow(seconds=25)
+@pytest.mark.slow(seconds=40)
 def test_intervals_cover_under_noise():
     cover, width = simulate_coverage(n_rep=30, n_resamples=150)
     # nominal 95%; with 8 runs a percentile bootstrap over runs is somewhat short (measured: alpha 0.90, the final
@@ -170,9 +170,9 @@ def test_one_run_has_no_interval_and_bad_input_is_one_error():
 def test_backtest_on_a_real_store(byte_dataset, tmp_path):
     """Real tiny runs: a constant-LR run (the stable phase) and cosine runs of 300 and 500 steps; the law fitted on
     their evaluations predicts the final test loss of an 800-step cosine run it never saw."""
-    from scalinglab.config import RunConfig
     from scalinglab.store import RunStore
-    from scalinglab.trainer import train_run
+    from scalinglab.training.config import RunConfig
+    from scalinglab.training.trainer import train_run
 
     store = RunStore(tmp_path / "s.sqlite")
     base = dict(data=str(byte_dataset), n_layer=1, d_model=32, n_head=2, n_ctx=32, batch_size=8, lr=3e-3, threads=1,
