@@ -1,7 +1,8 @@
 """Train one run: where a run is trained.
 
 `train_run(config)` builds the model its config describes, trains it on random windows of the prepared data with
-AdamW (or Adafactor), a linear warm-up and a cosine decay, for a fixed token budget, and records the learning
+AdamW (or Adafactor), a linear warm-up and a cosine decay (or warm-up, stable, decay: schedule.py), for a fixed
+token budget, and records the learning
 curve: train loss every few steps, test loss (and transfer-set losses) at log-spaced steps and at the end, the
 per-position test loss at the end (Kaplan Fig. 20), and optionally the gradient noise scale.
 
@@ -19,6 +20,11 @@ Faults: a truncated or unreadable checkpoint is reported in one line and the pre
 is used; a full disk while checkpointing stops the run as 'failed' with the reason and leaves the previous
 checkpoint in place for a retry; a dataset whose content (fingerprint) changed under the run stops it as
 'failed'; a NaN/inf loss at any step, or a loss far above its start, stops it as 'diverged'.
+
+Cooldown branches: a WSD run with `cooldowns` trains its stable phase once (keeping every update's loss) and, at
+each cooldown's decay start, writes that cooldown's checkpoint into its own folder, as the run trained alone to
+that budget would have saved it there; `train_run` then trains each cooldown from it as its own run
+(`train_cooldowns`).
 
 Several devices: launched under torchrun (WORLD_SIZE > 1), each rank takes its share of every global batch
 through DistributedDataParallel; rank 0 alone writes the store and the checkpoints.
