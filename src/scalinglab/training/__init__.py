@@ -16,6 +16,6 @@ _runtime.py    process-level tuning (the allocator), the machine's memory, what 
 
 The package is named apart from the API verb `scalinglab.train` (= `training.trainer.train_run`): importing a
 subpackage sets it as an attribute of its parent, which would shadow the verb.
-Only trainer.py, grouped.py, model.py, fused_loss.py, noise_scale.py and checkpoint.py import torch; config.py and
+Only trainer.py, grouped.py, model.py, fused_loss.py, noise_scale.py and checkpoint.py import torch; config.py,
 recorder.py and schedule.py do not (a study's driver plans and registers runs with them).
 """
