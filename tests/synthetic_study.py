@@ -14,7 +14,7 @@ from scalinglab.analysis.study_data import StudyData
 def run(rid: str, *, N: float, roles, loss, steps=None, n_layer: int = 2, d_model: int | None = None,
         n_head: int = 4, d_ff: int | None = None, B: int = 1024, D: float = 2e6, d_unique=None,
         total: float | None = None, eval_losses: dict | None = None, loss_se: float | None = None,
-        b_simple=None, lr: float = 1e-3, labels: dict | None = None, exact_factor: float = 1.5) -> dict:
+        b_simple=None, lr: float = 1e-3, labels: dict | None = None, exact_factor: float = 1.5, n_ctx: int = 64, vocab_size: int = 4096) -> dict:
     """One finished run. `loss` is a number (a flat curve at that loss) or a function of the step giving the
     test loss; the validation loss is the test loss plus a constant, so it picks the test curve's minimum.
     Compute is 6 N B S (and `exact_factor` times that for the exact count)."""
@@ -28,7 +28,7 @@ def run(rid: str, *, N: float, roles, loss, steps=None, n_layer: int = 2, d_mode
     if loss_se is not None:
         metrics["final_test_loss_se"] = loss_se
     r = dict(run_id=rid, name=rid, status="done", N=N, n_params_total=total if total is not None else N + 1000,
-             n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=d_ff, B=B, batch_size=B // 64,
+             n_layer=n_layer, d_model=d_model, n_head=n_head, d_ff=d_ff, n_ctx=n_ctx, vocab_size=vocab_size, B=B, batch_size=B // 64,
              S=int(steps[-1]), D=D, d_unique=d_unique, epochs=epochs, lr=lr, C=6 * N * D,
              C_exact=exact_factor * 6 * N * D, final_test_loss=float(curve[-1]),
              final_metrics=json.dumps(metrics), config=json.dumps({"extra": labels or {}}))

@@ -175,6 +175,32 @@ def test_bcrit_from_noise_scale(alpha_b, noise, expect):
     assert verdict(F.check_bcrit, study(runs), only=["B_crit(L)"]).agrees == expect
 
 
+def batch_sweep_study(batches, alpha_b=0.21, b_star=2e6):
+    """A batch-size sweep of one size drawn from Kaplan's model: the loss after S_min steps at the critical batch
+    is L = 3 + (300/S_min)^0.6, and at batch B a run needs S = S_min (1 + B_crit(L)/B) steps, B_crit(L) =
+    B*/L^(1/alpha_B) (about 5,000 tokens at L = 3.5 here)."""
+    grid = np.linspace(3.0005, 6.0, 4000)
+    s_min = 300 / (grid - 3.0) ** (1 / 0.6)
+    runs = []
+    for b in batches:
+        s_at = s_min * (1 + b_star / grid ** (1 / alpha_b) / b)  # decreasing in the loss
+        def loss(step, s_at=s_at):
+            return float(np.interp(np.log(step), np.log(s_at[::-1]), grid[::-1]))
+        runs.append(run(f"bs{b}", N=1e5, roles="batch", B=b, loss=loss, steps=np.geomspace(20, 2e5, 40),
+                        b_simple=float("nan")))
+    return study(runs)
+
+
+def test_bcrit_premise_from_a_batch_sweep():
+    """A sweep whose batches bracket B_crit measures alpha_B; one whose batches all sit far above it cannot (every
+    run needs about S_min steps: the data cannot place E_min), and says what the sweep would need."""
+    inside = verdict(F.check_bcrit, batch_sweep_study([500, 1000, 2000, 4000, 8000, 16000, 32000, 64000]),
+                     only=["B_crit(L)"])
+    assert inside.premise_met is True and inside.agrees == "yes", inside
+    above = verdict(F.check_bcrit, batch_sweep_study([1e6, 2e6, 4e6, 8e6]), only=["B_crit(L)"])
+    assert above.agrees == "premise not met" and "below to above B_crit" in above.reason, above
+
+
 # ------------------------------------------------------------------------------------------------ 3 overfitting
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scalinglab.analysis import reconcile as rc
+from scalinglab.report import reconcile as rc_report
 from scalinglab.training.config import RunConfig
 from scalinglab.laws.forms import get_form
 from scalinglab.store import RunStore
@@ -127,8 +128,82 @@ def test_tuning_rule_and_report(analysis):
         assert needle in html
     for _, p in analysis.figures:
         assert p.stat().st_size > 10_000
+    # self-contained: every image inline, no file or address linked; no internal tracker numbers in the text
+    refs = _refs(html)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs), refs
+    assert len(refs) == len(analysis.figures)
+    assert "issue" not in html.lower()
+    # the sweep tried lr_scale 0.5, 1 (the baseline) and 2, beta2 0.95 and 0.99, batch 16 and 32; every size
+    # chose 2.0 / 0.99 / 16: each at the top (or bottom) of its grid, flagged
+    edges = rc_report.grid_edges(rule)
+    assert {(e["setting"], e["edge"], e["value"]) for e in edges} == {
+        ("lr_scale", "highest", 2.0), ("beta2", "highest", 0.99), ("batch_size", "lowest", 16.0)}
+    assert len(edges) == 3 * len(chosen)
+    assert "At the edge of the grid" in html and html.count("class=edge") == 3 * len(chosen)
+    assert f"the chosen 2 is the highest value of the grid [0.5, 1, 2] at {len(chosen)} of {len(chosen)} sizes" in html
     d = json.loads((analysis.path.parent / "reconcile.json").read_text())
-    assert set(d["settings"]) == set("abcde") and d["settings"]["a"]["approaches"]["2"]["approach"] == 2
+    assert set(d["settings"]) == set("abcdet") and d["settings"]["a"]["approaches"]["2"]["approach"] == 2
+    assert all(v["primary"] == 2 for v in d["settings"].values())
+    assert "(b) with N counted with embeddings" in html
+
+
+def test_settings_on_the_same_runs_are_compared_paired(analysis):
+    """(a) and (b) re-analyse the same runs, as do (b) and (t): their steps come from one bootstrap over the runs
+    that draws the same runs for both settings, so the interval of the change is far narrower than
+    pairing the two settings' own draws at random (what an independent comparison does), and still holds the
+    change the noise-free surface gives."""
+    an = analysis.analysis
+    steps = {(s.frm, s.to): s for s in an.steps}
+    ab, bt = steps[("a", "b")], steps[("b", "t")]
+    assert "paired bootstrap" in ab.text and "paired bootstrap" in bt.text
+    rnd = rc.compare(an.settings["a"].primary, an.settings["b"].primary, "a", "b")
+    assert "paired at random" in rnd.text
+    assert (ab.ci[1] - ab.ci[0]) < 0.5 * (rnd.ci[1] - rnd.ci[0])
+    assert ab.ci[0] <= ab.change <= ab.ci[1]
+    # counting N with its embeddings (a fixed 131,072 more parameters per model here) moves N_opt's exponent down:
+    # d log(N + c) / d log N = N / (N + c) < 1, most at the small end (Pearce and Song 2024)
+    t = an.settings["t"]
+    assert bt.verdict == "yes" and bt.change < 0 and t.primary.n_exponent < an.settings["b"].primary.n_exponent
+
+
+def _refs(page: str) -> list[str]:
+    """Every src and href attribute value of the page's elements but links within the page (#name); scripts'
+    text is not parsed as tags."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.extend(v for k, v in attrs if k in ("src", "href") and v is not None and not v.startswith("#"))
+
+    P().feed(page)
+    return found
+
+
+def test_a_choice_inside_its_grid_is_not_flagged(analysis):
+    """The same sweep with each size's middle learning rate chosen (and beta2 and batch tried at three values,
+    the middle chosen): nothing at an edge, nothing flagged; the edge is read per size, from its own grid."""
+    import dataclasses
+
+    rule = analysis.analysis.rule.copy()
+    rule["chosen"] = False
+    for _, g in rule.groupby(["n_layer", "d_model", "n_head"]):
+        mid = g.index[np.isclose(g["lr_scale"], 1.0)][0]
+        rule.loc[mid, "chosen"] = True
+        rule.loc[mid, ["beta2", "batch_size"]] = [0.97, 24]
+    assert rc_report.grid_edges(rule) == []
+    page = rc_report.render_html(dataclasses.replace(analysis.analysis, rule=rule), analysis.figures, "t")
+    assert "At the edge of the grid" not in page and "class=edge" not in page
+    assert "none at an edge" in page
+    # one size choosing the lowest LR it tried is flagged, at that size only
+    first = rule.groupby(["n_layer", "d_model", "n_head"]).ngroup() == 0
+    low = rule.index[first & np.isclose(rule["lr_scale"], 0.5)][0]
+    rule.loc[first, "chosen"] = False
+    rule.loc[low, "chosen"] = True
+    edges = rc_report.grid_edges(rule)
+    assert [(e["setting"], e["edge"], e["value"]) for e in edges][:1] == [("lr_scale", "lowest", 0.5)]
+    assert {e["N"] for e in edges} == {float(rule.loc[low, "N"])}
 
 
 def test_compare_verdicts_on_known_draws():

@@ -565,8 +565,9 @@ def check_bcrit(sd: StudyData, fits) -> Finding:
     premise = "a batch-size sweep whose batches bracket B_crit at >= 3 target losses (or the noise scale, its proxy)"
     if "B_noise" in lf.data:
         ratio = (lf.data["B_crit"] / lf.data["B_noise"]).to_numpy(float)
-        source = (f"from a batch-size sweep at {len(lf.data)} target losses (B_crit / noise scale "
-                  f"{np.nanmin(ratio):.2g} to {np.nanmax(ratio):.2g})")
+        source = f"from a batch-size sweep at {len(lf.data)} target losses" + (
+            f" (B_crit / noise scale {np.nanmin(ratio):.2g} to {np.nanmax(ratio):.2g})" if np.isfinite(ratio).any()
+            else "")
         groups = sd.batch_groups()
         bs = pd.concat(groups)["B"].astype(float) if groups else pd.Series(dtype=float)
         inside = int(((lf.data["B_crit"] >= bs.min()) & (lf.data["B_crit"] <= bs.max())).sum()) if len(bs) else 0

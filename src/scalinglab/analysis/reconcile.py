@@ -44,6 +44,13 @@ TITLES = {
     "e": "+ LR, batch and AdamW beta2 tuned per size",
 }
 PORIAN = dict(zip(SETTINGS, (v for _, v in PORIAN2024_STEPS)))
+# Beside the path: (b)'s runs and FLOP with N counted with its embeddings (total parameters). At small N the
+# embeddings are a large share of the parameters and the count alone moves the exponent (Pearce and Song 2024).
+EXTRA = ("t",)
+TITLES["t"] = "(b) with N counted with embeddings (total parameters)"
+ALL_SETTINGS = SETTINGS + EXTRA
+# The approach whose exponent each setting reports and the steps compare
+PRIMARY = 2
 # Study names in the store: which runs serve which setting (the run roles of this study)
 STUDY = {"kaplan": "reconcile-kaplan", "warmup": "reconcile-warmup", "cosine": "reconcile-cosine",
          "tune": "reconcile-tune", "tuned": "reconcile-tuned"}
@@ -358,10 +365,10 @@ class SettingResult:
 
     @property
     def primary(self):
-        return self.approaches.get(2)
+        return self.approaches.get(PRIMARY)
 
     def to_dict(self) -> dict:
-        return {"setting": self.key, "title": self.title, "porian2024": self.porian,
+        return {"setting": self.key, "title": self.title, "porian2024": self.porian, "primary": PRIMARY,
                 "approaches": {str(k): v.to_dict() for k, v in self.approaches.items()},
                 "errors": {str(k): v for k, v in self.errors.items()},
                 "n_total_exponent": None if not np.isfinite(self.n_total_exponent) else self.n_total_exponent,
@@ -402,32 +409,71 @@ class ReconcileAnalysis:
                 "tuning": self.rule.drop(columns=["run_id"], errors="ignore").to_dict("records")}
 
 
+def _step(frm: str, to: str, change: float, lo: float, hi: float, x0: float, y0: float, how: str) -> Step:
+    """The verdict on one correction's change of the exponent from its 95% interval."""
+    if lo > 0 or hi < 0:
+        verdict = "yes"
+        text = (f"({frm}) -> ({to}) moves the exponent by {change:+.3f} (95% [{lo:+.3f}, {hi:+.3f}], {how}): from "
+                f"{x0:.3f} to {y0:.3f}")
+    elif -EQUIVALENCE <= lo and hi <= EQUIVALENCE:
+        verdict = "no"
+        text = (f"({frm}) -> ({to}) does not move the exponent by more than {EQUIVALENCE} (change {change:+.3f}, "
+                f"95% [{lo:+.3f}, {hi:+.3f}], {how})")
+    else:
+        verdict = "inconclusive"
+        text = (f"({frm}) -> ({to}): change {change:+.3f}, 95% [{lo:+.3f}, {hi:+.3f}] ({how}); the interval "
+                f"({hi - lo:.3f} wide) contains 0 and is wider than +-{EQUIVALENCE}: this scale cannot tell")
+    return Step(frm, to, float(change), (float(lo), float(hi)), verdict, text)
+
+
+def _missing(frm: str, to: str) -> Step:
+    return Step(frm, to, float("nan"), (float("nan"),) * 2, "not measured",
+                f"({frm}) -> ({to}): not measured (an exponent is missing)")
+
+
 def compare(x, y, frm: str, to: str, seed: int = 0) -> Step:
-    """The change of the approach-2 exponent from setting `frm` to `to`, with a 95% interval from their
-    bootstrap draws paired at random (independent estimates; for two analyses of the same runs this is
-    conservative)."""
+    """The change of the approach-2 exponent from setting `frm` to `to`, settings measured on different runs:
+    a 95% interval from their bootstrap draws paired at random (independent estimates)."""
     if x is None or y is None or x.draws is None or y.draws is None or not len(x.draws) or not len(y.draws):
-        return Step(frm, to, float("nan"), (float("nan"),) * 2, "not measured",
-                    f"({frm}) -> ({to}): not measured (an exponent is missing)")
+        return _missing(frm, to)
     rng = np.random.default_rng(seed)
     k = max(len(x.draws), len(y.draws))
     dx = x.draws[rng.integers(0, len(x.draws), k), 1]
     dy = y.draws[rng.integers(0, len(y.draws), k), 1]
     lo, hi = np.percentile(dy - dx, [2.5, 97.5])
-    change = y.n_exponent - x.n_exponent
-    if lo > 0 or hi < 0:
-        verdict = "yes"
-        text = (f"({frm}) -> ({to}) moves the exponent by {change:+.3f} (95% [{lo:+.3f}, {hi:+.3f}]): from "
-                f"{x.n_exponent:.3f} to {y.n_exponent:.3f}")
-    elif -EQUIVALENCE <= lo and hi <= EQUIVALENCE:
-        verdict = "no"
-        text = (f"({frm}) -> ({to}) does not move the exponent by more than {EQUIVALENCE} (change {change:+.3f}, "
-                f"95% [{lo:+.3f}, {hi:+.3f}])")
-    else:
-        verdict = "inconclusive"
-        text = (f"({frm}) -> ({to}): change {change:+.3f}, 95% [{lo:+.3f}, {hi:+.3f}]; the interval ({hi - lo:.3f} "
-                f"wide) contains 0 and is wider than +-{EQUIVALENCE}: this scale cannot tell")
-    return Step(frm, to, float(change), (float(lo), float(hi)), verdict, text)
+    return _step(frm, to, y.n_exponent - x.n_exponent, lo, hi, x.n_exponent, y.n_exponent,
+                 "independent runs, draws paired at random")
+
+
+def paired_compare(px: pd.DataFrame, py: pd.DataFrame, x, y, frm: str, to: str, n_resamples: int = 400,
+                   seed: int = 0) -> Step:
+    """The change of the approach-2 exponent between two settings measured on the same runs (two conventions of
+    one set of runs): both re-analysed in every resample of one bootstrap over whole runs
+    (scalinglab.laws.result.bootstrap_groups), the same runs drawn for both, so what the runs share cancels."""
+    from scalinglab.laws.frontier import isoflop_minima
+    from scalinglab.laws.result import bootstrap_groups
+
+    if x is None or y is None or not np.isfinite(x.n_exponent) or not np.isfinite(y.n_exponent):
+        return _missing(frm, to)
+
+    def expo(p):
+        return isoflop_minima(p, n="N", c="C", d="D", loss="loss", budget="budget", n_resamples=0).n_exponent
+
+    ids = pd.Series(sorted(set(px["run_id"]) & set(py["run_id"])))
+    gx, gy = dict(tuple(px.groupby("run_id"))), dict(tuple(py.groupby("run_id")))
+
+    def stat(idx):
+        pick = ids.iloc[idx]
+        return [expo(pd.concat([gx[r] for r in pick])), expo(pd.concat([gy[r] for r in pick]))]
+
+    draws = bootstrap_groups(stat, ids.index.to_numpy(), n_resamples, seed)
+    d = draws[:, 1] - draws[:, 0] if draws.shape[1] == 2 else np.empty(0)
+    d = d[np.isfinite(d)]
+    if d.size < 20:
+        return _missing(frm, to)
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    return _step(frm, to, y.n_exponent - x.n_exponent, lo, hi, x.n_exponent, y.n_exponent,
+                 f"the same runs, a paired bootstrap over them ({d.size}/{n_resamples} draws)")
 
 
 def _n_total_exponent(res, pts: pd.DataFrame) -> float:
@@ -553,8 +599,25 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
         else:
             pts = grid_points(src, budgets) if len(src) else pd.DataFrame()
             out[key] = analyse_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
-    steps = [compare(out[a].primary, out[b].primary, a, b, seed) for a, b in itertools.pairwise(SETTINGS)]
-    steps.append(compare(out["a"].primary, out["e"].primary, "a", "e", seed))
+    # (t): (b)'s runs with N counted with its embeddings
+    kb = by["kaplan"]
+    if len(kb):
+        kt = kb.assign(N=kb["n_params_total"].astype(float))
+        pts = curve_points(kt, curves, budgets, True)
+        out["t"] = analyse_setting("t", pts, curves, kt, True, n_resamples, seed, surface_grid)
+    else:
+        out["t"] = analyse_setting("t", pd.DataFrame(), None, None, True, n_resamples, seed, surface_grid)
+    shared = {("a", "b"), ("b", "t")}  # settings that re-analyse the same runs: paired
+
+    def step(a, b):
+        if (a, b) in shared and len(out[a].points) and len(out[b].points):
+            return paired_compare(out[a].points, out[b].points, out[a].primary, out[b].primary, a, b,
+                                  n_resamples, seed)
+        return compare(out[a].primary, out[b].primary, a, b, seed)
+
+    steps = [step(a, b) for a, b in itertools.pairwise(SETTINGS)]
+    steps.append(step("a", "e"))
+    steps.append(step("b", "t"))
     return ReconcileAnalysis(settings=out, steps=steps, rule=rule, budgets=budgets)
 
 
@@ -574,7 +637,9 @@ def load_plan_and_vocab(plan_path: str | Path, data_dir: str | Path | None) -> t
 
 
 __all__ = [
+    "ALL_SETTINGS",
     "PORIAN",
+    "PRIMARY",
     "SETTINGS",
     "TITLES",
     "FitError",
@@ -584,6 +649,7 @@ __all__ = [
     "Step",
     "analyse",
     "compare",
+    "paired_compare",
     "curve_points",
     "grid_points",
     "plan_specs",

@@ -131,15 +131,40 @@ def surface_frontier(sd: StudyData, ns, compute: str, bcrit, c_range: tuple[floa
         return None
 
 
+def run_effects(cv: pd.DataFrame, ns=None) -> tuple[pd.Series, int, str]:
+    """Each run's log offset from a smooth reference, the number of parameters that absorbed run-level variation,
+    and what the reference was. Offsets are read from the fitted L(N, S) surface at the run's own curve points (the
+    median) where one converged, else from the final losses; a quadratic in log N (a line under 5 sizes) is then
+    taken out of them, so a surface that misfits smoothly in N is not mistaken for run-to-run noise."""
+    fin = cv.loc[cv.groupby("run_id")["flop"].idxmax()].set_index("run_id")
+    if ns is not None and getattr(ns, "converged", False) and "step" in cv:
+        pred = ns.predict(N=cv["N"].astype(float).to_numpy(), S=cv["step"].astype(float).to_numpy())
+        r = np.log(cv["test_loss"].astype(float).to_numpy()) - np.log(np.asarray(pred, float))
+        e = pd.Series(r, index=cv.index).groupby(cv["run_id"]).median()
+        ref = "the fitted L(N, S) surface"
+    else:
+        e = np.log(fin["test_loss"].astype(float))
+        ref = "the final losses"
+    e = e[np.isfinite(e)]
+    x = np.log(fin.loc[e.index, "N"].astype(float).to_numpy())
+    deg = 2 if np.unique(x).size >= 5 else 1
+    if np.unique(x).size <= deg + 1:
+        return pd.Series(dtype=float), 0, "nothing"
+    resid = e.to_numpy() - np.polyval(np.polyfit(x, e.to_numpy(), deg), x)
+    return pd.Series(resid, index=e.index), deg + 1, \
+        f"{ref} less a {'quadratic' if deg == 2 else 'line'} in log N"
+
+
 def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: int = 0,
                   ns=None) -> tuple[LawFit, LawFit]:
     """L(C_min) and N_opt(C) of the compute frontier under one convention. L(C_min)'s interval comes from a
-    bootstrap over whole runs of the size sweep (each resample redraws the envelope and refits the law). N_opt(C)
+    bootstrap of the design's run-to-run noise (bootstrap_run_effects: every size kept, each run's offset from
+    the fitted surface redrawn; each resample redraws the envelope and refits the law). N_opt(C)
     comes from the fitted L(N, S) surface `ns` minimised along iso-compute lines where one converged (its
     bootstrap over runs gives the interval), else from the envelope's interior points (approach 1: the discrete
     best size, biased towards flat by the few sizes, said in the note)."""
     from scalinglab.laws.frontier import MIN_SPAN_DECADES
-    from scalinglab.laws.result import bootstrap_groups, percentile_ci, power_law_fit
+    from scalinglab.laws.result import bootstrap_run_effects, percentile_ci, power_law_fit
 
     tag = "" if compute == "6ND" else " exact"
     lkey, nkey = f"L(C_min){tag}", f"N_opt(C){tag}"
@@ -181,8 +206,7 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
     cols = ["run_id", "flop", "test_loss", "N"]
     base = cv[cols].reset_index(drop=True)
 
-    def stat(idx):
-        sub = base.iloc[np.unique(idx)]  # a run drawn twice adds nothing to a minimum
+    def stat(sub):
         if sub["run_id"].nunique() < 2:
             return None
         f = _envelope(sub)
@@ -197,7 +221,17 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
         return out
 
     k = min(n_resamples, 200)
-    draws = bootstrap_groups(stat, base["run_id"], k, seed) if k > 0 else np.empty((0, 4))
+    effects, absorbed, ref = run_effects(cv, ns)
+    sigma, sigma_dof, _ = sd.run_noise()
+    if k > 0 and len(effects) >= 3:  # the design kept, its run-to-run noise redrawn
+        how = (f"a bootstrap of the design's run-to-run noise (each run's offset from {ref}, redrawn; every size "
+               "kept)" + (f", pooled with {sigma_dof} seed-replicate degrees of freedom" if sigma_dof else ""))
+        draws = bootstrap_run_effects(
+            lambda shift: stat(base.assign(test_loss=base["test_loss"] * np.exp(base["run_id"].map(shift)))),
+            effects, k, seed, absorbed=absorbed, sigma=sigma, sigma_dof=sigma_dof)
+    else:
+        how = "too few runs for a bootstrap"
+        draws = np.empty((0, 4))
     if draws.shape[1] == 4:
         ok_l = np.isfinite(draws[:, :2]).all(axis=1)
         (cc, ca) = percentile_ci(draws[ok_l, :2]) if ok_l.any() else ((np.nan,) * 2,) * 2
@@ -213,8 +247,8 @@ def frontier_laws(sd: StudyData, compute: str, bcrit, n_resamples: int, seed: in
             nf.law.se = {"coef": float(np.std(draws[ok_n, 2])) if ok_n.sum() > 1 else np.nan,
                          "exponent": float(np.std(draws[ok_n, 3])) if ok_n.sum() > 1 else np.nan}
             nf.law.n_resamples, nf.law.n_resamples_ok = k, int(ok_n.sum())
-            nf.law.message = "least squares in log-log; intervals from a bootstrap over runs through the envelope"
-    lf.note = f"intervals from {law.n_resamples_ok}/{law.n_resamples} bootstrap resamples of whole runs"
+            nf.law.message = f"least squares in log-log; intervals from {how} through the envelope"
+    lf.note = f"intervals from {law.n_resamples_ok}/{law.n_resamples} resamples of {how}"
     if ns is not None and getattr(ns, "converged", False):
         pts = inner if len(inner) >= 2 else fr
         sf = surface_frontier(sd, ns, compute, bcrit, (float(pts["C"].min()), float(pts["C"].max())))
@@ -374,6 +408,9 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
     if "L(N,S)" in out and bcrit is not None and len(df) >= 8:
         out["L(N,S)"].add_note("S_min corrected with the sweep's B_crit(L); uncorrected alpha_S = "
                                + uncorrected(learning_curve_points(sd), "kaplan_ns", "alpha_S"))
+        carried = carry_bcrit(out["L(N,S)"].law, sd, bcrit)
+        if carried:
+            out["L(N,S)"].add_note(carried)
     ns = out["L(N,S)"].law if "L(N,S)" in out else None
     if "L(N)" in out and out["L(N)"].law is not None and ns is not None and ns.converged:
         lo, hi = ns.ci.get("alpha_N", (np.nan, np.nan))
@@ -402,6 +439,49 @@ def fit_study(sd: StudyData, n_resamples: int = 300, cache: str | Path | None = 
 
         outdir.write_text(cache, json.dumps(fresh, indent=1))  # never over a file scalinglab did not write
     return out
+
+
+def carry_bcrit(law, sd: StudyData, bcrit, k: int = 100, seed: int = 0) -> str:
+    """Carry B_crit(L)'s uncertainty into L(N, S_min): the surface is refitted at `k` bootstrap draws of the
+    B_crit(L) law (each draw recomputes every point's S_min) and each draw's shift of the parameters (in the fit's
+    internal, log-scale coordinates) is added to the run bootstrap draw of the same index, so the law's samples,
+    intervals and standard errors hold both sources (and frontier draws paired by index with B_crit's stay
+    paired). Returns the note saying so, or '' when there is nothing to carry."""
+    if law is None or not law.converged or law.samples is None or len(law.samples) < 2:
+        return ""
+    bs = getattr(bcrit, "samples", None)
+    if bs is None or len(bs) < 20:
+        return ""
+    form, names, bnames = law.form, list(law.form.param_names), list(bcrit.form.param_names)
+    z0 = form.to_internal(form.theta(law.params)[None, :])
+    k = min(k, len(bs))
+    shifts = np.full((len(bs), len(names)), np.nan)
+    for j in range(k):
+        pts = learning_curve_points(sd, bcrit=dict(zip(bnames, bs[j])))
+        try:
+            f = _fit(pts, "kaplan_ns", 0, grid=z0)
+        except ScalingLabError:
+            continue
+        if f.converged:
+            shifts[j] = form.to_internal(form.theta(f.params)[None, :])[0] - z0[0]
+    ok = np.isfinite(shifts).all(axis=1)
+    if ok.sum() < 20:
+        return ""
+    pool = shifts[ok]
+    idx = np.arange(len(law.samples)) % len(bs)  # paired by index with B_crit's draws where it was fitted
+    use = np.where(ok[idx], idx, -1)
+    rng = np.random.default_rng(seed)
+    extra = np.where((use >= 0)[:, None], shifts[np.maximum(use, 0)], pool[rng.integers(0, len(pool), len(use))])
+    z = form.to_internal(law.samples) + extra
+    before = {n: law.ci[n] for n in names}
+    law.samples = form.to_natural(z)
+    lo, hi = np.percentile(law.samples, [2.5, 97.5], axis=0)
+    law.ci = {n: (float(a), float(b)) for n, a, b in zip(names, lo, hi)}
+    law.se = {n: float(v) for n, v in zip(names, np.std(law.samples, axis=0))}
+    widths = ", ".join(f"{n} [{before[n][0]:.3g}, {before[n][1]:.3g}] -> [{law.ci[n][0]:.3g}, {law.ci[n][1]:.3g}]"
+                       for n in names if n.startswith("alpha"))
+    return (f"B_crit(L)'s uncertainty carried in: the surface refitted at {int(ok.sum())} of {k} B_crit(L) bootstrap "
+            f"draws, each draw's shift added to a run-bootstrap draw ({widths})")
 
 
 def critical_batch_law(fits: dict):

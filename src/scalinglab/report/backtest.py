@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from scalinglab import outdir  # noqa: E402
 from scalinglab.analysis.backtest import PredictedBeforeSeen  # noqa: E402
+from scalinglab.report.figures import legend_below  # noqa: E402
 
 FIGURE_NAME = "fig_backtest.png"
 
@@ -25,7 +26,7 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
     res = pbs.results
     if not res:
         return None
-    fig, axes = plt.subplots(1, len(res), figsize=(5.2 * len(res), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(res), figsize=(5.4 * len(res), 5.6), squeeze=False, layout="constrained")
     for ax, (label, r) in zip(axes[0], res.items()):
         p = r.points
         lo = (p["predicted"] - p["low"]).clip(lower=0).to_numpy()
@@ -42,7 +43,7 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
         ends = np.r_[p["low"], p["high"]]
         ends = ends[np.isfinite(ends) & (ends > a - 2 * span) & (ends < b + 2 * span)]
         a, b = min(a, ends.min(initial=a)), max(b, ends.max(initial=b))
-        pad = 0.08 * (b - a)
+        pad = 0.08 * (b - a) + 0.25 * span  # a lone point sits inside the panel, never on its edge
         lim = (a - pad, b + pad)
         ax.plot(lim, lim, color="0.5", lw=1, ls="--", label="predicted = measured")
         ax.set_xlim(lim)
@@ -52,8 +53,7 @@ def backtest_figure(pbs: PredictedBeforeSeen) -> plt.Figure | None:
         inside = _inside(r)
         ax.set_title(f"{label} held out: mean error {100 * r.mean_rel_error:.2f}%, "
                      f"{inside} inside the interval", fontsize=10)
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+        legend_below(ax, fontsize=8)
     return fig
 
 
@@ -72,7 +72,7 @@ def _esc(x) -> str:
 
 def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None) -> str:
     """The section's HTML (figure embedded as base64 PNG; also written to OUT/fig_backtest.png with out_dir)."""
-    parts = ["<h2>Predicted before seen</h2>",
+    parts = ["<h2 id=predicted>Predicted before seen</h2>",
              "<p>The study's L(N, D) fitted without its largest runs, then asked for them: the error a user of "
              "these laws should expect when predicting a run larger than any trained. <i>largest N</i> holds out "
              "the runs of the largest model, <i>largest D</i> those with the most tokens; the intervals are 95% "
@@ -102,15 +102,15 @@ def backtest_section(pbs: PredictedBeforeSeen, out_dir: str | Path | None = None
                     f"<td>{_inside(r)}" + (f" ({100 * r.coverage95:.0f}%)" if np.isfinite(r.coverage95) else "")
                     + "</td></tr>")
     if len(rows) > 1:
-        parts.append("<table>" + "".join(rows) + "</table>")
+        parts.append("<div class=scroll><table>" + "".join(rows) + "</table></div>")
         for label, r in pbs.results.items():
             pts = ["<tr><th>N</th><th>D</th><th>measured</th><th>predicted</th><th>95% interval</th>"
                    "<th>error</th></tr>"]
             for p in r.points.itertuples(index=False):
                 pts.append(f"<tr><td>{p.n:.4g}</td><td>{p.d:.4g}</td><td>{p.actual:.4f}</td><td>{p.predicted:.4f}"
                            f"</td><td>{p.low:.4f} - {p.high:.4f}</td><td>{100 * p.rel_error:.2f}%</td></tr>")
-            parts.append(f"<details><summary>{_esc(label)}: the held-out runs</summary><table>{''.join(pts)}"
-                         "</table></details>")
+            parts.append(f"<details><summary>{_esc(label)}: the held-out runs</summary><div class=scroll><table>"
+                         f"{''.join(pts)}</table></div></details>")
     for note in pbs.notes:
         parts.append(f'<p class="note">{_esc(note)}</p>')
     if not pbs.results and not pbs.notes:

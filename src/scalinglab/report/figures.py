@@ -2,7 +2,9 @@
 
 Each `fig_*` function returns a matplotlib Figure, or raises `Skip` with the reason when the study lacks the runs
 it needs; `make_figures` writes the PNGs and collects the notes. Conventions as in the paper: log axes for N, D,
-C and B, runs coloured by N on viridis, fitted laws as dashed lines with their formula in the legend.
+C and B, runs coloured by N on viridis, fitted laws as dashed lines with their formula in the legend. Tick
+labels are plain numbers (5, 2e5), legends sit below their panel (never over a curve), and a panel without data is
+left out rather than drawn empty.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 from scalinglab.analysis.study_laws import LawFit, compute_frontier, critical_batch_law  # noqa: E402
 from scalinglab.analysis.study_data import StudyData  # noqa: E402
@@ -54,7 +57,7 @@ def _fit_panel(fits: dict, key: str, why: str, missing: bool = False, need_law: 
     lf = fits.get(key)
     if missing or lf is None or not len(lf.data) or (need_law and lf.law is None):
         raise Skip(why)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
     return lf, lf.data, fig, ax
 
 
@@ -65,26 +68,60 @@ def _law_line(ax, lf: LawFit | None, var: str, xs, **kw):
     ax.plot(xs, y, "--", color=kw.pop("color", "k"), lw=1.4, label=lf.law.text(), **kw)
 
 
-def _tidy_log_ticks(fig: plt.Figure) -> None:
-    """On a log axis spanning one to two decades matplotlib labels every minor tick (2x .. 9x), and on a narrow
-    panel the labels overlap: label 2x and 5x there. Narrower axes (a loss from 5 to 7) keep every label, wider
-    ones keep matplotlib's decades."""
-    for ax in fig.axes:
-        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
-                                 (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
-            lo, hi = sorted(lim)
-            if scale == "log" and lo > 0 and 1 <= np.log10(hi / lo) < 2:
-                axis.set_minor_formatter(_SubsetFormatter(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+def plain_number(x: float, pos=None) -> str:
+    """A tick label as a plain number: 5, 0.02, 2000; 1e5 and 2e-12 beyond 1e-3 .. 1e4 (never 5x10^0)."""
+    if not np.isfinite(x) or x == 0:
+        return "0" if x == 0 else ""
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.6g}"
+    mant, exp = f"{x:.3g}".split("e") if "e" in f"{x:.3g}" else (f"{x:.3g}", "0")
+    return f"{mant}e{int(exp)}"
 
 
-class _SubsetFormatter(LogFormatterSciNotation):
+_PLAIN = FuncFormatter(plain_number)
+
+
+def _subset_label(x, pos=None) -> str:
     """Minor-tick labels at 2x and 5x of each decade only."""
+    if x <= 0:
+        return ""
+    mant = x / 10 ** np.floor(np.log10(x) + 1e-9)
+    return plain_number(x) if any(abs(mant - m) < 1e-6 for m in (2.0, 5.0)) else ""
 
-    def __call__(self, x, pos=None):
-        if x <= 0:
-            return ""
-        mant = x / 10 ** np.floor(np.log10(x))
-        return super().__call__(x, pos) if any(abs(mant - m) < 1e-6 for m in (2.0, 5.0)) else ""
+
+def tidy_ticks(fig: plt.Figure) -> None:
+    """Plain tick labels on every log axis of `fig`. Under one decade (a loss from 4.8 to 7) the ticks are evenly
+    spaced plain numbers; from one to two decades the decades and their 2x and 5x are labelled; wider axes keep
+    the decades only."""
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            axes = [(ax.yaxis, ax.get_yscale(), ax.get_ylim())]
+        else:
+            axes = [(ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())]
+        for axis, scale, lim in axes:
+            lo, hi = sorted(lim)
+            if scale != "log" or lo <= 0:
+                continue
+            decades = np.log10(hi / lo)
+            if decades < 1:
+                axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+                axis.set_minor_locator(NullLocator())
+                axis.set_major_formatter(_PLAIN)
+                axis.set_minor_formatter(NullFormatter())
+            else:
+                axis.set_major_formatter(_PLAIN)
+                axis.set_minor_formatter(FuncFormatter(_subset_label) if decades < 2 else NullFormatter())
+
+
+def legend_below(ax, **kw):
+    """The panel's legend under its axes (below the tick labels and axis label), so it never covers a curve;
+    constrained layout makes room for it."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    fig = ax.figure
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=kw.pop("fontsize", 7), frameon=False,
+                     bbox_transform=offset_copy(ax.transAxes, fig=fig, y=-34, units="points"), **kw)
 
 
 def _xs(values, pad=1.5):
@@ -96,10 +133,14 @@ def _xs(values, pad=1.5):
 
 
 def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
-    """Fig. 1: test loss against compute (learning curves and the L(C_min) frontier), data size and N."""
+    """Fig. 1: test loss against compute (learning curves and the L(C_min) frontier), data size and N; the L(D)
+    and L(N) panels only where the study has their points (no empty panel)."""
     if sd.curves.empty:
         raise Skip("no learning curves in the store")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [k for k in ("L(D)", "L(N)") if fits.get(k) is not None and len(fits[k].data)]
+    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(5.4 + 4.6 * len(panels), 5.6), layout="constrained",
+                             squeeze=False)
+    axes = list(axes[0])
     ax = axes[0]
     norm = _norm(sd.runs["N"])
     main_ids = set(sd.sizes["run_id"])
@@ -117,30 +158,24 @@ def fig1_overview(sd: StudyData, fits: dict) -> plt.Figure:
             xs = _xs(fr["C"], 1.3)
             ax.plot(xs / PF_DAY, lf.law.predict(C=xs), "--", color=col,
                     label=f"{compute}: " + lf.law.text().replace("C_min", "C"))
-    ax.set(xscale="log", yscale="log", xlabel="compute C (PF-days; curves at 6ND)", ylabel="test loss (nats/token)",
-           title="learning curves and compute frontiers (6ND and exact FLOP)")
-    ax.legend(fontsize=7)
-    _colorbar(fig, ax, norm)
+    ax.set(xscale="log", yscale="log", xlabel="compute C (PF-days; curves at 6ND)", ylabel="test loss (nats/token)")
+    ax.set_title("learning curves and compute frontiers", fontsize=10)
+    legend_below(ax)
 
-    ax = axes[1]
-    lf = fits.get("L(D)")
-    if lf is not None and len(lf.data):
-        ax.plot(lf.data["D"], lf.data["loss"], "o", color="tab:blue", label="early-stopped, largest model")
-        _law_line(ax, lf, "D", _xs(lf.data["D"]))
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no data-subset runs", ha="center", transform=ax.transAxes)
-    ax.set(xscale="log", yscale="log", xlabel="dataset size D (tokens)", title="L(D)")
-
-    ax = axes[2]
-    lf = fits.get("L(N)")
-    if lf is not None and len(lf.data):
-        ax.scatter(lf.data["N"], lf.data["loss"], c=lf.data["N"], cmap="viridis", norm=norm, zorder=3,
-                   label="best run at each N")
-        _law_line(ax, lf, "N", _xs(lf.data["N"]))
-        ax.legend(fontsize=7)
-    ax.set(xscale="log", yscale="log", xlabel="parameters N (non-embedding)", title="L(N)")
-    fig.tight_layout()
+    for ax, key in zip(axes[1:], panels):
+        lf = fits[key]
+        if key == "L(D)":
+            ax.plot(lf.data["D"], lf.data["loss"], "o", color="tab:blue", label="early-stopped, largest model")
+            _law_line(ax, lf, "D", _xs(lf.data["D"]))
+            ax.set(xscale="log", yscale="log", xlabel="dataset size D (tokens)", title="L(D)")
+        else:
+            ax.scatter(lf.data["N"], lf.data["loss"], c=lf.data["N"], cmap="viridis", norm=norm, zorder=3,
+                       label="best run at each N")
+            _law_line(ax, lf, "N", _xs(lf.data["N"]))
+            ax.set(xscale="log", yscale="log", xlabel="parameters N (non-embedding)", title="L(N)")
+        ax.set_ylabel("test loss (nats/token)")
+        legend_below(ax)
+    _colorbar(fig, axes, norm)  # one bar at the figure's right edge, for every panel coloured by N
     return fig
 
 
@@ -149,7 +184,7 @@ def fig2_sample_efficiency(sd: StudyData, fits: dict) -> plt.Figure:
     main = sd.main
     if main["N"].nunique() < 2 or sd.curves.empty:
         raise Skip("needs the learning curves of >= 2 model sizes")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     norm = _norm(main["N"])
     for rid, c in sd.curves[sd.curves["run_id"].isin(set(main["run_id"]))].groupby("run_id"):
         col = plt.cm.viridis(norm(c["N"].iloc[0]))
@@ -159,33 +194,45 @@ def fig2_sample_efficiency(sd: StudyData, fits: dict) -> plt.Figure:
                 title="larger models need fewer tokens")
     axes[1].set(xscale="log", yscale="log", xlabel="compute (PF-days)", title="... and reach the frontier")
     _colorbar(fig, axes[1], norm)
-    fig.tight_layout()
     return fig
 
 
+SHAPE_AXES = (("aspect_ratio", "aspect ratio d_model / n_layer", True), ("n_head", "attention heads", False),
+              ("d_ff_ratio", "d_ff / d_model", False))
+
+
 def fig3_shape(sd: StudyData, fits: dict) -> plt.Figure:
-    """Fig. 5 (and Fig. 3's message): loss increase against aspect ratio, heads and d_ff ratio at fixed N."""
+    """Fig. 5 (and Fig. 3's message): loss increase against aspect ratio, heads and d_ff ratio at fixed N, one
+    panel for each quantity the study varied (one held fixed is said in the title, not drawn as a column of
+    points at one x)."""
     groups = sd.shape_groups()
     if not groups:
         raise Skip("needs >= 3 shapes at one target N (runs with the role 'shape')")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    allg = np.concatenate([g[[c for c, _, _ in SHAPE_AXES]].to_numpy(float) for g in groups])
+    varied = [a for i, a in enumerate(SHAPE_AXES) if len(np.unique(np.round(allg[:, i], 6))) > 1]
+    held = [f"{label} = {plain_number(allg[0, i])}" for i, (c, label, _) in enumerate(SHAPE_AXES)
+            if (c, label, _) not in varied]
+    if not varied:
+        raise Skip("the shape runs vary none of aspect ratio, heads and d_ff ratio")
+    fig, axes = plt.subplots(1, len(varied), figsize=(1 + 4.7 * len(varied), 5.2), layout="constrained",
+                             squeeze=False)
+    axes = list(axes[0])
     norm = _norm(np.concatenate([g["N"].to_numpy(float) for g in groups]))
     for g in groups:
         col = plt.cm.viridis(norm(g["N"].median()))
         rel = 100 * (g["loss_best"] / g["loss_best"].min() - 1)
         label = f"N ~ {g['N'].median():.2g}"
-        for ax, col_name in zip(axes, ("aspect_ratio", "n_head", "d_ff_ratio")):
+        for ax, (col_name, _, _) in zip(axes, varied):
             order = np.argsort(g[col_name].to_numpy(float))
             ax.plot(g[col_name].to_numpy(float)[order], rel.to_numpy()[order], "o-", color=col, label=label)
-    for ax, xl, lg in zip(axes, ("aspect ratio d_model / n_layer", "attention heads", "d_ff / d_model"),
-                          (True, False, False)):
+    for ax, (_, xl, lg) in zip(axes, varied):
         ax.set(xlabel=xl, ylabel="loss increase over the best shape (%)")
         if lg:
             ax.set_xscale("log")
         ax.axhline(0, color="grey", lw=0.5)
-    axes[0].legend(fontsize=7)
-    axes[0].set_title("shape matters little at fixed N")
-    fig.tight_layout()
+    legend_below(axes[0])
+    fig.suptitle("shape matters little at fixed N" + (f" (held fixed: {', '.join(held)})" if held else ""),
+                 fontsize=10)
     return fig
 
 
@@ -204,8 +251,7 @@ def fig4_nd(sd: StudyData, fits: dict) -> plt.Figure:
     ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="early-stopped test loss",
            title=(lf.law.text() if lf.law is not None else "L(N, D)"))
     ax.title.set_fontsize(8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(ax)
     return fig
 
 
@@ -214,7 +260,7 @@ def fig6_embedding(sd: StudyData, fits: dict) -> plt.Figure:
     m = sd.sizes
     if m["N"].nunique() < 3:
         raise Skip("needs a size sweep of >= 3 sizes")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), layout="constrained")
     depths = sorted(m["n_layer"].unique())
     cmap = plt.cm.viridis
     for i, L in enumerate(depths):
@@ -229,9 +275,8 @@ def fig6_embedding(sd: StudyData, fits: dict) -> plt.Figure:
     lf = fits.get("L(N)")
     if lf is not None and lf.law is not None:
         _law_line(axes[1], lf, "N", _xs(m["N"], 1.2))
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(axes[0])
+    legend_below(axes[1])
     return fig
 
 
@@ -242,7 +287,7 @@ def fig8_transfer(sd: StudyData, fits: dict) -> plt.Figure:
     byn = sd.main_by_n()
     if len(byn) < 2:
         raise Skip("needs >= 2 model sizes")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), layout="constrained")
     axes[0].plot(byn["N"], byn["loss"], "o-", color="k", label="test (training distribution)")
     for i, s in enumerate(sd.transfer_sets):
         col = plt.cm.tab10(i)
@@ -253,9 +298,8 @@ def fig8_transfer(sd: StudyData, fits: dict) -> plt.Figure:
     axes[0].set(xscale="log", yscale="log", xlabel="parameters N", ylabel="loss", title="transfer: parallel lines")
     axes[1].set(xlabel="test loss on the training distribution", ylabel="loss on the transfer set",
                 title="a roughly constant offset")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(axes[0])
+    legend_below(axes[1])
     return fig
 
 
@@ -275,9 +319,8 @@ def fig9_overfitting(sd: StudyData, fits: dict) -> plt.Figure:
     ax.plot(xs, model, "--", color="k", label=f"eq. 4.3, alpha_N/alpha_D = {ratio:.3g}")
     ax.set(xscale="log", yscale="log", xlabel=f"N^{ratio:.3g} / D", ylabel="deltaL = L / L(N, inf) - 1",
            title="overfitting depends on N^(alpha_N/alpha_D)/D")
-    ax.legend(fontsize=7)
+    legend_below(ax)
     _colorbar(fig, ax, norm)
-    fig.tight_layout()
     return fig
 
 
@@ -297,8 +340,7 @@ def fig10_bcrit(sd: StudyData, fits: dict) -> plt.Figure:
     ax.set(xscale="log", yscale="log", xlabel="test loss", ylabel="B_crit (tokens)",
            title="critical batch rises as the loss falls")
     ax.invert_xaxis()
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(ax)
     return fig
 
 
@@ -316,7 +358,6 @@ def fig11_ns(sd: StudyData, fits: dict) -> plt.Figure:
            ylabel="test loss")
     ax.set_title(lf.text() if lf.law is not None else "L(N, S)", fontsize=8)
     _colorbar(fig, ax, norm)
-    fig.tight_layout()
     return fig
 
 
@@ -346,7 +387,7 @@ def make_figures(sd: StudyData, fits: dict, out_dir: str | Path) -> list[FigureR
             outdir.remove(path)  # an older report's figure, never a file scalinglab did not write
             results.append(FigureResult(key, title, None, f"skipped: {exc}"))
             continue
-        _tidy_log_ticks(fig)
+        tidy_ticks(fig)
         with outdir.replacing(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)

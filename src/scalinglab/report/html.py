@@ -1,4 +1,7 @@
-"""The report: one self-contained HTML page (figures embedded as base64 PNG) plus the PNG files.
+"""The report: one self-contained HTML page plus the PNG files. Its figures are interactive (Plotly, plotly.js
+embedded once, scalinglab.report.interactive) where plotly is installed, and always also the static PNGs,
+embedded as base64; the page says when the interactive ones are missing. Nothing on the page loads a file or
+the network.
 
 `render_report(analysis, out_dir)` renders a StudyAnalysis (scalinglab.analysis): OUT/report.html,
 OUT/findings.json and OUT/figN.png, with the "predicted before seen" section (OUT/fig_backtest.png). `write_report(store, out_dir)` analyses a store first (laws cached in
@@ -29,6 +32,9 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} .yes{background:#dff5df} .inconclusive{background:#fff4d6} .no{background:#fadede}
 .nm{color:#888} img{max-width:100%;border:1px solid #eee} figure{margin:1.5em 0} .note{color:#777}
+.scroll{overflow-x:auto;max-width:100%} .scroll table{margin:0}
+figure.plotly{border:1px solid #eee;padding:4px} figcaption{font-size:14px;color:#444}
+@media (max-width:700px){body{margin:1em auto;padding:0 .5em} td,th{padding:3px 4px;font-size:12px;min-width:6em}}
 """
 
 
@@ -83,7 +89,7 @@ def _laws_table(fits: dict[str, LawFit]) -> str:
             rows.append(f"<tr>{head}<td>{_esc(name)}</td><td>{_num(val)}</td><td>[{_num(lo)}, {_num(hi)}]</td>"
                         f"<td>{_num(paper.get(name))}</td>{tail}</tr>")
             first = False
-    return "<table>" + "".join(rows) + "</table>"
+    return "<div class=scroll><table>" + "".join(rows) + "</table></div>"
 
 
 def _findings_table(findings) -> str:
@@ -100,7 +106,7 @@ def _findings_table(findings) -> str:
                     f"<td>{_esc(f.measured or '-')}</td><td class={cls}>{_esc(f.agrees)}</td>"
                     f"<td>{_esc(f.reason)}</td><td>{_esc(band + prem)}</td><td>{_esc(design)}</td>"
                     f"<td>{_esc(f.agrees_exact or '-')}</td></tr>")
-    return "<table>" + "".join(rows) + "</table>"
+    return "<div class=scroll><table>" + "".join(rows) + "</table></div>"
 
 
 def verdict_counts(findings) -> str:
@@ -109,6 +115,32 @@ def verdict_counts(findings) -> str:
 
     n = {v: sum(f.agrees == v for f in findings) for v in VERDICTS}
     return ", ".join(f"{k} {v}" for v, k in n.items() if k)
+
+
+# the headline numbers at the top of the page: (law, parameter, what it is)
+HEADLINE = (("L(N)", "alpha_N", "alpha_N, loss against parameters"), ("L(D)", "alpha_D", "alpha_D, loss against data"),
+            ("L(C_min)", "alpha_C_min", "alpha_C_min, loss against compute (6ND)"),
+            ("N_opt(C)", "exponent", "a in N_opt ~ C^a (6ND)"))
+
+
+def _glance(fits: dict, findings: list, pbs: PredictedBeforeSeen | None) -> str:
+    """The page's summary: the verdict count, the headline exponents with their intervals beside the paper's, and
+    the predicted-before-seen errors."""
+    items = [f"<li><b>{_esc(verdict_counts(findings))}</b> of {len(findings)} findings "
+             f"(<a href='#findings'>the findings</a>)</li>"]
+    for key, name, label in HEADLINE:
+        lf = fits.get(key)
+        if lf is None or lf.law is None or name not in lf.law.params:
+            continue
+        lo, hi = lf.law.ci.get(name, (np.nan, np.nan))
+        paper = PAPER.get(key, {}).get(name)
+        items.append(f"<li>{_esc(label)}: <b>{_num(lf.law.params[name])}</b> (95% [{_num(lo)}, {_num(hi)}]); "
+                     f"Kaplan et al. 2020: {_num(paper)}</li>")
+    for label, r in (pbs.results.items() if pbs is not None else ()):
+        items.append(f"<li>predicted before seen, {_esc(label)} held out: mean error <b>{100 * r.mean_rel_error:.2f}%"
+                     f"</b> over {r.n_points} run{'s' if r.n_points != 1 else ''} "
+                     f"(<a href='#predicted'>the section</a>)</li>")
+    return "<h2>At a glance</h2><ul>" + "".join(items) + "</ul>"
 
 
 def _runs_table(sd: StudyData) -> str:
@@ -123,7 +155,7 @@ def _runs_table(sd: StudyData) -> str:
             v = r[c]
             cells.append(f"<td>{_esc(v) if c in ('name', 'status', 'precision') else _num(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return "<table>" + "".join(rows) + "</table>"
+    return "<div class=scroll><table>" + "".join(rows) + "</table></div>"
 
 
 def _figure(fr: FigureResult) -> str:
@@ -134,7 +166,20 @@ def _figure(fr: FigureResult) -> str:
             f"<figcaption>{_esc(fr.title)}</figcaption></figure>")
 
 
-def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult], predicted: str = "") -> str:
+def _figures_section(sd: StudyData, fits: dict, figures: list[FigureResult]) -> str:
+    """The interactive figures (where plotly is installed), then the static ones (all of them, PNG)."""
+    from scalinglab.report import interactive
+
+    static = "".join(_figure(f) for f in figures)
+    if not interactive.available():
+        return f"<h2>Figures</h2>{interactive.interactive_section(sd, fits)}{static}"
+    return (f"<h2>Figures</h2>{interactive.interactive_section(sd, fits)}"
+            f"<h2>Static figures</h2><p class=note>Every figure as a PNG (also written beside this page), the "
+            f"analogues of the paper's Figs. 1-11 this study's runs allow.</p>{static}")
+
+
+def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureResult], predicted: str = "",
+                pbs: PredictedBeforeSeen | None = None) -> str:
     n_done = len(sd.runs)
     stop = {"validation": "the step of lowest validation loss (a split disjoint from test)",
             "test": "the step of lowest test loss (this store has no validation split: optimistic)",
@@ -142,6 +187,7 @@ def render_html(sd: StudyData, fits: dict, findings: list, figures: list[FigureR
     chosen = "; ".join(stop.get(w, w) for w in sd.best_by.split(" and "))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>scalinglab report: {_esc(sd.name)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{_CSS}</style></head><body>
 <h1>Scaling laws of {_esc(sd.name)}</h1>
 <p>{n_done} finished runs of {len(sd.all_runs)} in the store; generated {time.strftime('%Y-%m-%d %H:%M')} by
@@ -149,8 +195,8 @@ scalinglab, reproducing Kaplan et al. 2020, "Scaling Laws for Neural Language Mo
 the test split; an early-stopped loss is the test loss at {_esc(chosen)}. N: non-embedding parameters.
 Compute C is fitted under two conventions, each law's row saying which: {_esc(COMPUTE_TEXT["6ND"])} ("6ND",
 Kaplan's, used by findings 7 and 11) and {_esc(COMPUTE_TEXT["exact"])} ("exact").</p>
-<h2>Findings</h2>
-<p><b>{_esc(verdict_counts(findings))}</b> of {len(findings)} findings.</p>
+{_glance(fits, findings, pbs)}
+<h2 id=findings>Findings</h2>
 <p>Verdicts: <b>yes</b> (the 95% interval lies inside the finding's tolerance band around the paper's value),
 <b>no</b> (it lies wholly outside the band), <b>inconclusive</b> (it reaches across an edge of the band: too wide to
 tell), <b>premise not met</b> (this design cannot test the claim as the paper states it; the reason says what it
@@ -158,7 +204,7 @@ would need), <b>not measured</b> (the runs are missing). Each band states its so
 measurement is also compared with the paper's own law evaluated on this study's design.</p>{_findings_table(findings)}
 <h2>Fitted laws</h2>{_laws_table(fits)}
 {predicted}
-<h2>Figures</h2>{''.join(_figure(f) for f in figures)}
+{_figures_section(sd, fits, figures)}
 <h2>Runs</h2>{_runs_table(sd)}
 </body></html>
 """
@@ -212,7 +258,7 @@ def render_report(analysis, out_dir: str | Path, *, force: bool = False) -> Repo
     pbs = getattr(analysis, "predicted", None)
     if pbs is None:
         pbs = PredictedBeforeSeen(notes=["not run for this analysis (scalinglab.analysis.analyze runs it)"])
-    page = render_html(sd, fits, findings, figures, backtest_section(pbs, out))
+    page = render_html(sd, fits, findings, figures, backtest_section(pbs, out), pbs)
     outdir.write_text(out / "report.html", page)
     outdir.write_text(out / "findings.json", json.dumps([f.to_dict() for f in findings], indent=1))
     return Report(out / "report.html", figures, fits, findings, analysis)
