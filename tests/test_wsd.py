@@ -235,6 +235,9 @@ def test_a_study_with_cooldowns_killed_mid_branch_completes_each_run_once(byte_d
         # the branches carry the study's roles; a stable phase (its end undecayed) none: no analysis reads its final
         assert set(st.roles().query("role == 'sizes'")["run_id"]) == set(runs.index) - set(trunks)
 
+    with pytest.raises(ConfigError, match="local or sequential executor"):  # Ray's driver would record no branch
+        run_study(ref, executor="ray", progress=False)
+
     killed = wsd_study(tmp_path, byte_dataset, "killed")
     branches = [b.run_id() for c in killed.runs for b, _ in c.branches()]
     proc = subprocess.Popen([sys.executable, "-m", "scalinglab.cli", "study", "run", str(killed.spec_path),

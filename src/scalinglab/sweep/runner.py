@@ -350,6 +350,9 @@ def run_study(
         raise ConfigError(f"nproc_per_node must be at least 1, got {nproc_per_node}")
     if max_attempts < 1:
         raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
+    if executor == "ray" and any(c.cooldowns for c in study.runs):
+        raise ConfigError(f"{study.name}: runs with cooldowns need workers that write the store themselves (their "
+                          "branches are recorded by the worker): run it with the local or sequential executor")
     ddp = bool(nproc_per_node and nproc_per_node > 1)
     t0 = time.perf_counter()
     with study_lock(study.store_path):
