@@ -32,7 +32,7 @@ def huber_hessian_min_eig(law) -> float:
     its analytic gradient) at the optimum in internal coordinates, D = |diag H|."""
     f = law.form
     X = {v: law.data[v].to_numpy(float) for v in f.inputs}
-    obj = Objective(f, X, np.log(law.data[f.response].to_numpy(float)), law.delta)
+    obj = Objective(f, X, np.log(law.data[f.response].to_numpy(float)), law.huber_delta)
     z = f.to_internal(f.theta(law.params)[None, :])[0]
     H = np.zeros((len(z), len(z)))
     for j in range(len(z)):

@@ -264,7 +264,7 @@ def test_shared_e_fits_groups_jointly(tmp_path, capsys):
     assert list(d["laws"]) == ["all"] and "E" in d["laws"]["all"]["params"]
     # without groups there is nothing to share: one line, exit 2
     assert main(["backtest", str(path), "--holdout", "largest", "--form", "chinchilla_shared_e"]) == 2
-    assert "--group" in capsys.readouterr().err
+    assert "--by" in capsys.readouterr().err
 
 
 def test_nested_error_model_recovers_known_growth_despite_outliers():

@@ -186,7 +186,7 @@ def test_noise_free_learning_curves_give_the_true_exponent():
     a1 = envelope(cv, n_resamples=0)
     # interpolated between sizes: the discrete best size read 0.424 here (the staircase flattens the slope)
     assert a1.n_exponent == pytest.approx(CH_TRUE, abs=0.03)
-    a3 = surface_optimum(cv, n="N", d="D", c="flop", loss="loss", group="run_id", n_resamples=0)
+    a3 = surface_optimum(cv, n="N", d="D", c="flop", loss="loss", run="run_id", n_resamples=0)
     assert a3.n_exponent == pytest.approx(CH_TRUE, abs=0.01)
 
 
@@ -200,6 +200,6 @@ def test_learning_curves_with_run_noise_intervals_hold_the_truth():
     assert hits1 >= 10, hits1
     for seed in range(2):
         cv = chinchilla_curves(noise=0.01, seed=seed)
-        lo, hi = surface_optimum(cv[cv["D"] >= 1e9], n="N", d="D", c="flop", loss="loss", group="run_id",
+        lo, hi = surface_optimum(cv[cv["D"] >= 1e9], n="N", d="D", c="flop", loss="loss", run="run_id",
                                  n_resamples=30, seed=seed).n_exponent_ci
         assert lo <= CH_TRUE <= hi, (seed, lo, hi)

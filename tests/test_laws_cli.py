@@ -35,7 +35,7 @@ def run_cli(capsys, *argv):
 def test_fit_json_has_the_promised_keys(tmp_path, capsys):
     path = chinchilla_csv(tmp_path)
     rc, out, err = run_cli(capsys, "fit", str(path), "--form", "chinchilla", "--n", "params", "--d", "tokens",
-                           "--loss", "loss", "--group", "run", "--bootstrap", "50", "--json")
+                           "--loss", "loss", "--run", "run", "--n-resamples", "50", "--json")
     assert rc == 0, err
     d = json.loads(out)
     assert {"form", "params", "ci95", "n_points", "converged"} <= set(d)
@@ -188,4 +188,40 @@ def test_fit_by_is_for_the_shared_e_form_only(tmp_path, capsys):
     path = tmp_path / "two.csv"
     two_dataset_csv(tmp_path).to_csv(path, index=False)
     rc, _, err = run_cli(capsys, "fit", str(path), "--n", "params", "--d", "tokens", "--by", "dataset")
-    assert rc == 2 and "--group" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "--run" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_form_registry_is_what_the_command_offers_and_explains(capsys):
+    from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, FORMS, form_help, get_form
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for name in FORMS:  # every registered form is listed with its title and formula, as the registry writes it
+        assert f"  {name:<20} {form_help(name)}" in text, name
+        assert get_form(name).name == name
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "runs.csv", "--form", "not_a_form"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and all(f"'{name}'" in err for name in FORM_NAMES)
+    assert FIX_E_FORMS == ("chinchilla", "chinchilla_tied", "data_constrained")
+    with pytest.raises(FitError, match="applies to chinchilla, chinchilla_tied and data_constrained, not 'kaplan_nd'"):
+        get_form("kaplan_nd", fix_e=1.7)
+
+
+def test_older_option_names_still_work_and_are_not_listed(tmp_path, capsys):
+    path = chinchilla_csv(tmp_path)
+    cols = ("fit", str(path), "--n", "params", "--d", "tokens", "--loss", "loss", "--json")
+    rc, new, _ = run_cli(capsys, *cols, "--run", "run", "--n-resamples", "20", "--huber-delta", "0.01")
+    rc_old, old, _ = run_cli(capsys, *cols, "--group", "run", "--bootstrap", "20", "--delta", "0.01")
+    assert rc == rc_old == 0 and json.loads(new) == json.loads(old) and json.loads(new)["huber_delta"] == 0.01
+    assert json.loads(new)["n_groups"] == 30  # the run column was read (rows of one run are resampled together)
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert "--n-resamples" in text and "--run" in text and "--huber-delta" in text
+    assert "--bootstrap" not in text and "--group" not in text and "--delta " not in text
+    law = fit_law(path, n="params", d="tokens", loss="loss", group="run", delta=0.01, n_resamples=20)
+    assert law.to_dict() == json.loads(new)  # the API takes the older keywords too, as the same fit
+    with pytest.raises(TypeError, match="twice"):
+        fit_law(path, n="params", group="run", run="run")

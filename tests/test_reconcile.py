@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from scalinglab.analysis import reconcile as rc
-from scalinglab.report import reconcile as rc_report
-from scalinglab.training.config import RunConfig
 from scalinglab.laws.forms import get_form
+from scalinglab.report import reconcile as rc_report
 from scalinglab.store import RunStore
+from scalinglab.sweep import reconcile_plan as rp
+from scalinglab.training.config import RunConfig
 from scalinglab.training.trainer import lr_at
 
 P = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
@@ -229,13 +230,13 @@ def test_shipped_plans_expand_into_valid_studies_that_bracket_every_budget(prese
     from scalinglab.sweep.spec import load_study
 
     plan_path = resources.files("scalinglab.studies").joinpath(preset, "plan.toml")
-    plan = rc.Plan.load(plan_path)
+    plan = rp.ReconcilePlan.load(plan_path)
     vocab = int(plan.data["tokenizer"].split("-")[1])
     assert len(plan.budgets) >= 4 and np.log10(plan.budgets[-1] / plan.budgets[0]) >= 1.5
-    specs = rc.plan_specs(plan, vocab)
+    specs = rp.plan_specs(plan, vocab)
     ids = []
     for name, spec in specs:
-        path = rc.write_spec(spec, tmp_path / name)
+        path = rp.write_spec(spec, tmp_path / name)
         study = load_study(path, prepare=False)
         assert study.runs and study.store_path == (tmp_path / "study.sqlite").resolve()
         ids += study.run_ids()
@@ -257,10 +258,10 @@ def test_a_bad_plan_is_one_clear_error(tmp_path):
     p = tmp_path / "plan.toml"
     p.write_text('[data]\ncorpus = "default"\n[plan]\nbudgets = [1e12, 1e11]\nsizes = []\nwarmpu = 3\n')
     with pytest.raises(ConfigError, match="unknown key"):
-        rc.Plan.load(p)
+        rp.ReconcilePlan.load(p)
     p.write_text('[data]\ncorpus = "default"\n[plan]\nbudgets = [1e12, 1e11]\nsizes = []\n')
     with pytest.raises(ConfigError, match="at least 5 sizes"):
-        rc.Plan.load(p)
+        rp.ReconcilePlan.load(p)
 
 
 def test_warmup_tokens_and_a_fixed_cosine_horizon():
@@ -306,14 +307,14 @@ def test_tuning_rule_chooses_by_validation_loss_never_test():
                 "N": 24_576, "D": 1e6, "final_test_loss": test, "final_metrics": metrics,
                 "config": json.dumps({"lr_scale": lr, "beta2": 0.95, "batch_size": 16})}
 
-    rows = [run(rc.STUDY["cosine"], "base", 1.0, test=4.00, val=4.10),
-            run(rc.STUDY["tune"], "hi", 2.0, test=3.90, val=4.20),   # best on test, worst on validation
-            run(rc.STUDY["tune"], "lo", 0.5, test=4.05, val=4.00)]   # best on validation
-    rule = rc.tuning_rule(pd.DataFrame(rows))
+    rows = [run(rp.STUDY["cosine"], "base", 1.0, test=4.00, val=4.10),
+            run(rp.STUDY["tune"], "hi", 2.0, test=3.90, val=4.20),   # best on test, worst on validation
+            run(rp.STUDY["tune"], "lo", 0.5, test=4.05, val=4.00)]   # best on validation
+    rule = rp.tuning_rule(pd.DataFrame(rows))
     assert rule.loc[rule["chosen"], "run_id"].tolist() == ["lo"]
     no_val = [run(r["study"], r["run_id"], json.loads(r["config"])["lr_scale"], r["final_test_loss"], None)
               for r in rows]
-    rule = rc.tuning_rule(pd.DataFrame(no_val))
+    rule = rp.tuning_rule(pd.DataFrame(no_val))
     assert rule.loc[rule["chosen"], "run_id"].tolist() == ["hi"]
 
 
@@ -324,10 +325,10 @@ def test_runs_outside_the_current_specs_are_left_out(tmp_path):
     synthetic_store(path, np.random.default_rng(1))
     with RunStore(path, readonly=True) as st:
         runs = st.runs()
-    keep = set(runs.loc[~runs["study"].isin([rc.STUDY["kaplan"], rc.STUDY["warmup"]]), "run_id"])
+    keep = set(runs.loc[~runs["study"].isin([rp.STUDY["kaplan"], rp.STUDY["warmup"]]), "run_id"])
     grid = get_form("chinchilla").start_grid()[::400]
-    an = rc.analyse(path, BUDGETS, n_resamples=10, surface_grid=grid, run_ids=keep)
+    an = rc.analyze(path, BUDGETS, n_resamples=10, surface_grid=grid, run_ids=keep)
     assert all(len(an.settings[s].points) == 0 for s in "abc")
     assert set(an.settings["d"].points["run_id"]) <= keep and len(an.settings["d"].points) > 0
-    full = rc.analyse(path, BUDGETS, n_resamples=10, surface_grid=grid)
+    full = rc.analyze(path, BUDGETS, n_resamples=10, surface_grid=grid)
     assert all(len(full.settings[s].points) > 0 for s in "abc")

@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from scalinglab import __version__
-from scalinglab.errors import ScalingLabError
+from scalinglab.errors import ConfigError, ScalingLabError
 
 COMMANDS = ["train", "runs", "data", "study", "fit", "backtest", "curves", "plan", "batch", "report", "reproduce",
             "frontier"]
@@ -82,13 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_counts(args) -> None:
-    """Counts every command reads the same way, checked once here: bootstrap resamples (--bootstrap) are at
-    least 1 (a fit without intervals is not what --bootstrap asks for)."""
-    from scalinglab.errors import ConfigError
-
-    k = getattr(args, "bootstrap", None)
+    """Counts every command reads the same way, checked once here: bootstrap resamples (--n-resamples, or its
+    older name --bootstrap) are at least 1 (a fit without intervals is not what they ask for)."""
+    k = getattr(args, "n_resamples", None)
     if k is not None and k < 1:
-        raise ConfigError(f"--bootstrap {k}: the number of bootstrap resamples must be at least 1 (the intervals "
+        raise ConfigError(f"--n-resamples {k}: the number of bootstrap resamples must be at least 1 (the intervals "
                           "come from them)")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from scalinglab.errors import ConfigError, DataError, FitError
+from scalinglab.laws.forms import fmt_number, get_form
 from scalinglab.laws.result import NAN2, Result, _num, _pair, percentile_ci
 from scalinglab.published import COMPUTE_RANGES, KAPLAN2020, PF_DAY, PUBLISHED
 
@@ -303,8 +304,6 @@ class Plan(Result):
         return float(out[0]) if np.ndim(np.asarray(compute, dtype=object)) == 0 else out
 
     def __str__(self):
-        from scalinglab.laws.forms import fmt_number
-
         return (f"plan for C = {fmt_number(self.compute)} FLOP ({fmt_number(self.compute / PF_DAY)} PF-days) "
                 f"under {self.law}")
 
@@ -313,8 +312,6 @@ class Plan(Result):
 
     def checks(self) -> list[str]:
         """Kaplan's checks of the plan and the notes, one line each (below the numbers in summary())."""
-        from scalinglab.laws.forms import fmt_number
-
         lines = []
         o = self.overfitting
         if o:
@@ -380,8 +377,6 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
         notes.append(f"constants: {source}")
         draws_params = None
         if kind == "chinchilla":
-            from scalinglab.laws.forms import get_form
-
             form = get_form("chinchilla")
     elif isinstance(law, str) and not (law.endswith(".json") or Path(law).exists()):
         raise ConfigError(f"unknown law {law!r}; choose one of {', '.join(PUBLISHED)}, or give a fitted-law JSON "
@@ -397,7 +392,6 @@ def plan_compute(compute, law="chinchilla2022", *, law_key: str | None = None, b
             raise _not_plannable(form)
         label, n_points = "fitted: " + fitted.text(), fitted.n_points
         if _family(form) in CHINCHILLA_FAMILIES:  # Chinchilla's closed form, on its five parameters
-            from scalinglab.laws.forms import get_form
 
             params, draws_params, more = chinchilla_terms(fitted, law_key)
             notes += more

@@ -26,7 +26,7 @@ from scalinglab import outdir
 from scalinglab.errors import ConfigError
 
 PRESETS = ("ci", "smoke", "cpu", "gpu", "reconcile", "reconcile_gpu", "families")
-# Presets that are a reconcile plan (analysis/reconcile.py), not study specs
+# Presets that are a reconcile plan (sweep/reconcile_plan.py), not study specs
 RECONCILE_PRESETS = ("reconcile", "reconcile_gpu")
 # Bootstrap resamples per fitted law: the CI preset keeps its fits to seconds.
 BOOTSTRAP = {"ci": 100, "smoke": 200, "cpu": 400, "gpu": 400, "reconcile": 400, "reconcile_gpu": 400,
@@ -166,22 +166,22 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
                         force: bool = False) -> ReproduceResult:
     """The reconcile preset: its plan (OUT/plan.toml) expanded into study specs written to OUT, each run into
     OUT/study.sqlite; the tuned grid planned from the sweep's results; then the reconcile report."""
-    from scalinglab.analysis import reconcile as rc
     from scalinglab.report.reconcile import write_reconcile_report
     from scalinglab.store import RunStore
     from scalinglab.sweep import load_study, run_study
+    from scalinglab.sweep import reconcile_plan as rp
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     copy_preset(preset, out, force)
     plan_path = out / "plan.toml"
-    plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
+    plan, vocab = rp.load_plan_and_vocab(plan_path, out / "data")
     ran, store = 0, out / "study.sqlite"
     run_ids: set[str] = set()  # the current specs' runs: an edited plan's earlier runs stay in the store, unread
 
     def run(name, spec, header):
         nonlocal ran, plan, vocab
-        path = rc.write_spec(spec, out / name, header)
+        path = rp.write_spec(spec, out / name, header)
         study = load_study(path, progress=bool(progress), force=force)  # prepares the data the first time
         run_ids.update(r.run_id() for r in study.runs)
         study.tracker, study.tracker_dir = tracker, tracker_dir
@@ -190,13 +190,13 @@ def reproduce_reconcile(preset: str, out: Path, *, workers=None, n_resamples=Non
         return study
 
     header = f"written from {plan_path.name} by `scalinglab reproduce --preset {preset}`; edit the plan, not this"
-    for i, (name, spec) in enumerate(rc.plan_specs(plan, vocab)):
+    for i, (name, spec) in enumerate(rp.plan_specs(plan, vocab)):
         run(name, spec, header)
         if i == 0:  # the data exists now: plan with its real vocabulary
-            plan, vocab = rc.load_plan_and_vocab(plan_path, out / "data")
+            plan, vocab = rp.load_plan_and_vocab(plan_path, out / "data")
     with RunStore(store, readonly=True) as st:
         runs = st.runs()
-    spec, _ = rc.tuned_spec(plan, vocab, runs)
+    spec, _ = rp.tuned_spec(plan, vocab, runs)
     if spec is not None:
         run("5_tuned.toml", spec, header + "; each size's LR, batch and beta2 chosen by 4_tune (lowest validation loss)")
     timings["runs_s"] = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalinglab.analysis.study_data import StudyData, family_of
+from scalinglab.analysis.study_data import StudyData, family_of, study_snapshot
 
 __all__ = ["FamilyComparison", "FamilyLaws", "compare_families", "compare_store"]
 
@@ -151,8 +151,6 @@ def compare_families(runs: pd.DataFrame, curves: pd.DataFrame, roles: pd.DataFra
 
 def compare_store(path: str | Path, **kw) -> FamilyComparison:
     """`compare_families` on a run store."""
-    from scalinglab.analysis.study_data import study_snapshot
-
     path = Path(path)
     snap = study_snapshot(path)
     return compare_families(snap["runs"], snap["curves"], snap["roles"], name=path.stem, **kw)

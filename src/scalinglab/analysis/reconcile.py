@@ -15,14 +15,13 @@ again, (d) and (e) a grid. For every setting: N_opt(C) and D_opt(C) exponents fr
 the data allow, the IsoFLOP curves, the optimal tokens per parameter, and findings on which corrections move
 the exponent (measured, with intervals; "inconclusive" where they cannot tell).
 
-This module expands a reconcile plan (studies/reconcile*/plan.toml) into study specs, derives the tuned grid
-from the tuning runs, and analyses the store; `scalinglab.report.reconcile` renders the result.
+This module analyzes the store; `scalinglab.sweep.reconcile_plan` expands the plan (studies/reconcile*/plan.toml)
+into study specs and derives the tuned grid from the tuning runs; `scalinglab.report.reconcile` renders the result.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalinglab import accounting
-from scalinglab.accounting import ModelShape
-from scalinglab.errors import ConfigError, FitError, ScalingLabError, StoreError
+from scalinglab.errors import FitError, ScalingLabError, StoreError
 from scalinglab.published import PORIAN2024_STEPS
+from scalinglab.sweep.reconcile_plan import STUDY, choice_for, tuning_rule
 
 SETTINGS = ("a", "b", "c", "d", "e")
 TITLES = {
@@ -51,256 +49,10 @@ TITLES["t"] = "(b) with N counted with embeddings (total parameters)"
 ALL_SETTINGS = SETTINGS + EXTRA
 # The approach whose exponent each setting reports and the steps compare
 PRIMARY = 2
-# Study names in the store: which runs serve which setting (the run roles of this study)
-STUDY = {"kaplan": "reconcile-kaplan", "warmup": "reconcile-warmup", "cosine": "reconcile-cosine",
-         "tune": "reconcile-tune", "tuned": "reconcile-tuned"}
 SOURCE = {"a": "kaplan", "b": "kaplan", "c": "warmup", "d": "cosine", "e": "tuned"}
 # A correction "does not move" the exponent when the 95% interval of the change lies within +-EQUIVALENCE: this
 # project's choice, the smallest step of Porian et al.'s path (0.602 -> 0.571) rounded.
 EQUIVALENCE = 0.03
-
-
-# ------------------------------------------------------------------------------------------------ the plan
-
-
-@dataclass
-class Plan:
-    data: dict  # the [data] table every study shares
-    sizes: list[dict]  # shapes: n_layer, d_model, n_head
-    budgets: list[float]  # compute budgets (FLOP; 6ND in (a), exact from (b) on)
-    n_ctx: int = 64
-    batch_size: int = 32
-    lr: float = 3e-3
-    beta2: float = 0.95
-    kaplan_warmup_tokens: int = 500_000  # (a), (b): one long warm-up for every size
-    warmup_tokens_per_param: float = 1.0  # (c) on: warm-up of this many tokens per parameter
-    tokens_per_param: tuple[float, float] = (1.0, 1000.0)  # a (size, budget) is trained when D/N lies in this range
-    min_steps: int = 20  # ... and it has at least this many optimizer steps
-    n_evals: int = 40  # evaluations along the long runs (log-spaced)
-    eval_tokens: int = 16_384
-    tune_budget: int = 2  # index of the budget the per-size sweep runs at
-    tune: list[dict] = field(default_factory=lambda: [
-        {"lr_scale": 2.0, "beta2": 0.95, "batch_size": 32}, {"lr_scale": 0.5, "beta2": 0.95, "batch_size": 32},
-        {"lr_scale": 1.0, "beta2": 0.99, "batch_size": 16}, {"lr_scale": 2.0, "beta2": 0.99, "batch_size": 16}])
-    base: dict = field(default_factory=dict)  # more RunConfig fields for every run (device, threads, ...)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Plan:
-        from scalinglab.training.config import load_toml
-
-        raw = load_toml(path, "reconcile plan")
-        where = str(path)
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(raw.get("plan", {})) - known)
-        if unknown:
-            raise ConfigError(f"{where} [plan]: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        kw = dict(raw.get("plan", {}))
-        if "data" not in raw or "corpus" not in raw["data"]:
-            raise ConfigError(f"{where}: a [data] table with a corpus is required")
-        kw["data"] = raw["data"]
-        kw["base"] = raw.get("base", {})
-        if "tokens_per_param" in kw:
-            kw["tokens_per_param"] = tuple(kw["tokens_per_param"])
-        try:
-            plan = cls(**kw)
-        except TypeError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if len(plan.sizes) < 5 or len(plan.budgets) < 4:
-            raise ConfigError(f"{where}: give at least 5 sizes and 4 budgets (an IsoFLOP study needs them)")
-        if sorted(plan.budgets) != list(plan.budgets) or min(plan.budgets) <= 0:
-            raise ConfigError(f"{where}: budgets must be positive and increasing")
-        if not 0 <= plan.tune_budget < len(plan.budgets):
-            raise ConfigError(f"{where}: tune_budget must index one of the {len(plan.budgets)} budgets")
-        return plan
-
-    def shape(self, size: dict, vocab: int) -> ModelShape:
-        return ModelShape(vocab_size=vocab, n_ctx=self.n_ctx, n_layer=size["n_layer"], d_model=size["d_model"],
-                          n_head=size["n_head"])
-
-    def flop_per_token(self, size: dict, vocab: int, exact: bool) -> float:
-        sh = self.shape(size, vocab)
-        return 3 * accounting.forward_flop_per_token_exact(sh) if exact else 6.0 * accounting.n_params(sh)
-
-    def grid_tokens(self, size: dict, vocab: int, budget: float) -> int | None:
-        """Tokens of the (size, budget) run with the cosine matched: exact FLOP = budget; None when D/N falls
-        outside tokens_per_param or the run would be shorter than min_steps."""
-        n = accounting.n_params(self.shape(size, vocab))
-        bt = self.batch_size * self.n_ctx
-        d = budget / self.flop_per_token(size, vocab, exact=True)
-        lo, hi = self.tokens_per_param
-        if not lo <= d / n <= hi or d < self.min_steps * bt:
-            return None
-        return round(d / bt) * bt
-
-    def curve_tokens(self, size: dict, vocab: int) -> int:
-        """A long run's length: far enough to reach every budget it takes part in, in either FLOP count."""
-        n = accounting.n_params(self.shape(size, vocab))
-        d_top = self.budgets[-1] / self.flop_per_token(size, vocab, exact=False)
-        d = min(d_top, self.tokens_per_param[1] * n)
-        bt = self.batch_size * self.n_ctx
-        return max(self.min_steps, math.ceil(d / bt)) * bt
-
-
-def _warmup(per_param: int, tokens: int) -> int:
-    """Warm-up of settings (c)-(e): N tokens, but never more than a quarter of a (short) run."""
-    return max(1, min(per_param, tokens // 4))
-
-
-def _common(plan: Plan) -> dict:
-    return {"n_ctx": plan.n_ctx, "batch_size": plan.batch_size, "lr": plan.lr, "beta2": plan.beta2,
-            "n_evals": plan.n_evals, "eval_tokens": plan.eval_tokens, "eval_sets": ["test"], **plan.base}
-
-
-def _study(name: str, plan: Plan, base: dict, axes: dict, note: str) -> dict:
-    return {"study": {"name": name, "data": "data", "store": "study.sqlite", "description": note},
-            "data": dict(plan.data), "base": base, "axes": [{"mode": "zip", **axes}]}
-
-
-def plan_specs(plan: Plan, vocab: int) -> list[tuple[str, dict]]:
-    """The studies that need no results to be planned: (a/b) long runs, (c) long runs, (d) grid, the sweep."""
-    sizes = [dict(s) for s in plan.sizes]
-    horizon = max(plan.curve_tokens(s, vocab) for s in sizes)
-    common = _common(plan)
-    curve_tok = [plan.curve_tokens(s, vocab) for s in sizes]
-    kaplan = _study(STUDY["kaplan"], plan, {**common, "warmup_tokens": plan.kaplan_warmup_tokens,
-                                            "schedule_tokens": horizon},
-                    {"model": sizes, "tokens": curve_tok},
-                    "settings (a), (b): one long run per size, one fixed warm-up and one fixed cosine horizon")
-    warm = [max(1, int(plan.warmup_tokens_per_param * accounting.n_params(plan.shape(s, vocab)))) for s in sizes]
-    warmup = _study(STUDY["warmup"], plan, {**common, "schedule_tokens": horizon},
-                    {"model": sizes, "tokens": curve_tok, "warmup_tokens": warm},
-                    "setting (c): as (a) with a warm-up of N tokens")
-    gm, gt, gw = [], [], []
-    for b in plan.budgets:
-        for s, w in zip(sizes, warm):
-            t = plan.grid_tokens(s, vocab, b)
-            if t is not None:
-                gm.append(s), gt.append(t), gw.append(_warmup(w, t))
-    cosine = _study(STUDY["cosine"], plan, dict(common), {"model": gm, "tokens": gt, "warmup_tokens": gw},
-                    "setting (d): one run per (size, budget), the cosine matched to the run")
-    tm, tt, tw, extra = [], [], [], {k: [] for k in ("lr_scale", "beta2", "batch_size")}
-    for s, w in zip(sizes, warm):
-        t = plan.grid_tokens(s, vocab, plan.budgets[plan.tune_budget])
-        if t is None:
-            continue
-        for cand in plan.tune:
-            tm.append(s), tt.append(t), tw.append(_warmup(w, t))
-            for k, values in extra.items():
-                values.append(cand.get(k, common[k] if k != "lr_scale" else 1.0))
-    tune = _study(STUDY["tune"], plan, dict(common), {"model": tm, "tokens": tt, "warmup_tokens": tw, **extra},
-                  "setting (e), part 1: the per-size sweep at one budget (the (d) run there is the baseline)")
-    return [("1_kaplan.toml", kaplan), ("2_warmup.toml", warmup), ("3_cosine.toml", cosine), ("4_tune.toml", tune)]
-
-
-def _key(d: dict) -> tuple:
-    return (int(d["n_layer"]), int(d["d_model"]), int(d["n_head"]))
-
-
-def tuning_rule(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per size: the sweep's candidates at the tuning budget (the (d) run there is the baseline), their final
-    losses and the one chosen: the lowest final validation loss (the test loss only for data without a
-    validation split), so the test split never chooses what it then measures. `runs` is the store's runs table."""
-    import json
-
-    def selection_loss(r) -> float:
-        metrics = json.loads(r["final_metrics"]) if isinstance(r.get("final_metrics"), str) else {}
-        return float(metrics.get("eval_losses", {}).get("validation", r["final_test_loss"]))
-
-    tune = runs[(runs["study"] == STUDY["tune"]) & (runs["status"] == "done")]
-    rows = []
-    for _, r in tune.iterrows():
-        cfg = json.loads(r["config"])
-        rows.append({"n_layer": r["n_layer"], "d_model": r["d_model"], "n_head": r["n_head"], "N": r["N"],
-                     "tokens": r["D"], "lr_scale": cfg.get("lr_scale", 1.0), "beta2": cfg.get("beta2"),
-                     "batch_size": cfg.get("batch_size"), "loss": selection_loss(r), "run_id": r["run_id"]})
-    if not rows:
-        return pd.DataFrame(columns=["n_layer", "d_model", "n_head", "N", "tokens", "lr_scale", "beta2",
-                                     "batch_size", "loss", "run_id", "chosen", "baseline"])
-    cand = pd.DataFrame(rows)
-    cos = runs[(runs["study"] == STUDY["cosine"]) & (runs["status"] == "done")]
-    base_rows = []
-    for (L, dm, nh, D), _ in cand.groupby(["n_layer", "d_model", "n_head", "tokens"]):
-        m = cos[(cos["n_layer"] == L) & (cos["d_model"] == dm) & (cos["n_head"] == nh) & (cos["D"] == D)]
-        for _, r in m.iterrows():
-            cfg = json.loads(r["config"])
-            base_rows.append({"n_layer": L, "d_model": dm, "n_head": nh, "N": r["N"], "tokens": D, "lr_scale": 1.0,
-                              "beta2": cfg.get("beta2"), "batch_size": cfg.get("batch_size"),
-                              "loss": selection_loss(r), "run_id": r["run_id"]})
-    table = pd.concat([cand.assign(baseline=False), pd.DataFrame(base_rows).assign(baseline=True)],
-                      ignore_index=True)
-    best = table.groupby(["n_layer", "d_model", "n_head"])["loss"].idxmin()
-    table["chosen"] = False
-    table.loc[best.to_numpy(), "chosen"] = True
-    return table.sort_values(["N", "loss"]).reset_index(drop=True)
-
-
-def choice_for(rule: pd.DataFrame, n: float):
-    """The chosen row of the tuning rule for a model of N = n: its own size's choice, else the choice of the
-    nearest size swept (in log N); None without a sweep."""
-    chosen = rule[rule["chosen"]]
-    if chosen.empty:
-        return None
-    i = int(np.argmin(np.abs(np.log(chosen["N"].astype(float).to_numpy()) - math.log(n))))
-    return chosen.iloc[i]
-
-
-def tuned_spec(plan: Plan, vocab: int, runs: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
-    """The (e) grid: every (size, budget) of (d) with the size's chosen hyper-parameters (a size the sweep did not
-    reach takes the choice of the nearest size swept). Sizes whose choice is the baseline reuse their (d) runs."""
-    rule = tuning_rule(runs)
-    common = _common(plan)
-    axes = {k: [] for k in ("model", "tokens", "warmup_tokens", "lr_scale", "beta2", "batch_size")}
-    for b in plan.budgets:
-        for s in plan.sizes:
-            n = accounting.n_params(plan.shape(s, vocab))
-            r = choice_for(rule, n)
-            if r is None or bool(r["baseline"]):
-                continue
-            t = plan.grid_tokens(s, vocab, b)
-            if t is None:
-                continue
-            bt = int(r["batch_size"]) * plan.n_ctx
-            axes["model"].append(dict(s))
-            axes["tokens"].append(max(plan.min_steps, round(t / bt)) * bt)
-            axes["warmup_tokens"].append(_warmup(max(1, int(plan.warmup_tokens_per_param * n)), axes["tokens"][-1]))
-            axes["lr_scale"].append(float(r["lr_scale"]))
-            axes["beta2"].append(float(r["beta2"]))
-            axes["batch_size"].append(int(r["batch_size"]))
-    if not axes["model"]:
-        return None, rule
-    return _study(STUDY["tuned"], plan, dict(common), axes,
-                  "setting (e), part 2: the grid of (d) with each size's chosen LR, batch and beta2"), rule
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def write_spec(spec: dict, path: str | Path, header: str = "") -> Path:
-    """A study dict as a TOML spec file (the subset of TOML specs use)."""
-    lines = [f"# {line}" for line in header.splitlines()]
-    for table in ("study", "data", "base"):
-        lines.append(f"[{table}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.get(table, {}).items()]
-        lines.append("")
-    for g in spec.get("axes", []):
-        lines.append("[[axes]]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in g.items()]
-    from scalinglab import outdir
-
-    return outdir.write_text(Path(path), "\n".join(lines) + "\n")  # never over a file scalinglab did not write
 
 
 # ------------------------------------------------------------------------------------------------ the data
@@ -487,7 +239,7 @@ def _n_total_exponent(res, pts: pd.DataFrame) -> float:
     return float(np.polyfit(np.log(m["C"].to_numpy(float)), nt, 1)[0])
 
 
-def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, runs: pd.DataFrame | None,
+def analyze_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, runs: pd.DataFrame | None,
                     exact: bool, n_resamples: int = 400, seed: int = 0, surface_grid=None) -> SettingResult:
     """All three approaches on one setting's IsoFLOP points (approach 1 on the learning curves when the
     setting has long runs, else on the final losses)."""
@@ -529,7 +281,7 @@ def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, ru
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res.approaches[3] = surface_optimum(pts, n="N", d="D", c="C", loss="loss", group="run_id",
+            res.approaches[3] = surface_optimum(pts, n="N", d="D", c="C", loss="loss", run="run_id",
                                                 n_resamples=min(n_resamples, 200), seed=seed,
                                                 c_range=(min(pts["budget"]), max(pts["budget"])), grid=surface_grid)
     except ScalingLabError as exc:
@@ -537,7 +289,7 @@ def analyse_setting(key: str, pts: pd.DataFrame, curves: pd.DataFrame | None, ru
     return res
 
 
-def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
+def analyze(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: int = 0,
             surface_grid=None, run_ids=None) -> ReconcileAnalysis:
     """The reconcile analysis of a store written by the reconcile preset (runs found by their study names;
     `run_ids`, when given, keeps only those runs: the preset passes its current specs' runs, so runs of an
@@ -594,20 +346,20 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
         src = {"a": by["kaplan"], "b": by["kaplan"], "c": by["warmup"], "d": by["cosine"], "e": e_runs}[key]
         if key in ("a", "b", "c"):
             pts = curve_points(src, curves, budgets, exact) if len(src) else pd.DataFrame()
-            out[key] = analyse_setting(key, pts, curves, src if len(src) else None, exact, n_resamples, seed,
+            out[key] = analyze_setting(key, pts, curves, src if len(src) else None, exact, n_resamples, seed,
                                        surface_grid)
         else:
             pts = grid_points(src, budgets) if len(src) else pd.DataFrame()
-            out[key] = analyse_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
+            out[key] = analyze_setting(key, pts, None, None, exact, n_resamples, seed, surface_grid)
     # (t): (b)'s runs with N counted with its embeddings
     kb = by["kaplan"]
     if len(kb):
         kt = kb.assign(N=kb["n_params_total"].astype(float))
         pts = curve_points(kt, curves, budgets, True)
-        out["t"] = analyse_setting("t", pts, curves, kt, True, n_resamples, seed, surface_grid)
+        out["t"] = analyze_setting("t", pts, curves, kt, True, n_resamples, seed, surface_grid)
     else:
-        out["t"] = analyse_setting("t", pd.DataFrame(), None, None, True, n_resamples, seed, surface_grid)
-    shared = {("a", "b"), ("b", "t")}  # settings that re-analyse the same runs: paired
+        out["t"] = analyze_setting("t", pd.DataFrame(), None, None, True, n_resamples, seed, surface_grid)
+    shared = {("a", "b"), ("b", "t")}  # settings that re-analyze the same runs: paired
 
     def step(a, b):
         if (a, b) in shared and len(out[a].points) and len(out[b].points):
@@ -621,21 +373,6 @@ def analyse(store: str | Path, budgets=None, *, n_resamples: int = 400, seed: in
     return ReconcileAnalysis(settings=out, steps=steps, rule=rule, budgets=budgets)
 
 
-def load_plan_and_vocab(plan_path: str | Path, data_dir: str | Path | None) -> tuple[Plan, int]:
-    plan = Plan.load(plan_path)
-    vocab = None
-    if data_dir is not None and (Path(data_dir) / "meta.json").is_file():
-        from scalinglab.data.shards import TokenDataset
-
-        vocab = TokenDataset(data_dir).vocab_size
-    if vocab is None:
-        tok = str(plan.data.get("tokenizer", "bpe-4096"))
-        if not tok.startswith("bpe-"):
-            raise ConfigError(f"{plan_path}: prepare the data first to learn the vocabulary of {tok!r}")
-        vocab = int(tok.split("-")[1])
-    return plan, vocab
-
-
 __all__ = [
     "ALL_SETTINGS",
     "PORIAN",
@@ -643,17 +380,12 @@ __all__ = [
     "SETTINGS",
     "TITLES",
     "FitError",
-    "Plan",
     "ReconcileAnalysis",
     "SettingResult",
     "Step",
-    "analyse",
+    "analyze",
     "compare",
     "paired_compare",
     "curve_points",
     "grid_points",
-    "plan_specs",
-    "tuned_spec",
-    "tuning_rule",
-    "write_spec",
 ]

@@ -45,7 +45,7 @@ def add_store_arg(p, default: str = "runs/train.sqlite") -> None:
 
 def whole_number(minimum: int):
     """An argparse `type` for a count: an integer of at least `minimum`. A bad value is argparse's one-line error
-    (`argument --bootstrap: -5 is below 0; give a whole number >= 0`), exit 2."""
+    (`argument --n-resamples: -5 is below 0; give a whole number >= 0`), exit 2."""
 
     def parse(text: str) -> int:
         try:
@@ -62,6 +62,17 @@ def whole_number(minimum: int):
 
 positive_int = whole_number(1)  # workers, iterations, targets, window sizes
 nonnegative_int = whole_number(0)  # bootstrap resamples, points to drop
+
+
+def add_alias(p, flag: str, dest: str, **kwargs) -> None:
+    """An older name of an option, still accepted and left out of --help (the option's own name is listed)."""
+    p.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def add_n_resamples(p, default: int | None, help: str) -> None:
+    """--n-resamples K (fit_law's n_resamples); --bootstrap K is its older name."""
+    p.add_argument("--n-resamples", dest="n_resamples", type=nonnegative_int, default=default, metavar="K", help=help)
+    add_alias(p, "--bootstrap", "n_resamples", type=nonnegative_int, metavar="K")
 
 
 def add_tracker_args(p) -> None:

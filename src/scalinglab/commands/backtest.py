@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from scalinglab.commands._common import nonnegative_int, positive_int
-from scalinglab.commands.fit import add_law_options, law_options
+from scalinglab.commands._common import add_alias, add_n_resamples, fmt_num, positive_int
+from scalinglab.commands.fit import add_law_options, forms_epilog, law_options
 from scalinglab.laws.forms import FORM_NAMES
 
 BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", "chinchilla_tied",
@@ -17,7 +17,6 @@ BACKTEST_FORMS = ("auto",) + tuple(f for f in FORM_NAMES if f in ("chinchilla", 
 def register(subparsers):
     import argparse
 
-    from scalinglab.commands.fit import forms_epilog
 
     p = subparsers.add_parser("backtest", help="fit on smaller runs, predict held-out larger runs, score it",
                               description=__doc__, epilog=forms_epilog(BACKTEST_FORMS),
@@ -33,11 +32,11 @@ def register(subparsers):
     p.add_argument("--d", help="column of D (training tokens); derived as C/(6N) when only --c is given")
     p.add_argument("--c", help="column of C (training FLOP)")
     p.add_argument("--loss", help="column of the loss")
-    add_law_options(p, by_flags=("--group", "--by"),
-                    by_help="column of a grouping (dataset): each group is fitted and backtested separately, the "
+    add_law_options(p, by_help="column of a grouping (dataset): each group is fitted and backtested separately, the "
                             "errors pooled (with chinchilla_shared_e: jointly, E shared)")
     p.add_argument("--run", help="column of the run id: the bootstrap resamples whole runs (default: each row)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
+    add_alias(p, "--group", "by", metavar="COL")
+    add_n_resamples(p, 1000, "bootstrap resamples (default 1000)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -49,7 +48,7 @@ def run(args) -> int:
 
     opts = law_options(args, args.form, auto_ok=True)
     res = backtest(args.file, args.holdout, args.form, n=args.n, d=args.d, c=args.c, loss=args.loss, u=opts["u"],
-                   group=opts["by"], run=args.run, n_resamples=args.bootstrap, seed=args.seed, n_jobs=args.jobs,
+                   by=opts["by"], run=args.run, n_resamples=args.n_resamples, seed=args.seed, n_jobs=args.jobs,
                    fix_e=opts["fix_e"], method=opts["method"])
     if args.json:
         print(json.dumps(res.to_dict()))
@@ -62,7 +61,6 @@ def _print(res):
     from rich.console import Console
     from rich.table import Table
 
-    from scalinglab.commands._common import fmt_num
 
     con = Console()
     for key, sel in res.selections.items():

@@ -6,14 +6,14 @@ import json
 
 from rich.table import Table
 
-from scalinglab.commands._common import fmt_num, nonnegative_int, out, positive_int
+from scalinglab.commands._common import add_n_resamples, fmt_num, out, positive_int
 
 
 def register(sub) -> None:
     p = sub.add_parser("batch", help="critical batch size from a batch-size sweep, against the noise scale")
     p.add_argument("store", help="run store of a study with >= 3 batch sizes at one model shape")
     p.add_argument("--targets", type=positive_int, default=5, help="number of target losses (default 5)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=500, help="bootstrap resamples for B_crit(L) (default 500)")
+    add_n_resamples(p, 500, "bootstrap resamples for B_crit(L) (default 500)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of tables")
     p.set_defaults(func=run)
 
@@ -22,7 +22,7 @@ def run(args) -> int:
     from scalinglab.analysis.critical_batch import analyze_store, to_json
     from scalinglab.errors import FitError
 
-    results = analyze_store(args.store, n_targets=args.targets, n_resamples=args.bootstrap)
+    results = analyze_store(args.store, n_targets=args.targets, n_resamples=args.n_resamples)
     if not results:
         raise FitError(f"{args.store}: no model shape has finished runs at >= 3 batch sizes")
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from scalinglab.commands._common import positive_int
-from scalinglab.errors import DataError
+from scalinglab.errors import ConfigError, DataError
 
 
 def register(subparsers) -> None:
@@ -83,7 +83,6 @@ def _info(args: argparse.Namespace) -> int:
 
     from scalinglab.training.config import RunConfig
     from scalinglab.data.shards import TokenDataset
-    from scalinglab.errors import ConfigError
 
     ds = TokenDataset(args.dir)
     meta = ds.meta

@@ -6,28 +6,27 @@ import json
 import math
 import warnings
 
-from scalinglab.commands._common import nonnegative_int, positive_int
+from scalinglab.commands._common import add_alias, add_n_resamples, nonnegative_int, positive_int
 from scalinglab.errors import FitError
-from scalinglab.laws.forms import FORM_NAMES, fmt_number
+from scalinglab.laws.forms import FIX_E_FORMS, FORM_NAMES, fmt_number, form_help
 
-# what the chinchilla-family forms need beyond N, D and the loss; `fit` and `backtest` take them the same way
-FIX_E_FORMS = ("chinchilla", "chinchilla_tied", "data_constrained")
+# what the chinchilla-family forms need beyond N, D and the loss (FIX_E_FORMS: the registry's, laws.forms); `fit`
+# and `backtest` take them the same way
 U_FORMS = ("data_constrained",)
 
 
-def add_law_options(p, *, by_flags=("--by",), by_help: str | None = None) -> None:
+def add_law_options(p, *, by_help: str | None = None) -> None:
     """The options of the chinchilla family's forms, for `fit` and `backtest` alike."""
     p.add_argument("--fix-e", metavar="E", help="fix the irreducible loss E (a positive number) instead of fitting "
                                                 "it: forms " + ", ".join(FIX_E_FORMS))
     p.add_argument("--u", metavar="COL", help="column of the unique tokens each run saw, for data_constrained "
                                               "(default: a column U, D_unique, d_unique or unique_tokens)")
-    p.add_argument(*by_flags, dest="by", metavar="COL",
+    p.add_argument("--by", dest="by", metavar="COL",
                    help=by_help or "column of the groups (datasets) chinchilla_shared_e fits jointly, E shared")
     p.add_argument("--method", choices=("lbfgs", "vpnls"), default="lbfgs",
                    help="how the fit finds its optimum: lbfgs, L-BFGS from a grid of starts; vpnls, from the "
                         "variable-projection least-squares optimum (the chinchilla family; each bootstrap "
                         "resample from its own); both minimise the same Huber loss (default lbfgs)")
-    p.set_defaults(by_flag=by_flags[0])
 
 
 def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
@@ -49,24 +48,19 @@ def law_options(args, form: str, *, auto_ok: bool = False) -> dict:
                        "use it")
     by = getattr(args, "by", None)
     if form == "chinchilla_shared_e" and by is None:
-        flag = getattr(args, "by_flag", "--by")
-        raise FitError(f"form chinchilla_shared_e fits groups (datasets) jointly with one E: name their column "
-                       f"with {flag} COL")
+        raise FitError("form chinchilla_shared_e fits groups (datasets) jointly with one E: name their column "
+                       "with --by COL")
     return {"fix_e": fix_e, "u": u, "by": by, "method": getattr(args, "method", "lbfgs")}
 
 
 def forms_epilog(names=None) -> str:
-    """The law forms, one line each, from the form registry (laws.forms): name, what it is, its formula."""
-    from scalinglab.laws.forms import get_form
-
+    """The law forms, one line each, from the form registry (laws.forms.FORMS): name, what it is, its formula."""
     lines = ["law forms (--form):"]
     for name in names or FORM_NAMES:
         if name == "auto":
             lines.append("  auto                 chosen by nested backtests inside the fitting data")
-            continue
-        f = get_form(name)
-        title = "Chinchilla L(N, D) with E shared across groups (--by)" if name == "chinchilla_shared_e" else f.title
-        lines.append(f"  {name:<20} {title}: {f.text()}")
+        else:
+            lines.append(f"  {name:<20} {form_help(name)}")
     return "\n".join(lines)
 
 
@@ -85,12 +79,15 @@ def register(subparsers):
     p.add_argument("--s", help="column of S (steps)")
     p.add_argument("--l", help="column of the loss, for --form bcrit")
     p.add_argument("--loss", help="column of the response: the loss (B_crit for --form bcrit)")
-    p.add_argument("--group", help="column of the run id: the bootstrap resamples whole runs")
+    p.add_argument("--run", help="column of the run id: the bootstrap resamples whole runs")
+    add_alias(p, "--group", "run")
     add_law_options(p)
     p.add_argument("--weights", help="column of point weights")
     p.add_argument("--irreducible", action="store_true", help="add L_inf to the single-variable Kaplan laws")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="K", help="bootstrap resamples (default 1000)")
-    p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log residuals (default 1e-3)")
+    add_n_resamples(p, 1000, "bootstrap resamples (default 1000)")
+    p.add_argument("--huber-delta", type=float, default=1e-3, metavar="DELTA",
+                   help="Huber delta on log residuals (default 1e-3)")
+    add_alias(p, "--delta", "huber_delta", type=float)
     p.add_argument("--drop-highest-loss", type=nonnegative_int, default=0, metavar="K", help="drop the K highest-loss points")
     p.add_argument("--max-iter", type=positive_int, default=500, help="L-BFGS iterations per start")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for the grid and bootstrap")
@@ -105,12 +102,12 @@ def run(args) -> int:
     opts = law_options(args, args.form)
     if opts["by"] is not None and args.form != "chinchilla_shared_e":
         raise FitError(f"--by names the groups chinchilla_shared_e fits jointly; form {args.form} fits one law "
-                       "(for the run id the bootstrap resamples, use --group)")
+                       "(for the run id the bootstrap resamples, use --run)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the verdict is printed below, in the table or the JSON
         law = fit_law(args.file, form=args.form, n=args.n, d=args.d, c=args.c, s=args.s, l=args.l,
-                      loss=args.loss, group=args.group, weights=args.weights, irreducible=args.irreducible,
-                      n_resamples=args.bootstrap, delta=args.delta, seed=args.seed, max_iter=args.max_iter,
+                      loss=args.loss, run=args.run, weights=args.weights, irreducible=args.irreducible,
+                      n_resamples=args.n_resamples, huber_delta=args.huber_delta, seed=args.seed, max_iter=args.max_iter,
                       n_jobs=args.jobs, drop_highest_loss=args.drop_highest_loss, **opts)
     if args.json:
         print(json.dumps(law.to_dict()))

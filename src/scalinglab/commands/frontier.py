@@ -8,7 +8,7 @@ import math
 import sys
 import warnings
 
-from scalinglab.commands._common import nonnegative_int, positive_int
+from scalinglab.commands._common import add_alias, add_n_resamples, positive_int
 from scalinglab.errors import DataError, ScalingLabError
 
 
@@ -25,19 +25,19 @@ def register(subparsers):
                                     "0.05 decades)")
     p.add_argument("--approach", type=int, choices=(1, 2, 3), default=2,
                    help="1: envelope, 2: IsoFLOP minima (default), 3: fitted L(N, D) surface")
-    p.add_argument("--group", help="column splitting the runs into separate analyses (one result each)")
+    p.add_argument("--by", metavar="COL", help="column splitting the runs into separate analyses (one result each)")
+    add_alias(p, "--group", "by", metavar="COL")
     p.add_argument("--run", help="column of the run id, for approach 1 on learning curves (default: each row "
                                  "is its own run)")
     p.add_argument("--window", type=positive_int, default=2, help="approach 2: sizes on each side of a budget's lowest "
                                                          "loss in its parabola (default 2)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=None, metavar="K",
-                   help="bootstrap resamples (default 1000; approach 3, which refits the surface each time: 200)")
+    add_n_resamples(p, None, "bootstrap resamples (default 1000; approach 3, which refits the surface each time: 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object: group -> result")
     p.set_defaults(func=run)
 
 
-def analyse(df, *, n, c=None, d=None, loss, budget=None, approach=2, run=None, window=2, n_resamples=None,
+def analyze(df, *, n, c=None, d=None, loss, budget=None, approach=2, run=None, window=2, n_resamples=None,
             seed=0):
     """One ComputeOptimal for the rows of `df` (the CLI's work, callable from Python)."""
     from scalinglab.laws.frontier import envelope, isoflop_minima, surface_optimum
@@ -57,7 +57,7 @@ def analyse(df, *, n, c=None, d=None, loss, budget=None, approach=2, run=None, w
             frame["__run"] = range(len(frame))
             run = "__run"
         return envelope(frame, run=run, flop=flop, loss=loss, n=n, d=d, n_resamples=n_resamples, seed=seed)
-    return surface_optimum(df, n=n, d=d, c=c, loss=loss, group=run, n_resamples=n_resamples, seed=seed)
+    return surface_optimum(df, n=n, d=d, c=c, loss=loss, run=run, n_resamples=n_resamples, seed=seed)
 
 
 def run(args) -> int:
@@ -67,18 +67,18 @@ def run(args) -> int:
         raise DataError("frontier: give the compute (--c COL) or the tokens (--d COL) of each run")
     df = read_table(args.file)
     for flag, col in (("--n", args.n), ("--c", args.c), ("--d", args.d), ("--loss", args.loss),
-                      ("--budget", args.budget), ("--group", args.group), ("--run", args.run)):
+                      ("--budget", args.budget), ("--by", args.by), ("--run", args.run)):
         if col is not None and col not in df.columns:
             raise DataError(f"{args.file}: no column {col!r} for {flag}; columns are: {', '.join(map(str, df.columns))}")
-    groups = [("all", df)] if args.group is None else [(str(k), g) for k, g in df.groupby(args.group, sort=True)]
+    groups = [("all", df)] if args.by is None else [(str(k), g) for k, g in df.groupby(args.by, sort=True)]
     results, failed = {}, 0
     for name, part in groups:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = analyse(part.reset_index(drop=True), n=args.n, c=args.c, d=args.d, loss=args.loss,
+                res = analyze(part.reset_index(drop=True), n=args.n, c=args.c, d=args.d, loss=args.loss,
                               budget=args.budget, approach=args.approach, run=args.run, window=args.window,
-                              n_resamples=args.bootstrap, seed=args.seed)
+                              n_resamples=args.n_resamples, seed=args.seed)
         except ScalingLabError as exc:
             if len(groups) == 1:
                 raise

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from rich.console import Console
 
-from scalinglab.commands._common import console, nonnegative_int, out
+from scalinglab.commands._common import add_n_resamples, console, out
 
 wide = Console(width=max(out.width, 150))  # the findings table reads badly folded to 80 columns
 
@@ -17,7 +17,7 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="fit the laws, check the findings, write figures and an HTML report")
     p.add_argument("source", help="a run store (.sqlite) or a study spec (.toml) whose store to report on")
     p.add_argument("--out", required=True, help="output directory (report.html, figN.png, fits.json)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=300, help="bootstrap resamples per fitted law (default 300)")
+    add_n_resamples(p, 300, "bootstrap resamples per fitted law (default 300)")
     p.add_argument("--force", action="store_true",
                    help="write into an --out that holds other files: replace only scalinglab's own files there and "
                         "leave the rest (without it such a directory is refused)")
@@ -62,7 +62,7 @@ def print_laws(fits) -> None:
 def cmd_report(args) -> int:
     from scalinglab.report.html import write_report
 
-    rep = write_report(store_of(args.source), args.out, n_resamples=args.bootstrap, force=args.force)
+    rep = write_report(store_of(args.source), args.out, n_resamples=args.n_resamples, force=args.force)
     print_laws(rep.fits)
     print_findings(rep.findings)
     skipped = [f for f in rep.figures if f.path is None]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, nonnegative_int, \
+from scalinglab.commands._common import add_n_resamples, add_tracker_args, check_tracker_args, console, \
     positive_int
+from scalinglab.reproduce import PRESETS, reproduce
 
 
 def register(sub) -> None:
-    from scalinglab.reproduce import PRESETS
-
     p = sub.add_parser("reproduce", help="reproduce Kaplan et al. 2020 at this machine's scale (resumable)")
     p.add_argument("--preset", choices=PRESETS, default="smoke",
                    help="ci (~1 min), smoke (~10 min on 2 cores, default), cpu (~1 h), gpu (one GPU, hours); "
@@ -16,7 +15,7 @@ def register(sub) -> None:
                         "(gpt2 and llama sizes compared, ~2 min)")
     p.add_argument("--out", default=None, help="output directory (default: reproduce-<preset>)")
     p.add_argument("--workers", type=positive_int, default=None, help="runs trained at once (default: fill the cores)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=None, help="bootstrap resamples per fitted law")
+    add_n_resamples(p, None, "bootstrap resamples per fitted law (default: the preset's)")
     p.add_argument("--group", action="store_true",
                    help="train small runs of one shape together as one batched model (measured no faster on 2 "
                         "cores: benchmarks/grouped.py)")
@@ -30,10 +29,9 @@ def register(sub) -> None:
 
 def cmd_reproduce(args) -> int:
     from scalinglab.commands.report import print_findings, print_laws
-    from scalinglab.reproduce import reproduce
 
     check_tracker_args(args)
-    res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.bootstrap,
+    res = reproduce(args.preset, args.out, workers=args.workers, n_resamples=args.n_resamples,
                     progress="lines" if args.quiet else True, log=lambda m: console.print(m), group=args.group,
                     tracker=args.tracker, tracker_dir=args.tracker_dir, force=args.force)
     if res.reconcile is not None:  # the reconcile preset: its steps, not Kaplan's findings

@@ -7,6 +7,7 @@ import json
 from rich.table import Table
 
 from scalinglab.commands._common import add_store_arg, fmt_num, out, print_table
+from scalinglab.store import RunStore
 
 
 def register(sub) -> None:
@@ -32,8 +33,6 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from scalinglab.store import RunStore
-
     from scalinglab.analysis.study_data import family_of
 
     df = RunStore(args.store, readonly=True).runs(status=args.status)
@@ -72,8 +71,6 @@ def _record(row: dict) -> dict:
 
 
 def cmd_show(args) -> int:
-    from scalinglab.store import RunStore
-
     store = RunStore(args.store, readonly=True)
     run = store.run(args.run_id)
     t = Table(title=f"run {run['run_id']}", show_header=False)
@@ -91,8 +88,6 @@ def cmd_show(args) -> int:
 
 def cmd_export(args) -> int:
     import sys
-
-    from scalinglab.store import RunStore
 
     store = RunStore(args.store, salvage=True)  # a damaged store: what can still be read is exported
     for p in store.export(args.out, args.format):

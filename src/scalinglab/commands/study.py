@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
-from scalinglab.commands._common import add_tracker_args, check_tracker_args, console, fmt_num, out, \
-    positive_int, print_table
+from scalinglab.commands._common import add_n_resamples, add_tracker_args, check_tracker_args, console, fmt_num, \
+    out, positive_int, print_table
 from scalinglab.published import PF_DAY
+from scalinglab.store import RunStore
 
 
 def register(sub) -> None:
@@ -53,7 +54,7 @@ def register(sub) -> None:
                                    "print each exponent with its 95%% bootstrap interval and the interval of their "
                                    "difference (the `families` preset trains such a store).")
     fp.add_argument("store", help="run store (.sqlite) holding the runs of more than one family")
-    fp.add_argument("--bootstrap", type=int, default=300, metavar="K", help="bootstrap resamples (default 300)")
+    add_n_resamples(fp, 300, "bootstrap resamples (default 300)")
     fp.add_argument("--no-frontier", action="store_true", help="skip N_opt(C) (its bootstrap takes seconds)")
     fp.add_argument("--json", action="store_true", help="print JSON instead of text")
     fp.set_defaults(func=cmd_families)
@@ -68,8 +69,6 @@ def cmd_run(args) -> int:
     for kept, dropped in study.merged:
         console.print(f"note: {dropped} is the same model and budget as {kept}: trained once")
     if args.dry_run:
-        from scalinglab.store import RunStore
-
         store = RunStore(study.store_path, readonly=True) if study.store_path.exists() else None
         plan = plan_study(study, store=store, workers=args.workers, threads_per_worker=args.threads_per_worker,
                           retry_failed=args.retry_failed, probe=not args.no_probe, nproc_per_node=args.nproc_per_node,
@@ -130,7 +129,6 @@ def _print_plan(plan) -> None:
 def cmd_status(args) -> int:
     from rich.table import Table
 
-    from scalinglab.store import RunStore
     from scalinglab.sweep import load_study
     from scalinglab.sweep.runner import STATUSES_ORDER, study_status
 
@@ -167,11 +165,8 @@ def cmd_families(args) -> int:
     import json
 
     from scalinglab.analysis.families import compare_store
-    from scalinglab.errors import ConfigError
 
-    if args.bootstrap < 0:
-        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    cmp = compare_store(args.store, n_resamples=args.bootstrap, frontier=not args.no_frontier)
+    cmp = compare_store(args.store, n_resamples=args.n_resamples, frontier=not args.no_frontier)
     if args.json:
         print(json.dumps(cmp.to_dict()))
     else:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 from scalinglab.commands._common import add_store_arg, add_tracker_args, check_tracker_args, console, fmt_num, out
 from scalinglab.errors import ConfigError, DivergedError, RunFailedError
+from scalinglab.training.config import RunConfig, field_kinds, field_value, load_toml
 
 _SKIP = {"extra", "eval_sets", "cooldowns"}
 
 
 def register(sub) -> None:
-    from scalinglab.training.config import RunConfig, field_kinds
-
     p = sub.add_parser("train", help="train one model and record it in a run store")
     p.add_argument("config", nargs="?", help="TOML run config (keys of RunConfig, optionally under [run])")
     add_store_arg(p)
@@ -50,8 +49,6 @@ def field_docs() -> dict[str, str]:
     import io
     import tokenize
 
-    from scalinglab.training.config import RunConfig
-
     docs: dict[str, str] = {}
     try:
         source = inspect.getsource(RunConfig)
@@ -76,8 +73,6 @@ def argparse_bool():
 
 def _number(name: str, kind):
     def parse(s: str):
-        from scalinglab.training.config import field_value
-
         try:
             return field_value(name, float(s))  # 2e6 is an int where the field is one
         except ConfigError:
@@ -98,8 +93,6 @@ _budgets.__name__ = "list of budgets"
 
 
 def build_config(args):
-    from scalinglab.training.config import RunConfig, load_toml
-
     base = {}
     if args.config:
         RunConfig.from_toml(args.config)  # the file alone must be a valid run config (errors name the file)

@@ -4,6 +4,8 @@ a user can fit a CSV of their own runs with numpy, scipy and pandas alone.
     from scalinglab.laws import fit_law
     law = fit_law("runs.csv", form="chinchilla", n="params", d="tokens", loss="loss")
     law.params, law.ci, law.predict(N=1e9, D=2e10), print(law.summary())
+    fit_law("runs.csv", "chinchilla", Columns(n="params", d="tokens", loss="loss", run="run_id"),
+            FitOptions(n_resamples=400, huber_delta=1e-3))      # the same, as a columns spec and options
 
     from scalinglab.laws import backtest
     res = backtest("runs.csv", holdout="N > 5e8", form="auto")   # fit the rest, predict the held-out runs
@@ -23,14 +25,15 @@ import types as _types
 # line's choices) then does not import SciPy and pandas, which the fitting modules need (about 1.5 s).
 _API = {
     "FittedLaw": "scalinglab.laws.fit", "FitWarning": "scalinglab.laws.fit", "fit_law": "scalinglab.laws.fit",
+    "Columns": "scalinglab.laws.fit", "FitOptions": "scalinglab.laws.fit",
     "BacktestResult": "scalinglab.laws.backtest", "backtest": "scalinglab.laws.backtest",
     "CurveLaw": "scalinglab.laws.curve", "fit_curve_law": "scalinglab.laws.curve",
     "backtest_curve_law": "scalinglab.laws.curve",
     "FORM_NAMES": "scalinglab.laws.forms", "Form": "scalinglab.laws.forms", "get_form": "scalinglab.laws.forms",
 }
 
-__all__ = ["FittedLaw", "FitWarning", "BacktestResult", "backtest", "fit_law", "FORM_NAMES", "Form", "get_form",
-           "CurveLaw", "fit_curve_law", "backtest_curve_law"]
+__all__ = ["FittedLaw", "FitWarning", "BacktestResult", "backtest", "fit_law", "Columns", "FitOptions", "FORM_NAMES",
+           "Form", "get_form", "CurveLaw", "fit_curve_law", "backtest_curve_law"]
 
 
 def __getattr__(name: str):

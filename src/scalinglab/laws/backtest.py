@@ -31,7 +31,8 @@ import pandas as pd
 from scalinglab.errors import FitError
 from scalinglab.laws.inputs import prepare, read_table
 from scalinglab.laws.fit import FittedLaw, fit_law
-from scalinglab.laws.forms import get_form
+from scalinglab.laws.forms import FIX_E_FORMS, get_form
+from scalinglab.laws.optimize import Objective, lbfgs_batched, process_pool
 from scalinglab.laws.result import NAN2, Result, bootstrap_groups, param, percentile_ci
 
 # N values closer than this ratio are one model size (extracted points of one model differ in the 6th digit)
@@ -295,8 +296,8 @@ def _fit_candidate(frame: pd.DataFrame, cand: Candidate, n_resamples: int, seed:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         by = "_by" if cand.form == "chinchilla_shared_e" else None
-        return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, group="group", by=by,
-                       n_resamples=n_resamples, delta=cand.delta, seed=seed, grid="quick" if quick else None,
+        return fit_law(_drop_rows(frame, cand.drop).reset_index(drop=True), cand.form, run="group", by=by,
+                       n_resamples=n_resamples, huber_delta=cand.delta, seed=seed, grid="quick" if quick else None,
                        n_jobs=n_jobs, fix_e=fix_e, max_iter=max_iter, method=method, **cols)
 
 
@@ -328,7 +329,6 @@ def _nested_errors(frame: pd.DataFrame, form_name: str, delta: float, folds, dro
                    points: bool = False, axis: str = "N"):
     """Mean relative error of each (drop, fold) extrapolation for one form and Huber delta: every fold's fit
     from every start of the form's coarse grid runs in one batched L-BFGS call (a fold is a 0/1 weight row)."""
-    from scalinglab.laws.optimize import Objective, lbfgs_batched
 
     form = get_form(form_name, fix_e=fix_e)
     X = {v: frame[v].to_numpy(float) for v in form.inputs}
@@ -458,7 +458,7 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
     (N, D, L, optionally U) and a `group` column (run id)."""
     candidates = candidates or auto_candidates(frame)
     if fix_e is not None:  # a fixed E belongs to the chinchilla family only
-        candidates = [c for c in candidates if c.form in ("chinchilla", "chinchilla_tied", "data_constrained")]
+        candidates = [c for c in candidates if c.form in FIX_E_FORMS]
     folds = nested_folds(frame, axis=axis)
     if not folds:
         what = "model sizes" if axis == "N" else f"values of {axis}"
@@ -468,8 +468,6 @@ def select_law(frame: pd.DataFrame, candidates: list[Candidate] | None = None, n
     drops = list(dict.fromkeys(c.drop for c in candidates))
     jobs = [(frame, f, dl, folds, drops, fix_e) for f, dl in pairs]
     if n_jobs > 1 and len(jobs) > 1:
-        from scalinglab.laws.optimize import process_pool
-
         with process_pool(n_jobs) as pool:
             errs = list(pool.map(_nested_job, *zip(*jobs)))
     else:
@@ -595,7 +593,7 @@ def backtest_frame(frame: pd.DataFrame, holdout_mask: np.ndarray, form: str = "a
         raise FitError(f"holdout {holdout!r} selects no rows; nothing to predict")
     shared = form == "chinchilla_shared_e"  # one joint fit of all groups, E shared
     if shared and by is None:
-        raise FitError("form chinchilla_shared_e fits groups jointly: name their column with --group COL")
+        raise FitError("form chinchilla_shared_e fits groups jointly: name their column with --by COL")
     keys = [None] if by is None or shared else list(pd.unique(frame[by]))
     laws, sels, rows, msgs, conv, n_fit, slopes = {}, {}, [], [], True, 0, {}
     for key in keys:
@@ -664,16 +662,21 @@ def holdout_axis(holdout: str) -> str:
 
 
 def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | None = None, d: str | None = None,
-             c: str | None = None, loss: str | None = None, u: str | None = None, group: str | None = None,
+             c: str | None = None, loss: str | None = None, u: str | None = None, by: str | None = None,
              run: str | None = None, n_resamples: int = 1000, seed: int = 0, n_jobs: int = 1,
-             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs") -> BacktestResult:
+             fix_e: float | None = None, max_iter: int = 500, method: str = "lbfgs",
+             group: str | None = None) -> BacktestResult:
     """Fit `form` (or choose one: 'auto') on the rows outside `holdout`, predict the held-out rows with 95%
     prediction intervals, and score the prediction.
 
     data: a DataFrame, a CSV/Parquet file or a run store (its finished runs). n, d, c, loss, u name columns as in
-    fit_law (D is C/(6N) when only C is given); group: a column (dataset) whose groups are fitted and backtested
-    separately, their errors pooled; run: the run-id column the bootstrap resamples (default: each row a run;
-    a store's run ids); method: fit_law's ('lbfgs' or 'vpnls')."""
+    fit_law (D is C/(6N) when only C is given); by: a column (dataset) whose groups are fitted and backtested
+    separately, their errors pooled (`group`: its older name); run: the run-id column the bootstrap resamples
+    (default: each row a run; a store's run ids); method: fit_law's ('lbfgs' or 'vpnls')."""
+    if group is not None:
+        if by is not None:
+            raise TypeError("backtest() got the grouping twice (as `group`, its older name, and as `by`)")
+        by = group
     where = "data"
     if isinstance(data, (str, os.PathLike)):
         where, data = str(data), read_table(data, level="runs")
@@ -690,15 +693,15 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
     inputs = ("N", "D", "U") if has_u else ("N", "D")
     if run is None and "group" in data.columns and where != "data":
         run = "group"  # a run store's rows carry their run id
-    for col, what in ((group, "--group"), (run, "--run")):
+    for col, what in ((by, "--by"), (run, "--run")):
         if col is not None and col not in data.columns:
             raise FitError(f"{where}: no column {col!r} for {what}; columns are: {', '.join(map(str, data.columns))}")
     prep = prepare(data, inputs, "L", {"L": loss, "N": n, "D": d, "C": c, "U": u}, f.n_params,
                    group=run, where=where)
     frame = prep.frame.copy()
     frame["group"] = prep.groups
-    if group is not None:
-        frame["_by"] = data[group].to_numpy()
+    if by is not None:
+        frame["_by"] = data[by].to_numpy()
     names = {k: frame[k].to_numpy(float) for k in ("N", "D", "L", "U") if k in frame}
     names["C"] = 6.0 * names["N"] * names["D"]
     for col in data.columns:
@@ -706,7 +709,7 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
         if v.notna().all():
             names.setdefault(str(col), v.to_numpy(float))
     mask = parse_holdout(holdout, names)
-    if group is not None and holdout.split()[0].lower() == "largest":  # the largest sizes of each group
+    if by is not None and holdout.split()[0].lower() == "largest":  # the largest sizes of each group
         mask = np.zeros(len(frame), bool)
         for key in pd.unique(frame["_by"]):
             sel = (frame["_by"] == key).to_numpy()
@@ -714,5 +717,5 @@ def backtest(data, holdout: str = "largest", form: str = "auto", *, n: str | Non
     if mask.all():
         raise FitError(f"holdout {holdout!r} selects every row; nothing is left to fit")
     return backtest_frame(frame, mask, form, n_resamples=n_resamples, seed=seed, n_jobs=n_jobs, fix_e=fix_e,
-                          holdout=holdout, by="_by" if group is not None else None, max_iter=max_iter,
+                          holdout=holdout, by="_by" if by is not None else None, max_iter=max_iter,
                           axis=holdout_axis(holdout), method=method)

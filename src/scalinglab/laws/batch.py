@@ -19,6 +19,7 @@ from scipy.optimize import least_squares
 from scipy.stats import t as student_t
 
 from scalinglab.errors import DataError, FitError
+from scalinglab.laws.fit import FittedLaw, fit_law
 from scalinglab.laws.result import Result, _num, _pair
 
 
@@ -178,8 +179,6 @@ class BatchStudy(Result):
 
     @classmethod
     def from_dict(cls, d: dict) -> "BatchStudy":
-        from scalinglab.laws.fit import FittedLaw
-
         law = FittedLaw.from_dict(d["bcrit_law"]) if d.get("bcrit_law") else None
         return cls(points=pd.DataFrame(d.get("points", [])), tradeoffs=pd.DataFrame(d.get("tradeoffs", [])),
                    bcrit_law=law, message=d.get("message", ""))
@@ -188,8 +187,6 @@ class BatchStudy(Result):
 def fit_batch_sweep(curves: pd.DataFrame, targets, *, n_resamples: int = 500, seed: int = 0, **cols) -> BatchStudy:
     """The whole section-5 analysis of one batch-size sweep: points, one trade-off per target, B_crit(L).
     A trade-off whose least squares did not converge is left out of the table (and said in the message)."""
-    from scalinglab.laws.fit import fit_law
-
     pts = steps_to_targets(curves, targets, **cols)
     rows, failed = [], []
     for L, part in pts.groupby("target"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ class FittedLaw(Result):
     objective: float
     rmse_log: float  # RMSE of log residuals
     r2_log: float  # R^2 of log response
-    delta: float
+    huber_delta: float  # the Huber threshold on log residuals the fit minimised with
     samples: np.ndarray = field(repr=False)  # (K, P) natural parameters of converged bootstrap resamples
     n_resamples: int = 0
     n_resamples_ok: int = 0
@@ -113,7 +113,7 @@ class FittedLaw(Result):
             lines.append(f"  {p:<12}{fmt_number(self.params[p]):>14}{fmt_number(lo):>14}{fmt_number(hi):>14}"
                          f"{fmt_number(self.se[p]):>12}")
         lines.append(f"  points {self.n_points} in {self.n_groups} groups; RMSE(log) {self.rmse_log:.4g}; "
-                     f"R^2(log) {r2_text(self.r2_log)}; Huber delta {self.delta:g}")
+                     f"R^2(log) {r2_text(self.r2_log)}; Huber delta {self.huber_delta:g}")
         lines.append(f"  converged: {self.converged} ({self.message}); bootstrap {self.n_resamples_ok}/"
                      f"{self.n_resamples} resamples converged")
         return "\n".join(lines)
@@ -134,7 +134,7 @@ class FittedLaw(Result):
             "objective": num(self.objective),
             "rmse_log": num(self.rmse_log),
             "r2_log": num(self.r2_log),
-            "huber_delta": self.delta,
+            "huber_delta": self.huber_delta,
             "columns": self.columns,
             "diagnostics": self.diagnostics,
             "ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in self.ranges.items()},
@@ -163,7 +163,7 @@ class FittedLaw(Result):
                    message=str(d.get("message", "")), n_points=int(d.get("n_points", 0)),
                    n_groups=int(d.get("n_groups", 0)), objective=d.get("objective") or nan,
                    rmse_log=d.get("rmse_log") or nan, r2_log=d.get("r2_log") or nan,
-                   delta=float(d.get("huber_delta", 1e-3)), samples=samples,
+                   huber_delta=float(d.get("huber_delta", 1e-3)), samples=samples,
                    n_resamples=int(d.get("n_resamples", 0)),
                    n_resamples_ok=int(d.get("n_resamples_ok", 0)), columns=d.get("columns", {}),
                    ranges={k: (float(v[0]), float(v[1])) for k, v in (d.get("ranges") or {}).items()})
@@ -378,7 +378,7 @@ def r2_text(r2: float) -> str:
     return f"{r2:.4f}"
 
 
-def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: float = 1e-3,
+def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, huber_delta: float = 1e-3,
                  seed: int = 0, max_iter: int = 500, n_jobs: int = 1, grid: np.ndarray | None = None,
                  strict: bool = False, method: str = "lbfgs") -> FittedLaw:
     """Fit `form` to prepared data; the one place every fit goes through (fit_law, the analyses, backtests).
@@ -409,11 +409,11 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
     def back(Z):  # internal rows of the rescaled problem -> the law of the data as given
         return form.rescale(Z, log_s) if log_s else np.atleast_2d(Z)
 
-    objective = Objective(form, X, logy, delta)
+    objective = Objective(form, X, logy, huber_delta)
     profile, method_diag = None, {"method": "lbfgs"}
     if method == "vpnls" and vpnls.supports(form):
         profile = vpnls.Profile(form, X, prep.y, prep.weights)  # on the (rescaled) inputs the objective sees
-        found = profile.fit(delta=delta)  # the least-squares optimum, other local minima, the Huber one
+        found = profile.fit(delta=huber_delta)  # the least-squares optimum, other local minima, the Huber one
         grid = profile.internal(np.array([t for t, _ in found]))
         method_diag = {"method": "vpnls", "vpnls_rss": found[0][1],
                        "vpnls_params": dict(zip(("E", "A", "B", "alpha", "beta"), map(float, found[0][0])))}
@@ -467,7 +467,7 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
         se = {p: float("nan") for p in form.param_names}
     law = FittedLaw(form=form, params=params, ci=ci, se=se, converged=converged, message=message,
                     n_points=len(logy), n_groups=n_groups, objective=float(opt.f), rmse_log=rmse, r2_log=r2,
-                    delta=delta, samples=samples, n_resamples=int(n_resamples if converged else 0),
+                    huber_delta=huber_delta, samples=samples, n_resamples=int(n_resamples if converged else 0),
                     n_resamples_ok=n_conv, residuals=resid, data=prep.frame, columns=prep.columns,
                     diagnostics={"n_starts": opt.n_starts, "n_starts_converged": opt.n_starts_converged,
                                  "n_starts_at_best": opt.n_starts_at_best, "scipy_iterations": opt.n_iter,
@@ -486,24 +486,81 @@ def fit_prepared(prep: Prepared, form: Form, *, n_resamples: int = 1000, delta: 
     return law
 
 
-def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | None = None, c: str | None = None,
-            s: str | None = None, l: str | None = None, loss: str | None = None, b_crit: str | None = None,
-            group: str | None = None, weights: str | None = None, irreducible: bool = False,
-            n_resamples: int = 1000, delta: float = 1e-3, seed: int = 0, max_iter: int = 500, n_jobs: int = 1,
-            drop_highest_loss: int = 0, level: str | None = None, grid=None, strict: bool = False,
-            u: str | None = None, fix_e: float | None = None, by: str | None = None,
-            method: str = "lbfgs") -> FittedLaw:
+@dataclass(frozen=True)
+class Columns:
+    """Which column of the data holds what; a column left None is looked up under its usual names (N, D, C, S,
+    loss, ...), and D is derived as C/(6N) when only C and N are present."""
+
+    n: str | None = None  # N, non-embedding parameters
+    d: str | None = None  # D, training tokens
+    c: str | None = None  # C, training FLOP
+    s: str | None = None  # S, steps
+    u: str | None = None  # unique tokens, for data_constrained (runs without one saw each token once)
+    loss: str | None = None  # the response: the loss (for form bcrit, the B_crit column)
+    l: str | None = None  # noqa: E741 - the loss column of form bcrit
+    b_crit: str | None = None  # the B_crit column of form bcrit (the same as `loss` there)
+    run: str | None = None  # the run id: the bootstrap resamples whole runs (default: a column `group`, else rows)
+    weights: str | None = None  # point weights
+    by: str | None = None  # the groups (data sets) chinchilla_shared_e fits jointly, E shared
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a law is fitted (see fit_prepared)."""
+
+    irreducible: bool = False  # add L_inf to the single-variable Kaplan power laws
+    fix_e: float | None = None  # fix E of the chinchilla family (laws.forms.FIX_E_FORMS)
+    n_resamples: int = 1000  # bootstrap resamples (of runs)
+    huber_delta: float = 1e-3  # Huber threshold on log residuals
+    seed: int = 0
+    max_iter: int = 500  # L-BFGS iterations per start
+    n_jobs: int = 1  # worker processes for the grid and the bootstrap
+    drop_highest_loss: int = 0  # drop the K highest-loss points
+    level: str | None = None  # a store's level: 'runs' or 'curves' (default: by the form)
+    grid: object = None  # 'quick': the form's coarse grid of starts, where it has one
+    strict: bool = False
+    method: str = "lbfgs"  # 'lbfgs' or 'vpnls'
+
+
+_COLUMN_FIELDS = tuple(Columns.__dataclass_fields__)
+_OPTION_FIELDS = tuple(FitOptions.__dataclass_fields__)
+_OLDER_NAMES = {"group": "run", "delta": "huber_delta"}  # keywords of earlier versions, still accepted
+
+
+def fit_spec(columns: Columns | None = None, options: FitOptions | None = None,
+             **keywords) -> tuple[Columns, FitOptions]:
+    """The columns and options of a fit from a Columns, a FitOptions and keywords naming any field of either
+    (keywords win); an unknown keyword is a TypeError, as for any function."""
+    cols, opts = {}, {}
+    for given, value in keywords.items():
+        key = _OLDER_NAMES.get(given, given)
+        if key in cols or key in opts:
+            raise TypeError(f"fit_law() got {key!r} twice (as {given!r}, its older name, and as {key!r})")
+        if key in _COLUMN_FIELDS:
+            cols[key] = value
+        elif key in _OPTION_FIELDS:
+            opts[key] = value
+        else:
+            raise TypeError(f"fit_law() got an unexpected keyword argument {given!r}")
+    columns = replace(columns, **cols) if columns is not None else Columns(**cols)
+    options = replace(options, **opts) if options is not None else FitOptions(**opts)
+    return columns, options
+
+
+def fit_law(data, form: str = "chinchilla", columns: Columns | None = None, options: FitOptions | None = None,
+            **keywords) -> FittedLaw:
     """Fit a law to data (DataFrame, dict of columns, or a CSV/Parquet/run-store path).
 
-    Column names: n, d, c, s (inputs), loss (the response; for form='bcrit' the B_crit column, with l the
-    loss column), group (run id: the bootstrap resamples groups), weights. Unnamed columns are looked up under
-    their usual names (N, D, C, S, loss, ...); D is derived as C/(6N) when only C and N are present. u names the
-    unique-tokens column of the data-constrained form (runs without one saw each token once); fix_e fixes E of
-    the chinchilla family. grid='quick' starts from the form's coarse grid where it has one (fast, for the many
-    fits of a nested backtest). method: 'lbfgs' (L-BFGS from the grid of starts) or 'vpnls' (from the
-    variable-projection least-squares optimum; the chinchilla family), see fit_prepared.
+    columns: a Columns (which column is N, D, C, S, U, the loss, the run id, the weights, the groups of
+    chinchilla_shared_e); options: a FitOptions (bootstrap resamples, Huber delta, seed, a fixed E, method, ...).
+    Any field of either may also be given by name: fit_law("runs.csv", form="chinchilla", n="N", d="D",
+    loss="loss", n_resamples=400). `group=` and `delta=` are accepted as the older names of `run=` and
+    `huber_delta=`. method: 'lbfgs' (L-BFGS from the grid of starts) or 'vpnls' (from the variable-projection
+    least-squares optimum; the chinchilla family), see fit_prepared.
     """
-    f = get_form(form, irreducible=irreducible, fix_e=fix_e)
+    cols, opts = fit_spec(columns, options, **keywords)
+    by, run, level = cols.by, cols.run, opts.level
+    f = get_form(form, irreducible=opts.irreducible, fix_e=opts.fix_e)
     if f.name == "chinchilla_shared_e":  # one law per group of `by`, E shared: the groups become input G
         df, where = _load(data, level or "runs", "data")
         if isinstance(df, pd.DataFrame) and by is not None and by not in df.columns:
@@ -517,13 +574,15 @@ def fit_law(data, form: str = "chinchilla", *, n: str | None = None, d: str | No
     if level is None:  # learning-curve forms read every evaluation of a store, the others one row per run
         level = "curves" if f.name in ("kaplan_ns", "learning_curve") else "runs"
     df, where = _load(data, level, "data")
-    if group is None and isinstance(df, pd.DataFrame) and "group" in df.columns:
-        group = "group"
+    if run is None and isinstance(df, pd.DataFrame) and "group" in df.columns:
+        run = "group"  # a run store's rows carry their run id under `group`
     if f.response == "B_crit":
-        columns = {"B_crit": loss or b_crit, "L": l}
+        names = {"B_crit": cols.loss or cols.b_crit, "L": cols.l}
     else:
-        columns = {"L": loss or l, "N": n, "D": d, "C": c, "S": s, "U": u, "G": "G" if "G" in f.inputs else None}
-    prep = prepare(df, f.inputs, f.response, columns, f.n_params, group=group, weights=weights,
-                   drop_highest=drop_highest_loss, where=where)
-    return fit_prepared(prep, f, n_resamples=n_resamples, delta=delta, seed=seed, max_iter=max_iter,
-                        n_jobs=n_jobs, grid=grid, strict=strict, method=method)
+        names = {"L": cols.loss or cols.l, "N": cols.n, "D": cols.d, "C": cols.c, "S": cols.s, "U": cols.u,
+                 "G": "G" if "G" in f.inputs else None}
+    prep = prepare(df, f.inputs, f.response, names, f.n_params, group=run, weights=cols.weights,
+                   drop_highest=opts.drop_highest_loss, where=where)
+    return fit_prepared(prep, f, n_resamples=opts.n_resamples, huber_delta=opts.huber_delta, seed=opts.seed,
+                        max_iter=opts.max_iter, n_jobs=opts.n_jobs, grid=opts.grid, strict=opts.strict,
+                        method=opts.method)

@@ -17,9 +17,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from dataclasses import dataclass
 from string import Template
+from typing import Callable
 
 import numpy as np
+
+from scalinglab.errors import FitError
 
 _LOG_MAX = 700.0  # exp() of more than this overflows a float64
 
@@ -397,8 +401,6 @@ class Chinchilla(ChinchillaFamily):
         self.tied = bool(tied)
         self.fix_e = None if fix_e is None else float(fix_e)
         if self.fix_e is not None and not (np.isfinite(self.fix_e) and self.fix_e > 0):
-            from scalinglab.errors import FitError
-
             raise FitError(f"a fixed irreducible loss must be a positive number, got {fix_e!r}")
         if self.tied:
             self.name, self.title = self.tied_name, self.title + ", alpha = beta"
@@ -865,44 +867,61 @@ class CriticalBatch(Form):
 # ------------------------------------------------------------------------------------------------ registry
 
 
+@dataclass(frozen=True)
+class FormEntry:
+    """One law form in the registry: how to build it, whether its irreducible loss E can be fixed, and its line in
+    the command line's list of forms (its title, unless `help` says more)."""
+
+    make: Callable[..., Form]  # make(irreducible=, fix_e=, groups=) -> Form
+    fix_e: bool = False  # E of the chinchilla family: fit_law(fix_e=), `--fix-e`
+    help: str | None = None
+
+
+def _power(name, var, coef, expo, title, *, always_irreducible=False, symbol=None) -> Callable[..., Form]:
+    def make(irreducible=False, **_):
+        return PowerLaw(name, var, coef, expo, title, always_irreducible or irreducible, symbol=symbol)
+
+    return make
+
+
+# The law forms, in the order the command line lists them: the one table get_form, FORM_NAMES, FIX_E_FORMS and
+# the command line's --form choices and help text read.
+FORMS: dict[str, FormEntry] = {
+    "chinchilla": FormEntry(lambda fix_e=None, **_: Chinchilla(fix_e=fix_e), fix_e=True),
+    "chinchilla_tied": FormEntry(lambda fix_e=None, **_: Chinchilla(tied=True, fix_e=fix_e), fix_e=True),
+    "chinchilla_shared_e": FormEntry(lambda groups=None, **_: SharedE(groups or ("0",)),
+                                     help="Chinchilla L(N, D) with E shared across groups (--by)"),
+    "overtrain": FormEntry(lambda **_: OverTraining()),
+    "data_constrained": FormEntry(lambda fix_e=None, **_: DataConstrained(fix_e=fix_e), fix_e=True),
+    "kaplan_n": FormEntry(_power("kaplan_n", "N", "N_c", "alpha_N", "Kaplan L(N)")),
+    "kaplan_d": FormEntry(_power("kaplan_d", "D", "D_c", "alpha_D", "Kaplan L(D)")),
+    "kaplan_c": FormEntry(_power("kaplan_c", "C", "C_c", "alpha_C", "Kaplan L(C), fixed batch")),
+    "kaplan_cmin": FormEntry(_power("kaplan_cmin", "C", "C_c_min", "alpha_C_min", "Kaplan L(C_min)",
+                                    symbol="C_min")),
+    "kaplan_nd": FormEntry(lambda **_: KaplanND()),
+    "kaplan_ns": FormEntry(lambda **_: KaplanNS()),
+    "bcrit": FormEntry(lambda **_: CriticalBatch()),
+    "learning_curve": FormEntry(_power("learning_curve", "S", "S_c", "alpha_S", "learning curve L(S)",
+                                       always_irreducible=True)),
+}
+FORM_NAMES = tuple(FORMS)
+FIX_E_FORMS = tuple(name for name, entry in FORMS.items() if entry.fix_e)
+
+
 def get_form(name: str, irreducible: bool = False, fix_e: float | None = None, groups=None) -> Form:
-    """The form called `name`; `irreducible` adds L_inf to the single-variable Kaplan power laws; `fix_e` fixes
-    the irreducible loss E of the chinchilla family (chinchilla, chinchilla_tied, data_constrained)."""
-    from scalinglab.errors import FitError
-
+    """The form called `name` (FORMS); `irreducible` adds L_inf to the single-variable Kaplan power laws; `fix_e`
+    fixes the irreducible loss E of the chinchilla family (FIX_E_FORMS)."""
     name = name.lower().replace("-", "_")
-    if fix_e is not None and name not in ("chinchilla", "chinchilla_tied", "data_constrained"):
-        raise FitError(f"a fixed irreducible loss applies to chinchilla, chinchilla_tied and data_constrained, "
+    entry = FORMS.get(name)
+    if entry is None:
+        raise FitError(f"unknown law form {name!r}; choose one of {', '.join(FORM_NAMES)}")
+    if fix_e is not None and not entry.fix_e:
+        raise FitError(f"a fixed irreducible loss applies to {', '.join(FIX_E_FORMS[:-1])} and {FIX_E_FORMS[-1]}, "
                        f"not {name!r}")
-    if name == "kaplan_n":
-        return PowerLaw("kaplan_n", "N", "N_c", "alpha_N", "Kaplan L(N)", irreducible)
-    if name == "kaplan_d":
-        return PowerLaw("kaplan_d", "D", "D_c", "alpha_D", "Kaplan L(D)", irreducible)
-    if name == "kaplan_c":
-        return PowerLaw("kaplan_c", "C", "C_c", "alpha_C", "Kaplan L(C), fixed batch", irreducible)
-    if name == "kaplan_cmin":
-        return PowerLaw("kaplan_cmin", "C", "C_c_min", "alpha_C_min", "Kaplan L(C_min)", irreducible,
-                        symbol="C_min")
-    if name == "learning_curve":
-        return PowerLaw("learning_curve", "S", "S_c", "alpha_S", "learning curve L(S)", True)
-    if name == "chinchilla":
-        return Chinchilla(fix_e=fix_e)
-    if name == "chinchilla_tied":
-        return Chinchilla(tied=True, fix_e=fix_e)
-    if name == "data_constrained":
-        return DataConstrained(fix_e=fix_e)
-    if name == "overtrain":
-        return OverTraining()
-    if name == "chinchilla_shared_e":
-        return SharedE(groups or ("0",))
-    if name == "kaplan_nd":
-        return KaplanND()
-    if name == "kaplan_ns":
-        return KaplanNS()
-    if name == "bcrit":
-        return CriticalBatch()
-    raise FitError(f"unknown law form {name!r}; choose one of {', '.join(FORM_NAMES)}")
+    return entry.make(irreducible=irreducible, fix_e=fix_e, groups=groups)
 
 
-FORM_NAMES = ("chinchilla", "chinchilla_tied", "chinchilla_shared_e", "overtrain", "data_constrained", "kaplan_n",
-              "kaplan_d", "kaplan_c", "kaplan_cmin", "kaplan_nd", "kaplan_ns", "bcrit", "learning_curve")
+def form_help(name: str) -> str:
+    """The form's line in the command line's list of forms: what it is and its formula."""
+    f = get_form(name)
+    return f"{FORMS[name].help or f.title}: {f.text()}"

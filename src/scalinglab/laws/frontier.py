@@ -631,7 +631,7 @@ def ns_optimum(law, N, flop_per_token, batch: float, c_range: tuple[float, float
 
 
 def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N", d: str | None = None,
-                    c: str | None = None, loss: str = "loss", group: str | None = None, n_resamples: int = 200,
+                    c: str | None = None, loss: str = "loss", run: str | None = None, n_resamples: int = 200,
                     seed: int = 0, c_range: tuple[float, float] | None = None, n_grid: int = 20,
                     grid=None) -> ComputeOptimal:
     """Approach 3: fit L(N, D) = E + A/N^alpha + B/D^beta (or take `law`), then N_opt(C) minimises it along
@@ -645,15 +645,15 @@ def surface_optimum(data: pd.DataFrame | None = None, *, law=None, n: str = "N",
             raise FitError("surface_optimum: give data or a fitted law")
         if d is None and c is None:
             raise DataError("surface_optimum: give a tokens column (d) or a compute column (c)")
-        _columns(data, (n, d, c, loss, group), "surface")
+        _columns(data, (n, d, c, loss, run), "surface")
         vals = _numeric(data, (n, d, c, loss), "surface")
         N = vals[n].to_numpy()
         D = vals[d].to_numpy() if d else vals[c].to_numpy() / (6 * N)
         C = vals[c].to_numpy() if c else 6 * N * D
         frame = pd.DataFrame({"N": N, "D": D, "loss": vals[loss].to_numpy()})
-        if group:
-            frame["group"] = data[group].to_numpy()
-        law = fit_law(frame, "chinchilla", n="N", d="D", loss="loss", group="group" if group else None,
+        if run:
+            frame["group"] = data[run].to_numpy()
+        law = fit_law(frame, "chinchilla", n="N", d="D", loss="loss", run="group" if run else None,
                       n_resamples=n_resamples, seed=seed, grid=grid)
     else:
         frame = law.data

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import FitError
+from scalinglab.laws.forms import fmt_number
 
 NAN2 = (float("nan"), float("nan"))
 
@@ -91,8 +92,6 @@ class Result:
                     n_resamples=d.get("n_resamples", 0), n_resamples_ok=d.get("n_resamples_ok", 0))
 
     def summary(self) -> str:
-        from scalinglab.laws.forms import fmt_number
-
         lines = [str(self)]
         if not self.converged:
             lines.append(f"WARNING: did NOT converge ({self.message}); do not use these numbers")
@@ -217,13 +216,9 @@ class PowerLawFit(Result):
         return self.coef * np.asarray(x, float) ** self.exponent
 
     def text(self) -> str:
-        from scalinglab.laws.forms import fmt_number
-
         return f"{self.name} = {fmt_number(self.coef)} {self.var}^{fmt_number(self.exponent)}"
 
     def __str__(self):
-        from scalinglab.laws.forms import fmt_number
-
         lo, hi = self.exponent_ci
         return f"{self.text()} (exponent 95% CI {fmt_number(lo)} - {fmt_number(hi)})"
 

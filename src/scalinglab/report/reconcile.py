@@ -23,7 +23,7 @@ from scalinglab.analysis.reconcile import (
     EQUIVALENCE,
     SETTINGS,
     ReconcileAnalysis,
-    analyse,
+    analyze,
 )
 from scalinglab.laws.forms import fmt_number
 from scalinglab.report.figures import legend_below, tidy_ticks
@@ -227,7 +227,7 @@ def write_reconcile_report(store, out_dir, *, n_resamples: int = 400, budgets=No
     from scalinglab.report.html import report_files
 
     out = outdir.claim(out_dir, "report", legacy=report_files, force=force)
-    an = analyse(store, budgets, n_resamples=n_resamples, surface_grid=surface_grid, run_ids=run_ids)
+    an = analyze(store, budgets, n_resamples=n_resamples, surface_grid=surface_grid, run_ids=run_ids)
     figures = []
     for fname, title, draw in (("exponent_path.png", "the exponent from (a) to (e), 95% intervals", fig_path),
                                ("isoflop_curves.png", "IsoFLOP curves per setting", fig_isoflop)):

@@ -15,6 +15,8 @@ worker.py    RunTask (a run's RunConfig, threads set in it, and its id) and what
              die with their driver
 ddp_launch.py    the DDP launch: each run in turn under torchrun, its outcome read back from the store
 ddp_worker.py    the torchrun entry point (one run across several processes)
+reconcile_plan.py  the reconcile study's plan (plan.toml) expanded into study specs, the tuned grid from the
+                   tuning runs (analysis/reconcile.py analyzes what they trained)
 """
 
 from scalinglab.sweep.runner import StudyPlan, StudySummary, plan_study, run_study

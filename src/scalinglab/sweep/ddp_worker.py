@@ -20,6 +20,9 @@ import json
 import os
 import sys
 
+from scalinglab.errors import ScalingLabError
+from scalinglab.sweep.worker import RunTask, die_with_parent, run_task
+
 
 def _backend(device: str) -> str:
     import torch
@@ -35,11 +38,9 @@ def _tasks_from_spec(args, rank: int, hold) -> list:
     run; the others receive the list, or rank 0's one-line error (then every rank stops)."""
     import torch.distributed as dist
 
-    from scalinglab.errors import ScalingLabError
     from scalinglab.sweep.cost import available_cores
     from scalinglab.sweep.runner import pending_runs, register_runs, study_lock
     from scalinglab.sweep.spec import load_study
-    from scalinglab.sweep.worker import RunTask
 
     payload = [None]
     if rank == 0:
@@ -67,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from scalinglab.errors import ScalingLabError
-    from scalinglab.sweep.worker import RunTask, die_with_parent, run_task
 
     p = argparse.ArgumentParser(prog="scalinglab.sweep.ddp_worker", description=__doc__.splitlines()[0])
     p.add_argument("spec", nargs="?", help="study spec (TOML)")

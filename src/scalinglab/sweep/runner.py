@@ -19,20 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scalinglab.training.config import RunConfig
+from scalinglab.accounting import fmt_bytes, train_memory
 from scalinglab.errors import ConfigError, StoreError
-from scalinglab.sweep.cost import (
-    PROBE_BUDGET_S,
-    Throughput,
-    available_cores,
-    probe_throughput,
-    run_flop,
-    simulate_schedule,
-    threads_for,
-)
+from scalinglab.store import RunStore
+from scalinglab.sweep.cost import (PROBE_BUDGET_S, Throughput, available_cores, memory_limit, probe_throughput,
+                                   run_flop, simulate_schedule, threads_for)
 from scalinglab.sweep.executor import DDPExecutor, Executor, LocalExecutor, RayExecutor, SequentialExecutor
 from scalinglab.sweep.spec import Study
 from scalinglab.sweep.worker import TERMINAL, Outcome, RunTask
+from scalinglab.training.config import RunConfig, describe
 
 EXECUTORS = ("local", "sequential", "ray")
 
@@ -66,8 +61,6 @@ class StudyPlan:
         return [r for r in self.todo if self.memory_limit and r.memory > self.memory_limit]
 
     def memory_error(self, r: PlannedRun) -> str:
-        from scalinglab.accounting import fmt_bytes
-
         return (f"run {r.config.name or r.run_id} needs about {fmt_bytes(r.memory)} to train, more than the "
                 f"{fmt_bytes(self.memory_limit)} this machine's device has: choose a smaller model or a smaller "
                 "micro_batch_size")
@@ -120,8 +113,6 @@ def _vocab_size(study: Study) -> int:
 
 def register_runs(study: Study, store) -> None:
     """Add every run of the study to the store as 'planned' (runs already there keep their status)."""
-    from scalinglab.training.config import describe
-
     vocab = _vocab_size(study)
     for cfg in study.runs:
         store.add_run(cfg.run_id(), cfg.to_dict(), name=cfg.name, study=study.name, info=describe(cfg, vocab))
@@ -173,8 +164,6 @@ def study_status(study: Study, store) -> list[dict]:
             row = dict(run_id=rid, status="new", N=None, D=None, C=None, attempts=0, final_test_loss=None,
                        wall_time_s=None, error=None)
             if (study.data_dir / "meta.json").is_file():
-                from scalinglab.training.config import describe
-
                 vocab = vocab or _vocab_size(study)
                 row.update({k: v for k, v in describe(cfg, vocab).items() if k in ("N", "D", "C")})
         out.append({**row, "name": cfg.name})
@@ -211,10 +200,6 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
     """Each run's FLOP, threads and (with `probe`) estimated time, and the study's estimated wall time. The probe
     takes a few seconds at most (sweep.cost.probe_throughput); `log(message)` hears what it does. Each run's
     memory is estimated too (accounting.train_memory) and compared with the device's (`too_large`)."""
-    from scalinglab.accounting import train_memory
-    from scalinglab.training.config import describe
-    from scalinglab.sweep.cost import memory_limit
-
     vocab = _vocab_size(study)
     cores = available_cores()
     statuses = run_statuses(study, store) if store is not None else {r: "new" for r in study.run_ids()}
@@ -342,8 +327,6 @@ def run_study(
     progress is shown). max_attempts: Ray resubmits a run whose worker process died, up to this many attempts in
     all (each one counted in the store's `attempts`). group: the local and sequential executors train small
     runs of one shape together as one batched model (sweep.executor.group_tasks); default: each alone."""
-    from scalinglab.store import RunStore
-
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if nproc_per_node is not None and nproc_per_node < 1:

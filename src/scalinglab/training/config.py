@@ -195,6 +195,10 @@ class RunConfig:
         return notes
 
     def peak_lr(self, n: int) -> float:
+        """The effective peak LR of a model of N = n: the given `lr` (None: Kaplan's rule at N) times lr_scale.
+        One meaning per place: the config's `lr` is the given peak (or None), the runs table's `lr` column is this
+        effective peak (computed once per run, by `describe`, which the trainer reads), and a curve point's `lr`
+        is the scheduled value at its step."""
         return (self.lr if self.lr is not None else kaplan_lr(n)) * self.lr_scale
 
     def validate(self) -> None:
