@@ -168,3 +168,23 @@ def test_precision_column_and_older_stores_gain_it_from_their_devices(tmp_path):
                                           "planned_run": "fp32"}
     with RunStore(old) as st:  # and opened again: nothing to add
         assert st.column("precision")["gpu_run"] == "bf16"
+
+
+def test_branch_columns_and_older_stores_gain_them(tmp_path):
+    """A cooldown branch records its parent run and branch step; a store from before has neither column, is read
+    as it is, and gains them (NULL) when opened for writing."""
+    path = tmp_path / "s.sqlite"
+    with RunStore(path) as st:
+        st.add_run("trunk", {"x": 1})
+        st.add_run("branch", {"x": 2}, info={"parent_run_id": "trunk", "branch_step": 160})
+        assert st.column("parent_run_id") == {"trunk": None, "branch": "trunk"}
+        assert st.column("branch_step") == {"trunk": None, "branch": 160}
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN parent_run_id")
+        conn.execute("ALTER TABLE runs DROP COLUMN branch_step")
+    with RunStore(path, readonly=True) as st:
+        assert "parent_run_id" not in st.runs().columns and len(st.runs()) == 2
+    with RunStore(path) as st:
+        assert st.column("parent_run_id") == {"trunk": None, "branch": None}
+        st.update_run("branch", parent_run_id="trunk", branch_step=160)
+        assert st.run("branch")["branch_step"] == 160

@@ -10,7 +10,8 @@ import sys
 from scalinglab import __version__
 from scalinglab.errors import ConfigError, ScalingLabError
 
-COMMANDS = ["train", "runs", "data", "study", "fit", "backtest", "plan", "batch", "report", "reproduce", "frontier"]
+COMMANDS = ["train", "runs", "data", "study", "fit", "backtest", "curves", "plan", "batch", "report", "reproduce",
+            "frontier"]
 
 DESCRIPTION = """\
 Measure, fit and use the scaling laws of language models (Kaplan et al. 2020; the Chinchilla methods of

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
     wall_time_s REAL, tokens_per_s REAL, attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT, host TEXT, device TEXT,
     created_at REAL, started_at REAL, finished_at REAL,
-    precision TEXT
+    precision TEXT, parent_run_id TEXT, branch_step INTEGER
 );
 CREATE TABLE IF NOT EXISTS points (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -80,6 +80,7 @@ _RUN_COLUMNS = [
     "vocab_size", "N", "n_params_total", "n_params_embed", "batch_size", "B", "S", "D", "d_unique", "epochs", "lr",
     "C", "C_exact", "final_test_loss", "final_train_loss", "final_metrics", "wall_time_s", "tokens_per_s",
     "attempts", "error", "host", "device", "created_at", "started_at", "finished_at", "precision",
+    "parent_run_id", "branch_step",
 ]  # fmt: skip
 _POINT_COLUMNS = ["step", "tokens", "flop", "flop_exact", "lr", "train_loss", "wall_time_s", "b_simple",
                   "gns_g2", "gns_trace"]  # fmt: skip
@@ -247,7 +248,10 @@ class RunStore:
     # and is read as it is when opened read-only (the readers tolerate their absence).
     # runs.precision (the run config's resolved precision): runs stored before it computed in float32 on the CPU
     # and under bfloat16 autocast on CUDA, and are filled in so when the column is added.
-    _ADDED_COLUMNS = {"evals": {"se": "REAL"}, "runs": {"precision": "TEXT"}}
+    # runs.parent_run_id, runs.branch_step: a cooldown branch of a warm-up-stable-decay run records the run whose
+    # stable phase it continues and the step it branched at (NULL for every other run, and for runs stored before).
+    _ADDED_COLUMNS = {"evals": {"se": "REAL"},
+                      "runs": {"precision": "TEXT", "parent_run_id": "TEXT", "branch_step": "INTEGER"}}
     _BACKFILL = {("runs", "precision"): "UPDATE runs SET precision = CASE WHEN device LIKE 'cuda%' THEN 'bf16' "
                                         "ELSE 'fp32' END WHERE precision IS NULL"}
 

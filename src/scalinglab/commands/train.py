@@ -9,7 +9,7 @@ from scalinglab.commands._common import add_store_arg, add_tracker_args, check_t
 from scalinglab.errors import ConfigError, DivergedError, RunFailedError
 from scalinglab.training.config import RunConfig, field_kinds, field_value, load_toml
 
-_SKIP = {"extra", "eval_sets"}
+_SKIP = {"extra", "eval_sets", "cooldowns"}
 
 
 def register(sub) -> None:
@@ -36,6 +36,9 @@ def register(sub) -> None:
             g.add_argument(flag, dest=f.name, default=None, type=kind, help=text,
                            metavar=base.__name__.upper() if base in (int, float) else None)
     g.add_argument("--eval-sets", dest="eval_sets", default=None, help="comma-separated evaluation sets")
+    g.add_argument("--cooldowns", dest="cooldowns", default=None, type=_budgets, metavar="LIST",
+                   help="with --schedule wsd: comma-separated budgets (tokens, or fractions <= 1 of --tokens) whose "
+                        "cooldowns branch from one stable phase, each stored as its own run")
     p.set_defaults(func=run)
 
 
@@ -79,6 +82,16 @@ def _number(name: str, kind):
     return parse
 
 
+def _budgets(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",")]
+    except ValueError:
+        raise ValueError(s) from None
+
+
+_budgets.__name__ = "list of budgets"
+
+
 def build_config(args):
     base = {}
     if args.config:
@@ -114,7 +127,7 @@ def run(args) -> int:
         task = progress.add_task(config.name or config.run_id(), total=config.steps, loss="-", tps="-")
 
         def on_progress(info):
-            progress.update(task, completed=info["step"], loss=fmt_num(info["loss"]),
+            progress.update(task, completed=info["step"], total=info["steps"], loss=fmt_num(info["loss"]),
                             tps=f"{info['tokens_per_s']:,.0f}")
 
         result = train_run(config, store=store, checkpoint_dir=ckpt, on_progress=on_progress)
@@ -129,4 +142,10 @@ def run(args) -> int:
         f"nats/token  {s['tokens_per_s']:,.0f} tok/s  "
         f"({s['wall_time_s']:.1f} s) -> {args.store}"
     )
+    for b in result.branches:  # a stable phase's cooldowns, each its own run
+        bs = b.summary
+        if b.status != "done":
+            raise RunFailedError(f"cooldown branch {b.run_id} {b.status}: {bs.get('error')}; recorded in {args.store}")
+        out.print(f"  cooldown {b.run_id}: D={bs['D']:,} branched at step {bs['branch_step']:,}  test loss "
+                  f"{bs['final_test_loss']:.4f} nats/token  ({bs['wall_time_s']:.1f} s)")
     return 0

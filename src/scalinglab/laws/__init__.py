@@ -10,6 +10,10 @@ a user can fit a CSV of their own runs with numpy, scipy and pandas alone.
     from scalinglab.laws import backtest
     res = backtest("runs.csv", holdout="N > 5e8", form="auto")   # fit the rest, predict the held-out runs
     res.mean_rel_error, res.coverage95, res.points
+
+    from scalinglab.laws import fit_curve_law                   # whole curves, any LR schedule (Tissue et al. 2024)
+    law = fit_curve_law(store.curves(), loss="test_loss")      # L(s) = L0 + A S1^-alpha - C S2
+    law.predict_final(lr_per_update)                            # the final loss under another schedule or budget
 """
 
 
@@ -23,11 +27,13 @@ _API = {
     "FittedLaw": "scalinglab.laws.fit", "FitWarning": "scalinglab.laws.fit", "fit_law": "scalinglab.laws.fit",
     "Columns": "scalinglab.laws.fit", "FitOptions": "scalinglab.laws.fit",
     "BacktestResult": "scalinglab.laws.backtest", "backtest": "scalinglab.laws.backtest",
+    "CurveLaw": "scalinglab.laws.curve", "fit_curve_law": "scalinglab.laws.curve",
+    "backtest_curve_law": "scalinglab.laws.curve",
     "FORM_NAMES": "scalinglab.laws.forms", "Form": "scalinglab.laws.forms", "get_form": "scalinglab.laws.forms",
 }
 
 __all__ = ["FittedLaw", "FitWarning", "BacktestResult", "backtest", "fit_law", "Columns", "FitOptions", "FORM_NAMES",
-           "Form", "get_form"]
+           "Form", "get_form", "CurveLaw", "fit_curve_law", "backtest_curve_law"]
 
 
 def __getattr__(name: str):

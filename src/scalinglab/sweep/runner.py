@@ -116,30 +116,48 @@ def register_runs(study: Study, store) -> None:
     vocab = _vocab_size(study)
     for cfg in study.runs:
         store.add_run(cfg.run_id(), cfg.to_dict(), name=cfg.name, study=study.name, info=describe(cfg, vocab))
-        store.add_roles(cfg.run_id(), study.roles, study.name)
+        if not cfg.cooldowns:  # a stable phase ends at a constant LR: its final loss is no budget's; its branches'
+            store.add_roles(cfg.run_id(), study.roles, study.name)
+        for branch, at in cfg.branches():  # a stable phase's cooldowns: runs of their own, planned with it
+            info = {**describe(branch, vocab), "parent_run_id": cfg.run_id(), "branch_step": at}
+            store.add_run(branch.run_id(), branch.to_dict(), name=branch.name, study=study.name, info=info)
+            store.add_roles(branch.run_id(), study.roles, study.name)
 
 
 def run_statuses(study: Study, store) -> dict[str, str]:
+    """Every run's status (its cooldown branches' too), 'new' where the store has not seen it."""
     known = store.column("status")
-    return {rid: known.get(rid, "new") for rid in study.run_ids()}
+    return {rid: known.get(rid, "new") for rid in study.run_ids(branches=True)}
+
+
+def _family_status(cfg: RunConfig, status: dict[str, str], retry_failed: bool) -> str:
+    """A run's status as a unit of work: a stable phase is still to run while any of its cooldowns is."""
+    own = status.get(cfg.run_id(), "new")
+    if _wants_run(own, retry_failed):
+        return own
+    for branch, _ in cfg.branches():
+        if own == "done" and _wants_run(status.get(branch.run_id(), "new"), retry_failed):
+            return status.get(branch.run_id(), "new")
+    return own
 
 
 def pending_runs(study: Study, store, retry_failed: bool = False) -> list[RunConfig]:
     status = run_statuses(study, store)
-    return [c for c in study.runs if _wants_run(status[c.run_id()], retry_failed)]
+    return [c for c in study.runs if _wants_run(_family_status(c, status, retry_failed), retry_failed)]
 
 
 STATUSES_ORDER = ("done", "diverged", "running", "interrupted", "planned", "failed", "new")
 
 
 def study_status(study: Study, store) -> list[dict]:
-    """One dict per run of the spec, in spec order: the store's row (status, N, D, C, attempts, loss, ...), or
-    status 'new' for a run the store has not seen (the spec changed since the last `study run`)."""
+    """One dict per run of the spec (each followed by its cooldown branches), in spec order: the store's row
+    (status, N, D, C, attempts, loss, ...), or status 'new' for a run the store has not seen (the spec changed
+    since the last `study run`)."""
     df = store.runs()
     rows = {r["run_id"]: r for r in df.to_dict("records")} if not df.empty else {}
     vocab = None
     out = []
-    for cfg in study.runs:
+    for cfg in (c for spec_run in study.runs for c in [spec_run, *(b for b, _ in spec_run.branches())]):
         rid = cfg.run_id()
         row = rows.get(rid)
         if row is None:
@@ -200,8 +218,10 @@ def plan_study(study: Study, *, store=None, workers: int | None = None, threads_
             if workers and not cfg.threads:
                 t = min(t, max(1, cores // workers))
         mem = train_memory(cfg.shape(vocab), cfg.micro_batch_size or cfg.batch_size, cfg.optimizer)["total"]
-        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), statuses[cfg.run_id()], t, run_flop(cfg, vocab),
-                               memory=mem, notes=cfg.budget_notes()))
+        # a stable phase's unit of work: its own updates and each cooldown's updates after its branch step
+        flop = run_flop(cfg, vocab) + sum(run_flop(b, vocab) * (b.steps - at) / b.steps for b, at in cfg.branches())
+        runs.append(PlannedRun(cfg, cfg.run_id(), describe(cfg, vocab), _family_status(cfg, statuses, retry_failed),
+                               t, flop, memory=mem, notes=cfg.budget_notes()))
     plan = StudyPlan(study, runs, cores, workers or cores, retry_failed,
                      memory_limit=memory_limit(study.runs[0].device if study.runs else "cpu"))
     todo = plan.todo  # (the probe never allocates a run that cannot fit: it estimates it from its FLOP)
@@ -313,6 +333,9 @@ def run_study(
         raise ConfigError(f"nproc_per_node must be at least 1, got {nproc_per_node}")
     if max_attempts < 1:
         raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
+    if executor == "ray" and any(c.cooldowns for c in study.runs):
+        raise ConfigError(f"{study.name}: runs with cooldowns need workers that write the store themselves (their "
+                          "branches are recorded by the worker): run it with the local or sequential executor")
     ddp = bool(nproc_per_node and nproc_per_node > 1)
     t0 = time.perf_counter()
     with study_lock(study.store_path):
@@ -382,7 +405,7 @@ def run_study(
         store.close()
     counts = {s: sum(v == s for v in status.values()) for s in ("done", "diverged", "failed")}
     summary = StudySummary(
-        name=study.name, store_path=study.store_path, runs=len(study.runs), already_done=already, ran=len(todo),
+        name=study.name, store_path=study.store_path, runs=len(status), already_done=already, ran=len(todo),
         done=counts["done"], diverged=counts["diverged"], failed=counts["failed"],
         pending=sum(_wants_run(v, False) for v in status.values()),
         flop_planned=plan.flop_planned,

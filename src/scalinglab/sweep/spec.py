@@ -35,6 +35,12 @@ and n_head varies the head count of whatever shape the other axes chose.
 
 Each run carries its axis values as `extra` labels (part of its id), so analyses can group runs by them.
 
+Budgets as branches: with `schedule = "wsd"` and `cooldowns = [...]` in [base] (token budgets, or fractions of
+`tokens`), each run of the spec trains its stable phase once and every cooldown branches from it as a run of its
+own (RunConfig.cooldowns): the budget axis of each size for the price of its longest run. The branches are
+registered with the study (planned, with their parent and branch step, and the study's roles; the stable phase
+itself gets no role, its end being undecayed), and a run is still to do while any of its branches is.
+
 `[study] roles` says what the runs are for, and the store records it for every run (scalinglab.store.ROLES):
 "sizes" (the size sweep), "subsets" (data subsets), "shape" (shapes at fixed N), "batch" (batch sizes), "lr",
 "seeds" (replicates of size-sweep runs with other seeds: they measure the run-to-run noise, and stay out of the fits).
@@ -87,8 +93,10 @@ class Study:
         """Where runs of this study checkpoint: <store>.ckpt/<run_id>."""
         return Path(str(self.store_path) + ".ckpt")
 
-    def run_ids(self) -> list[str]:
-        return [r.run_id() for r in self.runs]
+    def run_ids(self, branches: bool = False) -> list[str]:
+        """The spec's run ids; with `branches`, each followed by its cooldown branches' (RunConfig.cooldowns)."""
+        return [rid for r in self.runs
+                for rid in [r.run_id()] + ([b.run_id() for b, _ in r.branches()] if branches else [])]
 
 
 # ------------------------------------------------------------------------------------------------ loading

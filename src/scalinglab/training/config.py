@@ -22,6 +22,7 @@ from scalinglab import accounting
 from scalinglab.accounting import ModelShape
 from scalinglab.data.shards import dataset_fingerprint
 from scalinglab.errors import ConfigError
+from scalinglab.training.schedule import DECAY_SHAPES, SCHEDULES, cosine_lr, decay_start, wsd_lr
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +33,8 @@ else:  # pragma: no cover
 _NON_DEFINING = {"name", "device", "threads", "compile", "checkpoint_every_s"}
 # Fields added after stores existed: left out of the id while they hold the value every earlier run had (unset, a
 # gpt2 model, float32 arithmetic), so existing runs keep their ids.
-_OPTIONAL_LATER = {"warmup_tokens": None, "schedule_tokens": None, "precision": "fp32", "family": "gpt2"}
+_OPTIONAL_LATER = {"warmup_tokens": None, "schedule_tokens": None, "precision": "fp32", "family": "gpt2",
+                   "schedule": "cosine", "decay_fraction": 0.2, "decay_shape": "1-sqrt", "cooldowns": None}
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
@@ -70,7 +72,13 @@ class RunConfig:
     warmup_steps: int | None = None  # default: 5% of the steps (Kaplan: 3000 of 250k, i.e. ~1%, at far more steps)
     warmup_tokens: int | None = None  # warm-up given in tokens (rounded up to steps); wins over warmup_steps
     schedule_tokens: int | None = None  # cosine horizon in tokens, fixed across runs (None: the run's own length)
-    min_lr_frac: float = 0.0  # cosine decays to min_lr_frac * peak (Kaplan: to zero)
+    min_lr_frac: float = 0.0  # the schedule decays to min_lr_frac * peak (Kaplan: to zero)
+    schedule: str = "cosine"  # cosine (warm-up, cosine decay) | wsd (warm-up, stable, decay: schedule.py)
+    decay_fraction: float = 0.2  # wsd: the share of the updates in the final decay (Hagele et al. 2024: ~20%)
+    decay_shape: str = "1-sqrt"  # wsd: the decay's shape, 1-sqrt | linear | cosine
+    # wsd: budgets (tokens, or fractions <= 1 of `tokens`) that share this run's stable phase: the stable phase
+    # trains once, to the last decay start, and each budget's cooldown branches from it as its own run
+    cooldowns: list | None = None
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
     # evaluation
     n_evals: int = 16  # validation and test evaluations at log-spaced steps, plus the last step
@@ -120,7 +128,44 @@ class RunConfig:
 
     @property
     def steps(self) -> int:
+        """Updates this run trains: its budget in whole batches, or with cooldowns its stable phase (up to the last
+        cooldown's decay start)."""
+        if self.cooldowns:
+            return max(decay_start(t // self.batch_tokens, self.decay_fraction) for t in self._budget_tokens())
         return max(1, self.tokens // self.batch_tokens)
+
+    def _budget_tokens(self) -> list[int]:
+        return sorted({int(round(c * self.tokens)) if c <= 1 else int(c) for c in self.cooldowns})
+
+    def _budgets(self) -> list["RunConfig"]:
+        """The cooldowns as run configs of their own budget (warm-up not yet fixed)."""
+        return [dataclasses.replace(self, tokens=t, cooldowns=None) for t in self._budget_tokens()]
+
+    def branches(self) -> list[tuple["RunConfig", int]]:
+        """(config, branch step) of each cooldown: the config of a run trained alone to that budget with this WSD
+        schedule and this run's warm-up (so its run id is that run's), and the update count it branches at (its
+        decay start). Empty without cooldowns."""
+        if not self.cooldowns:
+            return []
+        fixed = {} if self.warmup_steps is not None or self.warmup_tokens is not None else \
+            {"warmup_steps": self.warmup}  # the trunk's warm-up, written out: every branch warms up the same
+        out = []
+        for b in self._budgets():
+            b = dataclasses.replace(b, **fixed, name=f"{self.name} cooldown {b.tokens:,}" if self.name else "")
+            out.append((b, decay_start(b.steps, b.decay_fraction)))
+        return out
+
+    def lr_at(self, step: int, peak: float) -> float:
+        """The LR of update number `step` (0-based) for this run's schedule and the given peak. A run with
+        cooldowns (the stable phase) holds the peak after its warm-up: its branches decay."""
+        if self.schedule == "wsd":
+            return wsd_lr(step, peak, self.warmup, self.steps, 0.0 if self.cooldowns else self.decay_fraction,
+                          self.decay_shape, self.min_lr_frac)
+        return cosine_lr(step, peak, self.warmup, self.schedule_steps, self.min_lr_frac)
+
+    def lr_schedule(self, peak: float) -> list[float]:
+        """The LR of every update of the run (element i is update i + 1's): what the curve law reads."""
+        return [self.lr_at(i, peak) for i in range(self.steps)]
 
     @property
     def warmup(self) -> int:
@@ -183,8 +228,46 @@ class RunConfig:
                 raise ConfigError(f"run config: {name} must be a positive integer (tokens) or unset, got {v!r}")
         if not (0 <= self.min_lr_frac <= 1):
             raise ConfigError(f"run config: min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
+        self._validate_schedule()
         if self.d_unique is not None and self.d_unique < self.n_ctx + 2:
             raise ConfigError(f"run config: d_unique={self.d_unique} is smaller than one context window")
+
+    def _validate_schedule(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"run config: schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.decay_shape not in DECAY_SHAPES:
+            raise ConfigError(f"run config: decay_shape must be one of {', '.join(DECAY_SHAPES)}, got "
+                              f"{self.decay_shape!r}")
+        if not (0 < self.decay_fraction <= 1):
+            raise ConfigError(f"run config: decay_fraction must be in (0, 1], got {self.decay_fraction}")
+        if self.schedule != "wsd":
+            if self.cooldowns is not None:
+                raise ConfigError("run config: cooldowns need schedule = \"wsd\" (a cosine run has no stable phase "
+                                  "to branch from)")
+            return
+        if self.schedule_tokens is not None:
+            raise ConfigError("run config: schedule_tokens (a cosine horizon) does not apply to schedule = \"wsd\"; "
+                              "a WSD run decays over its own last decay_fraction")
+        if self.cooldowns is not None:
+            if not self.cooldowns or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0
+                                             for c in self.cooldowns):
+                raise ConfigError(f"run config: cooldowns must be a non-empty list of token budgets (or fractions "
+                                  f"<= 1 of tokens), got {self.cooldowns!r}")
+            budgets = self._budget_tokens()
+            if budgets[-1] > self.tokens:
+                raise ConfigError(f"run config: cooldown budget {budgets[-1]:,} is above tokens={self.tokens:,} "
+                                  "(the family's longest budget)")
+            if budgets[0] < self.batch_tokens:
+                raise ConfigError(f"run config: cooldown budget {budgets[0]:,} is below one batch "
+                                  f"({self.batch_tokens:,} tokens)")
+            checks = [(t, decay_start(t // self.batch_tokens, self.decay_fraction)) for t in budgets]
+        else:
+            checks = [(self.tokens, decay_start(self.steps, self.decay_fraction))]
+        for tokens, start in checks:
+            if start < self.warmup:
+                raise ConfigError(f"run config: the budget of {tokens:,} tokens starts its decay at update {start:,}, "
+                                  f"before its warm-up of {self.warmup:,} updates ends; give a shorter warm-up, a "
+                                  "larger budget or a smaller decay_fraction")
 
     # ------------------------------------------------------------------------------------------ identity, io
     def to_dict(self) -> dict:

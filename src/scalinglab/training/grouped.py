@@ -42,9 +42,10 @@ __all__ = ["GroupedTrainer", "group_key", "grouped_hidden", "stack_parameters", 
 def group_key(config: RunConfig) -> tuple | None:
     """Runs with equal keys can be trained as one group; None for a run that must train alone (another device
     than the CPU, micro-batches or the noise scale (their step is not one forward-backward), torch.compile,
-    Adafactor). The vocabulary is the dataset's: `GroupedTrainer` checks it."""
+    Adafactor), a stable phase with cooldowns (its branches train after it, each alone). The vocabulary is the
+    dataset's: `GroupedTrainer` checks it."""
     if (config.micro_batch_size not in (None, config.batch_size) or config.noise_scale or config.compile
-            or config.optimizer != "adamw" or resolve_device(config.device).type != "cpu"):
+            or config.optimizer != "adamw" or resolve_device(config.device).type != "cpu" or config.cooldowns):
         return None
     return (tuple(sorted(config.shape_without_vocab.items())), config.batch_size, config.threads, config.precision)
 

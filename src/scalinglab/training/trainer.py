@@ -1,7 +1,8 @@
 """Train one run: where a run is trained.
 
 `train_run(config)` builds the model its config describes, trains it on random windows of the prepared data with
-AdamW (or Adafactor), a linear warm-up and a cosine decay, for a fixed token budget, and records the learning
+AdamW (or Adafactor), a linear warm-up and a cosine decay (or warm-up, stable, decay: schedule.py), for a fixed
+token budget, and records the learning
 curve: train loss every few steps, test loss (and transfer-set losses) at log-spaced steps and at the end, the
 per-position test loss at the end (Kaplan Fig. 20), and optionally the gradient noise scale.
 
@@ -20,6 +21,11 @@ is used; a full disk while checkpointing stops the run as 'failed' with the reas
 checkpoint in place for a retry; a dataset whose content (fingerprint) changed under the run stops it as
 'failed'; a NaN/inf loss at any step, or a loss far above its start, stops it as 'diverged'.
 
+Cooldown branches: a WSD run with `cooldowns` trains its stable phase once (keeping every update's loss) and, at
+each cooldown's decay start, writes that cooldown's checkpoint into its own folder, as the run trained alone to
+that budget would have saved it there; `train_run` then trains each cooldown from it as its own run
+(`train_cooldowns`).
+
 Several devices: launched under torchrun (WORLD_SIZE > 1), each rank takes its share of every global batch
 through DistributedDataParallel; rank 0 alone writes the store and the checkpoints.
 """
@@ -31,12 +37,12 @@ import errno
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from scalinglab import accounting, outdir
@@ -49,6 +55,7 @@ from scalinglab.training.config import _NON_DEFINING, RunConfig, describe
 from scalinglab.training.model import Transformer
 from scalinglab.training.noise_scale import NoiseScaleEstimator
 from scalinglab.training.recorder import RunRecorder
+from scalinglab.training.schedule import cosine_lr as lr_at, eval_steps  # noqa: F401 (part of this module's API)
 
 
 @dataclass
@@ -58,6 +65,7 @@ class RunResult:
     summary: dict  # columns of the store's runs table
     points: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
+    branches: list["RunResult"] = field(default_factory=list)  # a stable phase's cooldown branches
 
     @property
     def final_test_loss(self) -> float:
@@ -80,6 +88,9 @@ class TrainState:
     wall_time_s: float = 0.0
     initial_loss: float | None = None
     rng_cpu: torch.Tensor | None = None
+    # the stable phase of a run with cooldowns: every update's train loss (on the device), from which each branch's
+    # train-loss points are averaged over its own logging windows
+    step_losses: torch.Tensor | None = None
 
     def state_dict(self) -> dict:
         self.rng_cpu = torch.get_rng_state()
@@ -89,6 +100,8 @@ class TrainState:
     def load_state_dict(self, saved: dict) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name not in saved and v is None:  # a field added later, unset in this run: older checkpoints lack it
+                continue
             if hasattr(v, "load_state_dict"):
                 v.load_state_dict(saved[f.name])
             elif isinstance(v, torch.Tensor):
@@ -142,21 +155,6 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, enabled=False)
 
 
-def lr_at(step: int, peak: float, warmup: int, total: int, min_frac: float = 0.0) -> float:
-    """LR for update number `step` (0-based): linear warm-up over `warmup` updates, then a cosine from the peak
-    down to min_frac * peak at the last update."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup - 1))
-    return peak * (min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def eval_steps(total: int, n: int) -> list[int]:
-    """Log-spaced steps in [1, total] (about n of them), always including the last one."""
-    pts = np.unique(np.round(np.geomspace(1, total, num=max(2, n))).astype(int))
-    return sorted(set(int(p) for p in pts) | {total})
-
-
 def make_optimizer(model: Transformer, config: RunConfig, lr: float, fused: bool = True) -> torch.optim.Optimizer:
     """AdamW (Kaplan's optimizer) or Adafactor. Weight decay on the matrices of the blocks only: not on biases,
     LayerNorm gains or embeddings. AdamW is the fused kernel (one pass over all parameters): on tiny CPU models
@@ -193,7 +191,9 @@ class Trainer:
         study: str | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         on_progress: Callable[[dict], None] | None = None,
+        parent: tuple[str, int] | None = None,
     ):
+        """parent: (run id, step) of the stable phase a cooldown branch continues (recorded in the store)."""
         if not config.data:
             raise ConfigError("run config: `data` must name a prepared dataset directory (scalinglab data prepare)")
         self.config = config
@@ -223,6 +223,8 @@ class Trainer:
                            + ([s for s in self.eval_sets if s == "test"] or self.eval_sets[:1]))
         self.shape = config.shape(self.data.vocab_size)
         self.info = describe(config, self.data.vocab_size)
+        if parent is not None:
+            self.info.update(parent_run_id=parent[0], branch_step=int(parent[1]))
         self.n = self.info["N"]
         self.peak_lr = self.info["lr"]  # the effective peak LR (RunConfig.peak_lr), computed once, in describe
         self.recorder = RunRecorder(store, config, self.run_id, study=study, info=self.info, enabled=self.is_main)
@@ -244,6 +246,7 @@ class Trainer:
         self.params: list[torch.nn.Parameter] = []
         self.per_position: list[float] | None = None
         self._evals_at: set[int] = set()
+        self._branch_at: dict[int, list[RunConfig]] = {}  # the stable phase: branch step -> its cooldowns
         self._first_nonfinite: torch.Tensor | None = None  # the first step whose loss is not finite (on the device)
         self._last_ckpt = 0.0
         self._fault: str | None = None
@@ -293,6 +296,8 @@ class Trainer:
             optimizer=make_optimizer(model, self.config, self.peak_lr),
             gns=NoiseScaleEstimator() if self.config.noise_scale else None,
             loss_sum=torch.zeros((), dtype=torch.float64, device=self.device),
+            step_losses=torch.full((self.config.steps,), float("nan"), dtype=torch.float64, device=self.device)
+            if self.config.cooldowns else None,
         )
 
     def restore(self, state: TrainState) -> str | None:
@@ -327,9 +332,7 @@ class Trainer:
         return None
 
     def _config_without_data(self) -> dict:
-        """The config a checkpoint records: the defining fields without the data (the data is the checkpoint's
-        fingerprint), so a checkpoint of this run made on other data is told apart from another run's."""
-        return {k: v for k, v in self.config.to_dict().items() if k not in _NON_DEFINING and k != "data"}
+        return _defining(self.config)
 
     def flush(self, state: TrainState) -> None:
         """Write the curve points and evaluations recorded since the last flush."""
@@ -508,6 +511,10 @@ class Trainer:
         self.recorder.start(state.points, state.evals, self.device_label)
         self.params = list(state.model.parameters())
         self._evals_at = set(eval_steps(cfg.steps, cfg.n_evals))
+        self._branch_at = {}
+        for branch, at in cfg.branches():  # the stable phase also evaluates where each branch evaluates before it
+            self._evals_at |= {s for s in eval_steps(branch.steps, branch.n_evals) if s <= at}
+            self._branch_at.setdefault(at, []).append(branch)
         # the first step whose loss is not finite, tracked on the device (no host sync per step)
         self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._last_ckpt, self._fault = time.perf_counter(), None
@@ -515,8 +522,7 @@ class Trainer:
 
     def lr(self, state: TrainState) -> float:
         """The LR of the next update."""
-        cfg = self.config
-        return lr_at(state.step, self.peak_lr, cfg.warmup, cfg.schedule_steps, cfg.min_lr_frac)
+        return self.config.lr_at(state.step, self.peak_lr)
 
     def after_step(self, state: TrainState, step_loss: torch.Tensor, lr: float) -> tuple[str, str | None] | None:
         """Everything after one optimizer step: the loss accumulator, the non-finite check, train-loss points,
@@ -525,6 +531,8 @@ class Trainer:
         S = cfg.steps
         state.loss_sum += step_loss.double()
         state.loss_count += 1
+        if state.step_losses is not None:
+            state.step_losses[state.step - 1] = step_loss.detach().double()
         bad = ~torch.isfinite(step_loss) & (self._first_nonfinite < 0)
         self._first_nonfinite = torch.where(bad, state.step, self._first_nonfinite)
         step = state.step
@@ -551,7 +559,58 @@ class Trainer:
             if self._fault is not None and not self.dist:
                 return "failed", self._fault
             self.flush(state)
+        if step in self._branch_at and self.is_main and int(self._first_nonfinite) < 0:
+            fault = self.write_branches(state, step)
+            if fault is not None:
+                return "failed", fault
         return ("done", None) if step >= S else None
+
+    def branch_dir(self, run_id: str) -> Path:
+        """Where a cooldown branch of this run checkpoints: beside this run's folder, as a run of its own does."""
+        return self.checkpoint_dir.parent / run_id
+
+    def write_branches(self, state: TrainState, step: int) -> str | None:
+        """At a branch step of the stable phase: the checkpoint of each cooldown that branches here, written into
+        its own folder as the run trained alone to that budget would have saved it at this step (the same
+        weights, optimizer state and data position; its own train-loss points, averaged over its own logging
+        windows from the per-update losses; the evaluations at its own evaluation steps). Training the branch
+        then resumes from it. Returns a reason to stop (the checkpoint could not be written)."""
+        if self.checkpoint_dir is None:
+            raise ConfigError(f"run {self.config.name or self.run_id}: a run with cooldowns needs a checkpoint "
+                              "folder for its branches (train_run gives one)")
+        losses = state.step_losses[:step].tolist()
+        mine = {p["step"]: p for p in state.points}
+        for branch in self._branch_at[step]:
+            evals_at = {s for s in eval_steps(branch.steps, branch.n_evals) if s <= step}
+            every = branch.train_log_every
+            points, prev = [], 0
+            for s in sorted(set(range(every, step + 1, every)) | evals_at):
+                total = 0.0
+                for v in losses[prev:s]:  # summed in order, in float64, as the run alone accumulates them
+                    total += v
+                points.append({**mine[s], "train_loss": total / (s - prev)})
+                prev = s
+            pending = 0.0
+            for v in losses[prev:step]:
+                pending += v
+            evals = [dict(e) for e in state.evals if e["step"] in evals_at and e["eval_set"] in self.curve_sets]
+            at_branch = TrainState(
+                model=state.model, optimizer=state.optimizer, gns=state.gns,
+                loss_sum=torch.tensor(pending, dtype=torch.float64, device=self.device), step=step,
+                loss_count=step - prev, points=points, evals=evals,
+                wall_time_s=time.perf_counter() - self.t_start, initial_loss=state.initial_loss)
+            run_id = branch.run_id()
+            path = self.branch_dir(run_id) / CHECKPOINT_NAME
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_checkpoint(dict(run_id=run_id, data=self.fingerprint, config=_defining(branch),
+                                      state=at_branch.state_dict()), path)
+            except OSError as exc:
+                what = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+                return f"the checkpoint of cooldown branch {run_id} at step {step} not written ({what}: {path})"
+            except outdir.OutputError as exc:
+                return f"the checkpoint of cooldown branch {run_id} at step {step} not written: {exc}"
+        return None
 
     def interrupted(self, state: TrainState | None) -> None:
         """Ctrl-C (SIGINT) stopped the run: the curve so far is written and the run marked 'interrupted' (not left
@@ -579,6 +638,12 @@ class Trainer:
             raise
 
 
+def _defining(config: RunConfig) -> dict:
+    """The config a checkpoint records: the defining fields without the data (the data is the checkpoint's
+    fingerprint), so a checkpoint of this run made on other data is told apart from another run's."""
+    return {k: v for k, v in config.to_dict().items() if k not in _NON_DEFINING and k != "data"}
+
+
 def model_loss(model, batch: torch.Tensor) -> torch.Tensor:
     module = model.module if hasattr(model, "module") else model
     if hasattr(module, "_orig_mod"):
@@ -590,5 +655,40 @@ def model_loss(model, batch: torch.Tensor) -> torch.Tensor:
 
 def train_run(config: RunConfig, **kwargs) -> RunResult:
     """Train one run from its config. See `Trainer` for the keyword arguments (store, study, checkpoint_dir,
-    on_progress)."""
+    on_progress). A run with cooldowns trains its stable phase, then each cooldown branch (`train_cooldowns`)."""
+    if config.cooldowns:
+        return train_cooldowns(config, **kwargs)
     return Trainer(config, **kwargs).run()
+
+
+def train_cooldowns(config: RunConfig, *, store=None, study: str | None = None,
+                    checkpoint_dir: str | os.PathLike | None = None, on_progress=None) -> RunResult:
+    """The stable phase of a warm-up-stable-decay run once, then every cooldown branched from it at its decay
+    start, each trained to its own end as a run of its own (the run alone to that budget: its id, its curve),
+    its parent and branch step recorded. The stable phase writes each branch's checkpoint into the branch's own
+    folder (beside its own: <store>.ckpt/<run_id>) as it passes the branch step, so a killed family resumes like
+    any run: a stable phase the store has as done is not trained again, a branch resumes from its checkpoint and
+    a branch the store has as done is skipped. Returns the stable phase's result, its branches' in `branches`
+    (those trained by this call)."""
+    with contextlib.ExitStack() as stack:
+        if checkpoint_dir is None:  # branches still need their checkpoints to start from: a folder of our own
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scalinglab-cooldowns-")))
+            checkpoint_dir = root / config.run_id()
+        status = store.column("status") if store is not None else {}
+        trunk_id = config.run_id()
+        if status.get(trunk_id) == "done":
+            row = store.run(trunk_id)
+            trunk = RunResult(trunk_id, "done", {k: row.get(k) for k in ("N", "D", "C", "final_test_loss")})
+        else:
+            trunk = Trainer(config, store=store, study=study, checkpoint_dir=checkpoint_dir,
+                            on_progress=on_progress).run()
+        if trunk.status != "done":
+            return trunk
+        for branch, at in config.branches():
+            run_id = branch.run_id()
+            if status.get(run_id) in ("done", "diverged"):
+                continue
+            trunk.branches.append(Trainer(branch, store=store, study=study,
+                                          checkpoint_dir=Path(checkpoint_dir).parent / run_id,
+                                          on_progress=on_progress, parent=(trunk_id, at)).run())
+        return trunk
