@@ -107,7 +107,8 @@ def test_window_and_bootstrap_below_one_are_refused(tmp_path):
                  ["report", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "rep")],
                  ["reproduce", "--out", str(tmp_path / "repro")]):
         for k in ("0", "-5"):
-            assert "--bootstrap" in one_line(run_cli(*argv, "--bootstrap", k)), argv
+            line = one_line(run_cli(*argv, "--bootstrap", k))  # --bootstrap: the older name of --n-resamples
+            assert "--n-resamples" in line or "--bootstrap" in line, argv
     assert not (tmp_path / "rep").exists() and not (tmp_path / "repro").exists()  # refused before any work
 
 
@@ -143,7 +144,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_the_rerun_resumes_it(byte_dataset,
     'interrupted' with the step, not 'running'; the same command again resumes it (attempt 2) to the end."""
     store = tmp_path / "s.sqlite"
     args = ["train", "--store", str(store), "--data", str(byte_dataset), "--n-layer", "1", "--d-model", "16",
-            "--n-head", "2", "--n-ctx", "32", "--tokens", "40000", "--batch-size", "8", "--n-evals", "4",
+            "--n-head", "2", "--n-ctx", "32", "--tokens", "200000", "--batch-size", "8", "--n-evals", "4",
             "--eval-tokens", "1024", "--checkpoint-every-s", "0.2", "--no-progress"]
     proc = subprocess.Popen([sys.executable, "-m", "scalinglab.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
